@@ -1,0 +1,283 @@
+"""Typed experiment configuration.
+
+An experiment is a dataset with its protocol. The dataclasses below hold every setting with its
+default; `ExperimentConfig.from_dict` rejects unknown keys and wrong types with a `ConfigError`
+that names the key path (e.g. ``experiments.digits.vae.latent_dim``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from tavaal.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Task-learner training (TA-VAAL supplement Table 1; VAAL supplement Table 3)."""
+
+    epochs: int = 200
+    batch_size: int = 128
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    milestones: tuple[int, ...] = (160,)
+    gamma: float = 0.1
+    # CIFAR-style pad-4 random crop + horizontal flip, applied to image datasets only.
+    augment: bool = True
+    # Save a resumable checkpoint every N epochs (0: never); a restarted job resumes from it.
+    checkpoint_every: int = 0
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    """Loss-prediction module / Ranker (Yoo & Kweon 2019; TA-VAAL §3.1)."""
+
+    hidden: int = 128
+    # eta in TA-VAAL eq. 2 (lambda in Learning Loss): weight of the ranker loss.
+    weight: float = 1.0
+    # xi of the Learning-Loss margin loss.
+    margin: float = 1.0
+    # After this epoch the ranker's gradient no longer reaches the backbone (official: 120 of 200).
+    detach_epoch: int = 120
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """VAE + discriminator trained inside VAAL / TA-VAAL queries."""
+
+    latent_dim: int = 64
+    # Channels of the first conv layer of the image VAE (VAAL: 128 -> 256 -> 512 -> 1024).
+    base_channels: int = 128
+    # Hidden width of the MLP VAE used for vector data.
+    hidden: int = 64
+    beta: float = 1.0
+    recon_weight: float = 1.0
+    adversary_weight: float = 1.0
+    lr: float = 5e-4
+    disc_lr: float = 5e-4
+    disc_hidden: int = 512
+    # Linear layers of the discriminator (official code: 3; papers' text: 5-layer MLP).
+    disc_depth: int = 3
+    batch_size: int = 64
+    # Passes over labeled + training pool; converted to iterations when `iterations` is 0
+    # (TA-VAAL code: (|L| + |subset|) * epochs / batch).
+    epochs: int = 100
+    iterations: int = 0
+    vae_steps: int = 1
+    disc_steps: int = 1
+    kl_reduction: Literal["mean", "sum"] = "mean"
+    # Train the VAE/D on labeled + candidate subset, or labeled + whole unlabeled pool (VAAL).
+    train_on: Literal["subset", "pool"] = "subset"
+    # How the ranker output r is normalised before conditioning the decoder and D (TA-VAAL §3.3,
+    # §7.1). "sigmoid": sigmoid(r) for both (paper text); "zscore_sigmoid": sigmoid of r
+    # standardised over the pool, robust to the arbitrary scale of a ranking-loss output;
+    # "official": sigmoid(r) into the decoder but raw r into D, as the official code does.
+    rank_normalization: Literal["sigmoid", "zscore_sigmoid", "official"] = "sigmoid"
+
+
+@dataclass(frozen=True)
+class QueryConfig:
+    """Settings of the uncertainty baselines."""
+
+    # Dropout before the classifier, used by the MC-dropout methods (bald, var_ratio) only.
+    mc_dropout: float = 0.3
+    # Number of stochastic forward passes T (VAAL: 10).
+    mc_samples: int = 10
+    # Independently trained task learners M for ensemble_varr.
+    ensemble_size: int = 5
+    # Batch size of inference passes over candidates.
+    inference_batch_size: int = 512
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One dataset with its active-learning protocol."""
+
+    name: str
+    dataset: str
+    model: str
+    methods: tuple[str, ...] = ("random",)
+    seeds: tuple[int, ...] = (0,)
+    initial_size: int = 1000
+    budget: int = 1000
+    # Number of training stages (points on the learning curve); stages - 1 queries.
+    stages: int = 10
+    # Candidate subset scored at each query (10x the budget in the papers); 0 = whole pool.
+    subset_size: int = 10000
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    query: QueryConfig = field(default_factory=QueryConfig)
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict[str, Any], where: str | None = None) -> ExperimentConfig:
+        where = where or f"experiments.{name}"
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        config = _build(cls, {"name": name, **data}, where)
+        config.validate(where)
+        return config
+
+    def validate(self, where: str) -> None:
+        from tavaal.data import list_datasets
+        from tavaal.models import list_task_models
+        from tavaal.strategies import list_strategies
+
+        if self.dataset not in list_datasets():
+            raise ConfigError(
+                f"{where}.dataset: unknown dataset {self.dataset!r}; known: {', '.join(list_datasets())}"
+            )
+        if self.model not in list_task_models():
+            raise ConfigError(
+                f"{where}.model: unknown task model {self.model!r}; known: {', '.join(list_task_models())}"
+            )
+        if not self.methods:
+            raise ConfigError(f"{where}.methods: at least one method is required")
+        for method in self.methods:
+            if method not in list_strategies():
+                raise ConfigError(
+                    f"{where}.methods: unknown method {method!r}; known: {', '.join(list_strategies())}"
+                )
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"{where}.methods: a method is listed twice")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ConfigError(f"{where}.seeds: need distinct non-negative integers")
+        for key in ("initial_size", "budget", "stages"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{where}.{key}: must be >= 1, got {getattr(self, key)}")
+        if self.subset_size < 0:
+            raise ConfigError(f"{where}.subset_size: must be >= 0 (0 = whole pool)")
+        if 0 < self.subset_size < self.budget:
+            raise ConfigError(
+                f"{where}.subset_size: {self.subset_size} is smaller than the budget {self.budget}"
+            )
+        for key in ("epochs", "batch_size"):
+            if getattr(self.train, key) < 1:
+                raise ConfigError(f"{where}.train.{key}: must be >= 1")
+        if self.train.checkpoint_every < 0:
+            raise ConfigError(f"{where}.train.checkpoint_every: must be >= 0")
+        for key in ("latent_dim", "batch_size", "vae_steps", "disc_steps", "disc_depth", "epochs"):
+            if getattr(self.vae, key) < 1:
+                raise ConfigError(f"{where}.vae.{key}: must be >= 1")
+        if not 0.0 <= self.query.mc_dropout < 1.0:
+            raise ConfigError(f"{where}.query.mc_dropout: must be in [0, 1)")
+        if self.query.mc_samples < 2 or self.query.ensemble_size < 2:
+            raise ConfigError(f"{where}.query: mc_samples and ensemble_size must be >= 2")
+
+    def labeled_size(self, stage: int) -> int:
+        return self.initial_size + stage * self.budget
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    def settings_hash(self, method: str) -> str:
+        """Hash of everything that shapes one method's results (not the list of seeds/methods)."""
+        settings = self.to_dict()
+        for key in ("name", "methods", "seeds", "stages"):
+            settings.pop(key)
+        settings["method"] = method
+        blob = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a workflow config file (YAML) without running code from it."""
+    path = Path(path)
+    try:
+        with path.open() as handle:
+            data = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def experiment_from_config(config: dict[str, Any], name: str) -> ExperimentConfig:
+    experiments = config.get("experiments")
+    if not isinstance(experiments, dict) or not experiments:
+        raise ConfigError("experiments: the config defines no experiments")
+    if name not in experiments:
+        raise ConfigError(f"experiments.{name}: no such experiment; defined: {', '.join(experiments)}")
+    return ExperimentConfig.from_dict(name, experiments[name])
+
+
+def _build(cls, data: dict[str, Any], where: str):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where}.{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(fields))}"
+        )
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in data.items():
+        values[key] = _coerce(hints[key], value, f"{where}.{key}")
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in values
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{where}.{missing[0]}: required key is missing")
+    return cls(**values)
+
+
+def _coerce(hint, value, where: str):
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _build(hint, value, where)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+    if origin is tuple:
+        (item_type, _ellipsis) = typing.get_args(hint)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(item_type, item, f"{where}[{i}]") for i, item in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"{where}: unsupported union type in config schema")
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {hint!r}")
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
