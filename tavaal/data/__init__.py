@@ -1,0 +1,47 @@
+"""Datasets: a name registry, canonical on-disk arrays and tensor conversion.
+
+    >>> from tavaal.data import load_dataset, to_tensor_batch
+    >>> ds = load_dataset("digits", "data")        # prepares data/digits/ on first use
+    >>> batch = to_tensor_batch(ds.x_train[:32], ds.info)
+
+Every dataset is prepared once into ``data_dir/<name>/`` (``x_train.npy``, ``y_train.npy``,
+``x_test.npy``, ``y_test.npy``, ``meta.json``) and memory-mapped afterwards. Raw downloads of the
+torchvision datasets live under ``data_dir/raw/<source>/`` (see `tavaal.data.torchvision_sets`).
+Importing this package loads neither torch, torchvision nor scikit-learn.
+"""
+
+from tavaal.data import synthetic, torchvision_sets  # noqa: F401  (register the builders)
+from tavaal.data.imbalance import (
+    class_count_entropy,
+    imbalance_train,
+    ratio_counts,
+    subsample_per_class,
+)
+from tavaal.data.registry import (
+    BuildContext,
+    DatasetInfo,
+    PreparedDataset,
+    Splits,
+    list_datasets,
+    register_dataset,
+)
+from tavaal.data.storage import FORMAT_VERSION, load_dataset, open_prepared, prepare_dataset
+from tavaal.data.tensors import to_tensor_batch
+
+__all__ = [
+    "FORMAT_VERSION",
+    "BuildContext",
+    "DatasetInfo",
+    "PreparedDataset",
+    "Splits",
+    "class_count_entropy",
+    "imbalance_train",
+    "list_datasets",
+    "load_dataset",
+    "open_prepared",
+    "prepare_dataset",
+    "ratio_counts",
+    "register_dataset",
+    "subsample_per_class",
+    "to_tensor_batch",
+]

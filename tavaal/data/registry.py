@@ -1,0 +1,115 @@
+"""Dataset records and the name registry.
+
+Adding a dataset is one small builder function decorated with `@register_dataset("name")`. A
+builder returns the train/test arrays, labels and class names (`Splits`); storing them in the
+canonical on-disk form, computing normalisation statistics and loading is done once, elsewhere
+(`tavaal.data.storage`), for every dataset alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from tavaal.errors import DatasetError
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a task learner, VAE and report need to know about a prepared dataset."""
+
+    name: str
+    kind: Literal["image", "vector"]
+    num_classes: int
+    classes: tuple[str, ...]
+    input_shape: tuple[int, ...]  # (C, H, W) for images, (D,) for vectors
+    mean: tuple[float, ...]  # per channel (images, on the [0,1] scale) or per feature
+    std: tuple[float, ...]
+    n_train: int
+    n_test: int
+
+
+@dataclass
+class PreparedDataset:
+    """A prepared dataset; the arrays are read-only memory maps of the .npy files."""
+
+    info: DatasetInfo
+    x_train: np.ndarray  # images: uint8 (N, H, W, C); vectors: float32 (N, D)
+    y_train: np.ndarray  # int64 (N,)
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+@dataclass
+class Splits:
+    """What a builder returns: in-memory arrays in the canonical dtypes and layouts."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple[str, ...]
+
+    @property
+    def kind(self) -> Literal["image", "vector"]:
+        return "image" if self.x_train.ndim == 4 else "vector"
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """Arguments of a builder call.
+
+    `name` is the dataset being prepared (for messages: a derived dataset such as
+    ``cifar10_imb10`` reads the raw files of ``cifar10``); `raw_root` is ``data_dir/raw``, under
+    which each raw source has its own folder (``raw/cifar10``, ``raw/svhn``, ...).
+    """
+
+    name: str
+    raw_root: Path
+    download: bool
+
+
+Builder = Callable[[BuildContext], Splits]
+
+_REGISTRY: dict[str, Builder] = {}
+
+
+def register_dataset(name: str) -> Callable[[Builder], Builder]:
+    """Decorator: register `builder` under `name` (a name can be registered once)."""
+
+    def decorate(builder: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ValueError(f"dataset {name!r} is registered twice")
+        _REGISTRY[name] = builder
+        return builder
+
+    return decorate
+
+
+def list_datasets() -> list[str]:
+    """Sorted names of all registered datasets."""
+    return sorted(_REGISTRY)
+
+
+def get_builder(name: str) -> Builder:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise DatasetError(
+            f"unknown dataset {name!r}; known: {', '.join(list_datasets())}"
+        ) from None
+
+
+def fixed_seed(role: str) -> int:
+    """A seed that depends only on `role`, never on the experiment seed.
+
+    Datasets must be identical for every experiment seed, so their random choices (moons
+    sampling, splits, subsampling) use constants derived from a name.
+    """
+    digest = hashlib.sha256(f"tavaal.data/{role}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)

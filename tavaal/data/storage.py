@@ -1,0 +1,303 @@
+"""Canonical on-disk form of a prepared dataset, and its atomic preparation.
+
+``data_dir/<name>/`` holds ``x_train.npy``, ``y_train.npy``, ``x_test.npy``, ``y_test.npy`` and
+``meta.json`` (the `DatasetInfo` fields plus ``format_version``). The folder is written under a
+temporary sibling name and renamed in one step, so a killed job leaves either a complete dataset
+or none; an existing folder is never rewritten. Loading memory-maps the arrays (no copy) and
+checks them against ``meta.json``, which takes milliseconds even for CIFAR.
+
+A job killed outright may leave a hidden ``.<name>.tmp-*`` folder beside the dataset; nothing
+reads it and it can be deleted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tavaal.data.registry import (
+    BuildContext,
+    DatasetInfo,
+    PreparedDataset,
+    Splits,
+    get_builder,
+)
+from tavaal.errors import DatasetError
+
+# Bump when the files or their meaning change; older folders are then reported, not misread.
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+# Images are summed in chunks so the statistics of CIFAR need no float copy of the whole set.
+_STATS_CHUNK = 4096
+
+
+def prepare_dataset(name: str, data_dir: str | Path, download: bool = False) -> Path:
+    """Write ``data_dir/name`` in the canonical form unless it exists; return that folder.
+
+    Raw downloads (torchvision datasets) live under ``data_dir/raw/``. An existing folder is
+    checked, not rebuilt: a damaged one raises `DatasetError` naming the bad file.
+    """
+    builder = get_builder(name)
+    data_dir = Path(data_dir)
+    folder = data_dir / name
+    if folder.exists():
+        open_prepared(name, data_dir)
+        return folder
+    splits = builder(BuildContext(name=name, raw_root=data_dir / "raw", download=download))
+    info = describe(name, splits)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    staging = data_dir / f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        staging.mkdir()
+        for key in ARRAYS:
+            _write_array(staging / f"{key}.npy", getattr(splits, key))
+        meta = {"format_version": FORMAT_VERSION, **dataclasses.asdict(info)}
+        text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+        _write_bytes(staging / META_FILE, text.encode())
+        _fsync_dir(staging)
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not folder.exists():
+                raise
+            # Another job prepared it first; with fixed seeds its files equal ours.
+            shutil.rmtree(staging)
+        _fsync_dir(data_dir)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DatasetError(f"dataset {name!r}: cannot write {folder}: {exc}") from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def load_dataset(name: str, data_dir: str | Path, download: bool = False) -> PreparedDataset:
+    """The prepared dataset, preparing it first if its folder is missing."""
+    get_builder(name)
+    data_dir = Path(data_dir)
+    if not (data_dir / name).exists():
+        prepare_dataset(name, data_dir, download=download)
+    return open_prepared(name, data_dir)
+
+
+def open_prepared(name: str, data_dir: str | Path) -> PreparedDataset:
+    """Memory-map an existing ``data_dir/name`` after checking it against its ``meta.json``."""
+    folder = Path(data_dir) / name
+    info = _read_meta(folder / META_FILE, name)
+    if info.kind == "image":
+        c, h, w = info.input_shape
+        x_dtype, sample_shape = np.dtype(np.uint8), (h, w, c)
+    else:
+        x_dtype, sample_shape = np.dtype(np.float32), tuple(info.input_shape)
+    arrays = {}
+    for key in ARRAYS:
+        n = info.n_train if key.endswith("train") else info.n_test
+        if key.startswith("x"):
+            dtype, shape = x_dtype, (n, *sample_shape)
+        else:
+            dtype, shape = np.dtype(np.int64), (n,)
+        arrays[key] = _open_array(folder / f"{key}.npy", dtype, shape)
+    return PreparedDataset(info=info, **arrays)
+
+
+def describe(name: str, splits: Splits) -> DatasetInfo:
+    """Check a builder's arrays and compute the `DatasetInfo` (statistics from the train split)."""
+    kind = splits.kind
+    want = np.uint8 if kind == "image" else np.float32
+    ndim = 4 if kind == "image" else 2
+    for key in ARRAYS:
+        array = getattr(splits, key)
+        expect_dtype, expect_ndim = (want, ndim) if key.startswith("x") else (np.int64, 1)
+        if array.dtype != expect_dtype or array.ndim != expect_ndim:
+            raise DatasetError(
+                f"dataset {name!r}: {key} is {array.dtype} with {array.ndim} dims; "
+                f"expected {np.dtype(expect_dtype)} with {expect_ndim}"
+            )
+    if splits.x_train.shape[1:] != splits.x_test.shape[1:]:
+        raise DatasetError(
+            f"dataset {name!r}: train samples {splits.x_train.shape[1:]} and test samples "
+            f"{splits.x_test.shape[1:]} differ in shape"
+        )
+    num_classes = len(splits.classes)
+    for part in ("train", "test"):
+        x, y = getattr(splits, f"x_{part}"), getattr(splits, f"y_{part}")
+        if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+            raise DatasetError(
+                f"dataset {name!r}: {part} split has {x.shape[0]} samples and {y.shape[0]} labels"
+            )
+        if y.min() < 0 or y.max() >= num_classes:
+            raise DatasetError(
+                f"dataset {name!r}: {part} labels outside 0..{num_classes - 1}"
+            )
+    if kind == "image":
+        _, h, w, c = splits.x_train.shape
+        input_shape = (c, h, w)
+        mean, std = _image_stats(splits.x_train)
+    else:
+        input_shape = (splits.x_train.shape[1],)
+        mean, std = _vector_stats(splits.x_train)
+    return DatasetInfo(
+        name=name,
+        kind=kind,
+        num_classes=num_classes,
+        classes=tuple(splits.classes),
+        input_shape=input_shape,
+        mean=mean,
+        std=std,
+        n_train=int(splits.x_train.shape[0]),
+        n_test=int(splits.x_test.shape[0]),
+    )
+
+
+def _image_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) std of uint8 NHWC images on the [0, 1] scale."""
+    channels = images.shape[-1]
+    count = images.size // channels
+    total = np.zeros(channels, dtype=np.float64)
+    for start in range(0, images.shape[0], _STATS_CHUNK):
+        chunk = images[start : start + _STATS_CHUNK].reshape(-1, channels)
+        total += chunk.sum(axis=0, dtype=np.float64)
+    mean = total / count
+    squares = np.zeros(channels, dtype=np.float64)
+    for start in range(0, images.shape[0], _STATS_CHUNK):
+        chunk = images[start : start + _STATS_CHUNK].reshape(-1, channels).astype(np.float64)
+        squares += ((chunk - mean) ** 2).sum(axis=0)
+    std = np.sqrt(squares / count)
+    return _plain(mean / 255.0), _plain(_nonzero(std / 255.0))
+
+
+def _vector_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    x = x.astype(np.float64)
+    return _plain(x.mean(axis=0)), _plain(_nonzero(x.std(axis=0)))
+
+
+def _nonzero(std: np.ndarray) -> np.ndarray:
+    # A constant channel/feature would divide by zero; leave it unscaled instead.
+    return np.where(std > 0, std, 1.0)
+
+
+def _plain(values: np.ndarray) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
+def _write_array(path: Path, array: np.ndarray) -> None:
+    with path.open("wb") as handle:
+        np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with path.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes the directory entries (and the rename) durable; not every filesystem allows it.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _damaged(path: Path, problem: str) -> DatasetError:
+    return DatasetError(
+        f"{path}: {problem}; delete {path.parent} and run `tavaal prepare {path.parent.name}` again"
+    )
+
+
+def _read_meta(path: Path, name: str) -> DatasetInfo:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise _damaged(path, "missing, the folder is not a prepared dataset") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _damaged(path, f"unreadable ({exc})") from None
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _damaged(path, f"not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise _damaged(path, "expected a JSON object")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise _damaged(path, f"format_version {version!r}, this tavaal reads {FORMAT_VERSION}")
+    fields = [f.name for f in dataclasses.fields(DatasetInfo)]
+    missing = [key for key in fields if key not in meta]
+    if missing:
+        raise _damaged(path, f"missing key {missing[0]!r}")
+    try:
+        info = DatasetInfo(
+            name=_typed(meta, "name", str),
+            kind=_typed(meta, "kind", str),
+            num_classes=_typed(meta, "num_classes", int),
+            classes=tuple(_item("classes", v, str) for v in _typed(meta, "classes", list)),
+            input_shape=tuple(
+                _item("input_shape", v, int) for v in _typed(meta, "input_shape", list)
+            ),
+            mean=tuple(float(_item("mean", v, int | float)) for v in _typed(meta, "mean", list)),
+            std=tuple(float(_item("std", v, int | float)) for v in _typed(meta, "std", list)),
+            n_train=_typed(meta, "n_train", int),
+            n_test=_typed(meta, "n_test", int),
+        )
+    except TypeError as exc:
+        raise _damaged(path, str(exc)) from None
+    problems = [
+        (info.name != name, f"name {info.name!r} does not match the folder {name!r}"),
+        (info.kind not in ("image", "vector"), f"kind {info.kind!r} is not image/vector"),
+        (len(info.input_shape) != (3 if info.kind == "image" else 1), "input_shape has wrong rank"),
+        (len(info.classes) != info.num_classes, "classes do not match num_classes"),
+        (info.n_train < 1 or info.n_test < 1, "n_train and n_test must be positive"),
+    ]
+    for bad, problem in problems:
+        if bad:
+            raise _damaged(path, problem)
+    width = info.input_shape[0]  # channels of an image, features of a vector
+    if len(info.mean) != width or len(info.std) != width:
+        raise _damaged(path, f"mean/std need {width} values")
+    return info
+
+
+def _typed(meta: dict[str, Any], key: str, kind: type) -> Any:
+    value = meta[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"key {key!r} should be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _item(key: str, value: Any, kind: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"key {key!r} holds {value!r}, expected {kind} items")
+    return value
+
+
+def _open_array(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise _damaged(path, "missing") from None
+    except (OSError, ValueError, EOFError) as exc:
+        # Truncated files fail here: the memory map would extend past the end of the file.
+        raise _damaged(path, f"not a readable .npy file ({exc})") from None
+    if array.dtype != dtype or array.shape != shape:
+        raise _damaged(
+            path, f"holds {array.dtype} {array.shape}, meta.json says {dtype} {shape}"
+        )
+    return array

@@ -1,0 +1,118 @@
+"""Common pieces of the task learners: output record, base class, name registry, init helpers."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from torch import Tensor, nn
+
+from tavaal.errors import ConfigError
+
+
+@dataclass
+class TaskOutput:
+    """What every task learner returns."""
+
+    logits: Tensor  # (N, num_classes)
+    embedding: Tensor  # (N, E): penultimate features, before dropout and classifier
+    features: list[Tensor]  # mid-layer taps read by the Ranker / loss-prediction module
+
+
+class TaskModel(nn.Module, ABC):
+    """A classifier whose head is ``embedding -> Dropout(p) -> Linear``.
+
+    Subclasses build their body and implement `forward_features`; the shared head keeps the
+    dropout used by the MC-dropout baselines (bald, var_ratio) in one place.
+    """
+
+    # True where TA-VAAL §4.1 attaches a single-layer perceptron Ranker (the two-moons MLP)
+    # instead of the Learning-Loss module (GAP -> FC -> ReLU per tap).
+    linear_ranker: ClassVar[bool] = False
+
+    def __init__(self, embedding_dim: int, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+        self.embedding_dim = embedding_dim
+        self.num_classes = num_classes
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(embedding_dim, num_classes)
+
+    @abstractmethod
+    def forward_features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Return (embedding (N, E), list of taps)."""
+
+    def forward(self, x: Tensor) -> TaskOutput:
+        embedding, features = self.forward_features(x)
+        logits = self.classifier(self.dropout(embedding))
+        return TaskOutput(logits=logits, embedding=embedding, features=features)
+
+
+Builder = Callable[[tuple[int, ...], int, float], TaskModel]
+_REGISTRY: dict[str, Builder] = {}
+
+
+def register_task_model(name: str) -> Callable[[Builder], Builder]:
+    """Decorator: make a builder ``(input_shape, num_classes, dropout) -> TaskModel`` known."""
+
+    def decorate(builder: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ValueError(f"task model {name!r} registered twice")
+        _REGISTRY[name] = builder
+        return builder
+
+    return decorate
+
+
+def list_task_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def build_task_model(
+    name: str, input_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0
+) -> TaskModel:
+    """Build the task learner `name` for inputs of shape (C, H, W) or (D,)."""
+    try:
+        builder = _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown task model {name!r}; known: {', '.join(list_task_models())}"
+        ) from None
+    return builder(tuple(int(s) for s in input_shape), int(num_classes), float(dropout))
+
+
+def image_shape(name: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """Check that `input_shape` is (C, H, W) with positive sizes."""
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        raise ConfigError(
+            f"task model {name!r} needs an image input_shape (C, H, W), got {tuple(input_shape)}"
+        )
+    c, h, w = input_shape
+    return c, h, w
+
+
+def flat_size(input_shape: tuple[int, ...]) -> int:
+    if not input_shape or min(input_shape) < 1:
+        raise ConfigError(f"input_shape must be non-empty and positive, got {tuple(input_shape)}")
+    return math.prod(input_shape)
+
+
+def kaiming_init(module: nn.Module, linear: bool = True) -> None:
+    """Kaiming-normal convs (and linears if `linear`), zero bias, BN at identity (VAAL's code)."""
+    kinds: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.ConvTranspose2d)
+    if linear:
+        kinds += (nn.Linear,)
+    for m in module.modules():
+        if isinstance(m, kinds):
+            nn.init.kaiming_normal_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

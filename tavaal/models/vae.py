@@ -1,0 +1,219 @@
+"""VAE and discriminator of VAAL (§3), with TA-VAAL's rank conditioning (§3.2-3.3, eq. 3-6).
+
+Image VAE sizing rule (VAAL's Wasserstein-autoencoder architecture, generalised to any H x W):
+the encoder has four layers with channels base, 2*base, 4*base, 8*base, each conv + BN + ReLU.
+A layer is a 4x4 stride-2 conv (padding 1, halving the map, rounding down) while the map is at
+least 4x4; once it is smaller it becomes a 3x3 stride-1 conv (padding 1, size kept), so the map
+never shrinks below 2x2 through striding:
+    32x32: 32-16-8-4-2 (VAAL exactly),  28x28: 28-14-7-3-3,  8x8: 8-4-2-2-2.
+Linear layers map the flattened last map to mu and logvar. The decoder is VAAL's: a linear layer
+to an 8*base map at the size the encoder's last layer received, then transposed convs that undo
+encoder layers 3, 2, 1 (8b->4b->2b->b channels; output_padding restores odd sizes exactly), then
+a 1x1 conv to the input channels. The output is unbounded: it is compared by MSE with the
+normalised input.
+
+Vector data (D,) gets the MLP VAE of TA-VAAL §4.1: 2-layer MLPs with ReLU for encoder and decoder.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from tavaal.errors import ConfigError
+from tavaal.models.base import kaiming_init
+
+
+def _with_condition(x: Tensor, r: Tensor | None, cond_dim: int, who: str) -> Tensor:
+    """cat(x, r) for a conditional module (TA-VAAL eq. 3-6); r is (N,) or (N, cond_dim)."""
+    if cond_dim == 0:
+        if r is not None:
+            raise ValueError(f"{who} was built with cond_dim=0 but got a condition r")
+        return x
+    if r is None:
+        raise ValueError(f"{who} was built with cond_dim={cond_dim} and needs a condition r")
+    r = r.reshape(x.shape[0], cond_dim).to(dtype=x.dtype)
+    return torch.cat([x, r], dim=1)
+
+
+class VAE(nn.Module):
+    """Encoder -> (mu, logvar) -> z -> decoder conditioned on r (TA-VAAL eq. 4).
+
+    The encoder never sees r; only the decoder does.
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        latent_dim: int,
+        cond_dim: int,
+        encoder: nn.Module,
+        encoded_dim: int,
+        decoder: nn.Module,
+    ) -> None:
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        self.latent_dim = latent_dim
+        self.cond_dim = cond_dim
+        self.encoder = encoder
+        self.fc_mu = nn.Linear(encoded_dim, latent_dim)
+        self.fc_logvar = nn.Linear(encoded_dim, latent_dim)
+        self.decoder = decoder
+        # Kaiming-normal everywhere, as VAAL's code initialises its VAE.
+        kaiming_init(self)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        hidden = self.encoder(x)
+        return self.fc_mu(hidden), self.fc_logvar(hidden)
+
+    def decode(self, z: Tensor, r: Tensor | None = None) -> Tensor:
+        return self.decoder(_with_condition(z, r, self.cond_dim, "VAE.decode"))
+
+    @staticmethod
+    def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
+        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
+    def forward(self, x: Tensor, r: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """(reconstruction, mu, logvar); z is sampled in train mode and is mu in eval mode."""
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar) if self.training else mu
+        return self.decode(z, r), mu, logvar
+
+
+def conv_plan(height: int, width: int, layers: int = 4) -> tuple[list[int], list[tuple[int, int]]]:
+    """Strides of the encoder layers and the map sizes before/after each (see module doc)."""
+    strides = []
+    sizes = [(height, width)]
+    for _ in range(layers):
+        h, w = sizes[-1]
+        if h >= 4 and w >= 4:
+            strides.append(2)
+            sizes.append((h // 2, w // 2))
+        else:
+            strides.append(1)
+            sizes.append((h, w))
+    return strides, sizes
+
+
+def _conv(c_in: int, c_out: int, stride: int) -> nn.Module:
+    kernel = 4 if stride == 2 else 3
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, stride, 1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+def _deconv(
+    c_in: int, c_out: int, stride: int, size_in: tuple[int, int], size_out: tuple[int, int]
+) -> nn.Module:
+    if stride == 2:
+        # (in - 1) * 2 - 2 + 4 = 2 * in; output_padding adds the row/column lost to flooring.
+        extra = (size_out[0] - 2 * size_in[0], size_out[1] - 2 * size_in[1])
+        layer = nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, output_padding=extra, bias=False)
+    else:
+        layer = nn.ConvTranspose2d(c_in, c_out, 3, 1, 1, bias=False)
+    return nn.Sequential(layer, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class ConvVAE(VAE):
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        latent_dim: int,
+        cond_dim: int = 0,
+        base_channels: int = 128,
+    ) -> None:
+        channels, height, width = input_shape
+        strides, sizes = conv_plan(height, width)
+        widths = [base_channels * 2**i for i in range(len(strides))]
+        inputs = [channels, *widths[:-1]]
+        encoder = nn.Sequential(
+            *(_conv(i, o, s) for i, o, s in zip(inputs, widths, strides, strict=True)),
+            nn.Flatten(),
+        )
+        last_h, last_w = sizes[-1]
+        start_h, start_w = sizes[-2]
+        top = widths[-1]
+        layers: list[nn.Module] = [
+            nn.Linear(latent_dim + cond_dim, top * start_h * start_w),
+            nn.Unflatten(1, (top, start_h, start_w)),
+        ]
+        # Undo encoder layers len-2 .. 0, halving the channels each time (8b -> 4b -> 2b -> b).
+        c_in = top
+        for i in reversed(range(len(strides) - 1)):
+            layers.append(_deconv(c_in, c_in // 2, strides[i], sizes[i + 1], sizes[i]))
+            c_in //= 2
+        layers.append(nn.Conv2d(c_in, channels, 1))
+        decoder = nn.Sequential(*layers)
+        super().__init__(input_shape, latent_dim, cond_dim, encoder, top * last_h * last_w, decoder)
+
+
+class MLPVAE(VAE):
+    def __init__(
+        self, input_shape: tuple[int], latent_dim: int, cond_dim: int = 0, hidden: int = 64
+    ) -> None:
+        (dim,) = input_shape
+        encoder = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU())
+        decoder = nn.Sequential(
+            nn.Linear(latent_dim + cond_dim, hidden), nn.ReLU(), nn.Linear(hidden, dim)
+        )
+        super().__init__(input_shape, latent_dim, cond_dim, encoder, hidden, decoder)
+
+
+def build_vae(
+    input_shape: tuple[int, ...],
+    latent_dim: int,
+    cond_dim: int = 0,
+    base_channels: int = 128,
+    hidden: int = 64,
+) -> VAE:
+    """Conv VAE for (C, H, W) inputs, MLP VAE for (D,) inputs; cond_dim=1 for TA-VAAL."""
+    shape = tuple(int(s) for s in input_shape)
+    if not shape or min(shape) < 1:
+        raise ConfigError(f"VAE input_shape must be (C, H, W) or (D,), got {shape}")
+    if latent_dim < 1 or cond_dim < 0:
+        raise ConfigError(
+            f"VAE needs latent_dim >= 1 and cond_dim >= 0, got {latent_dim} and {cond_dim}"
+        )
+    if len(shape) == 3:
+        if base_channels < 1:
+            raise ConfigError(f"VAE base_channels must be >= 1, got {base_channels}")
+        return ConvVAE(shape, latent_dim, cond_dim, base_channels)
+    if len(shape) == 1:
+        if hidden < 1:
+            raise ConfigError(f"VAE hidden width must be >= 1, got {hidden}")
+        return MLPVAE(shape, latent_dim, cond_dim, hidden)
+    raise ConfigError(f"VAE input_shape must be (C, H, W) or (D,), got {shape}")
+
+
+class Discriminator(nn.Module):
+    """MLP on cat(mu, r) (TA-VAAL eq. 3, 6) or mu (VAAL) returning logits (N,).
+
+    P(labeled) = sigmoid(logit); the caller applies it (BCE-with-logits is the stable form).
+    """
+
+    def __init__(self, latent_dim: int, cond_dim: int = 0, hidden: int = 512, depth: int = 3):
+        super().__init__()
+        if latent_dim < 1 or cond_dim < 0 or hidden < 1 or depth < 1:
+            raise ConfigError(
+                "discriminator needs latent_dim >= 1, cond_dim >= 0, hidden >= 1, depth >= 1; "
+                f"got {latent_dim}, {cond_dim}, {hidden}, {depth}"
+            )
+        self.cond_dim = cond_dim
+        widths = [latent_dim + cond_dim] + [hidden] * (depth - 1) + [1]
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.Linear(c_in, c_out), nn.ReLU()]
+        self.net = nn.Sequential(*layers[:-1])  # no ReLU after the logit layer
+        kaiming_init(self)
+
+    def forward(self, mu: Tensor, r: Tensor | None = None) -> Tensor:
+        return self.net(_with_condition(mu, r, self.cond_dim, "Discriminator")).squeeze(1)
+
+
+def build_discriminator(
+    latent_dim: int, cond_dim: int = 0, hidden: int = 512, depth: int = 3
+) -> Discriminator:
+    """`depth` Linear layers in all (official code: 3; the papers' text: 5-layer MLP)."""
+    return Discriminator(latent_dim, cond_dim, hidden, depth)
