@@ -1,0 +1,261 @@
+"""One active-learning stage as functions of files: what the workflow rules and the CLI call.
+
+Every output is written atomically (temporary file, then rename), so a job killed half-way
+leaves no file that Snakemake or a later stage could mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from tavaal.config import ExperimentConfig
+from tavaal.data import load_dataset
+from tavaal.errors import CheckpointError, IndexFileError
+from tavaal.pool import (
+    candidate_subset,
+    class_count_entropy,
+    initial_indices,
+    make_table,
+    oracle_labels,
+    read_labeled,
+    write_labeled,
+    write_scores,
+)
+
+Log = Callable[[str], None]
+
+
+@contextlib.contextmanager
+def job_logger(path: Path | str | None) -> Iterator[Log]:
+    """Yield a `log(line)` writing timestamped, flushed lines to the job's log file (or stderr).
+
+    An exception is written to the log with its traceback before it propagates, so a failed
+    cluster job explains itself in `logs/`.
+    """
+    handle = open(path, "w") if path else sys.stderr  # noqa: SIM115 - closed below
+    started = time.perf_counter()
+
+    def log(line: str) -> None:
+        handle.write(f"[{time.perf_counter() - started:8.1f}s] {line}\n")
+        handle.flush()
+
+    try:
+        yield log
+    except BaseException:
+        handle.write(traceback.format_exc())
+        handle.flush()
+        raise
+    finally:
+        if handle is not sys.stderr:
+            handle.close()
+
+
+def _metadata(exp: ExperimentConfig, method: str, seed: int, stage: int) -> dict:
+    return {
+        "experiment": exp.name,
+        "method": method,
+        "seed": seed,
+        "stage": stage,
+        "settings_hash": exp.settings_hash(method),
+    }
+
+
+def _expected(exp: ExperimentConfig, method: str, seed: int) -> dict:
+    return {"experiment": exp.name, "method": method, "seed": seed}
+
+
+def run_init_pool(
+    exp: ExperimentConfig,
+    method: str,
+    seed: int,
+    data_dir: Path,
+    labeled_out: Path,
+    log: Log = print,
+) -> None:
+    """Stage 0: the initial labeled pool, identical for every method of (experiment, seed)."""
+    dataset = load_dataset(exp.dataset, Path(data_dir))
+    indices = initial_indices(dataset.info.n_train, exp.initial_size, seed)
+    labels = oracle_labels(dataset.y_train, indices)
+    write_labeled(labeled_out, make_table(indices, labels, 0), _metadata(exp, method, seed, 0))
+    log(
+        f"initial pool: {len(indices)} of {dataset.info.n_train} samples, class-count entropy "
+        f"{class_count_entropy(labels, dataset.info.num_classes):.3f}"
+    )
+
+
+def run_train(
+    exp: ExperimentConfig,
+    method: str,
+    seed: int,
+    stage: int,
+    labeled: Path,
+    data_dir: Path,
+    model_out: Path,
+    metrics_out: Path,
+    device: str = "auto",
+    log: Log = print,
+) -> dict:
+    """Train the stage's task learner from scratch; write model.pt and metrics.json."""
+    import torch
+
+    from tavaal.training import train_task_learner
+
+    dataset = load_dataset(exp.dataset, Path(data_dir))
+    labeled_set = read_labeled(labeled, dataset.y_train, stage, _expected(exp, method, seed))
+    model_out, metrics_out = Path(model_out), Path(metrics_out)
+    resume_path = model_out.with_name(model_out.name + ".resume")
+    checkpoint, metrics = train_task_learner(
+        exp,
+        method,
+        dataset,
+        labeled_set.indices,
+        labeled_set.labels,
+        seed,
+        stage,
+        device=device,
+        log=log,
+        resume_path=resume_path,
+    )
+    metrics = {
+        "experiment": exp.name,
+        "method": method,
+        "seed": seed,
+        "stage": stage,
+        **metrics,
+        "labeled_class_entropy": class_count_entropy(labeled_set.labels, dataset.info.num_classes),
+    }
+    model_out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = model_out.with_name(f".{model_out.name}.{os.getpid()}.tmp")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, model_out)
+    _write_json_atomic(metrics_out, metrics)
+    resume_path.unlink(missing_ok=True)
+    return metrics
+
+
+def run_query(
+    exp: ExperimentConfig,
+    method: str,
+    seed: int,
+    stage: int,
+    labeled: Path,
+    model: Path | None,
+    data_dir: Path,
+    labeled_out: Path,
+    scores_out: Path,
+    device: str = "auto",
+    log: Log = print,
+) -> None:
+    """Score a candidate subset, pick `budget` samples, ask the oracle, write stage k+1."""
+    from tavaal.inference import forward_pool, per_sample_loss
+    from tavaal.seeding import seed_everything
+    from tavaal.strategies import QueryContext, get_strategy
+    from tavaal.training import _resolve_device, load_task_models
+
+    started = time.perf_counter()
+    device = _resolve_device(device)
+    dataset = load_dataset(exp.dataset, Path(data_dir))
+    labeled_set = read_labeled(labeled, dataset.y_train, stage, _expected(exp, method, seed))
+    labeled_idx = labeled_set.indices
+    unlabeled = np.setdiff1d(np.arange(dataset.info.n_train, dtype=np.int64), labeled_idx)
+    if exp.budget > len(unlabeled):
+        raise IndexFileError(
+            f"{labeled}: only {len(unlabeled)} unlabeled samples left, budget is {exp.budget}"
+        )
+    candidates = candidate_subset(unlabeled, exp.subset_size, seed, stage)
+    strategy = get_strategy(method)
+    trained = None
+    if strategy.uses_task_model:
+        if model is None:
+            raise CheckpointError(f"method {method!r} needs the stage's model.pt, none was given")
+        trained = load_task_models(Path(model), exp, method, dataset.info, device)
+    seed_everything(seed, stage, "query")
+    labeled_out = Path(labeled_out)
+    ctx = QueryContext(
+        experiment=exp,
+        method=method,
+        seed=seed,
+        stage=stage,
+        dataset=dataset,
+        labeled=np.sort(labeled_idx),
+        candidates=candidates,
+        unlabeled=unlabeled,
+        budget=exp.budget,
+        device=device,
+        models=trained,
+        log=log,
+        resume_path=labeled_out.with_name(f"query{stage}.resume"),
+        checkpoint_every=exp.vae.checkpoint_every,
+    )
+    log(f"{method}: scoring {len(candidates)} of {len(unlabeled)} unlabeled samples")
+    result = strategy.query(ctx)
+    chosen = np.asarray(result.chosen, dtype=np.int64)
+    _check_selection(method, chosen, candidates, exp.budget)
+    scores = result.scores.copy()
+    if trained is not None and "true_loss" not in scores:
+        out = forward_pool(
+            trained.models[0],
+            dataset.x_train,
+            scores["index"].to_numpy(np.int64),
+            dataset.info,
+            device,
+            exp.query.inference_batch_size,
+        )
+        truth = oracle_labels(dataset.y_train, scores["index"].to_numpy(np.int64))
+        scores["true_loss"] = per_sample_loss(out.logits, truth).astype(np.float64)
+    query_seconds = time.perf_counter() - started
+    chosen_scores = scores.set_index("index").loc[chosen, "score"].to_numpy()
+    new_rows = make_table(chosen, oracle_labels(dataset.y_train, chosen), stage + 1, chosen_scores)
+    table = labeled_set.table if len(labeled_set.table) else None
+    combined = new_rows if table is None else _concat(table, new_rows)
+    write_scores(
+        scores_out,
+        scores,
+        {
+            **_metadata(exp, method, seed, stage),
+            "query_seconds": round(query_seconds, 4),
+            "candidates": len(candidates),
+            "diagnostics": {k: float(v) for k, v in result.diagnostics.items()},
+        },
+    )
+    write_labeled(labeled_out, combined, _metadata(exp, method, seed, stage + 1))
+    ctx.resume_path.unlink(missing_ok=True)
+    entropy = class_count_entropy(new_rows["label"].to_numpy(), dataset.info.num_classes)
+    log(
+        f"{method}: chose {len(chosen)} samples in {query_seconds:.2f}s; "
+        f"class-count entropy of the chosen {entropy:.3f}"
+    )
+
+
+def _concat(old, new):
+    import pandas as pd
+
+    return pd.concat([old, new], ignore_index=True)
+
+
+def _check_selection(method: str, chosen: np.ndarray, candidates: np.ndarray, budget: int) -> None:
+    """A strategy bug must never reach an index file."""
+    if len(chosen) != budget:
+        raise RuntimeError(f"{method} chose {len(chosen)} samples, budget is {budget}")
+    if len(np.unique(chosen)) != len(chosen):
+        raise RuntimeError(f"{method} chose an index twice")
+    outside = ~np.isin(chosen, candidates)
+    if outside.any():
+        raise RuntimeError(f"{method} chose index {chosen[outside][0]}, not a candidate")
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,105 @@
+"""The query-strategy interface: one strategy per module, looked up by name."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from tavaal.seeding import numpy_rng, torch_generator
+
+if TYPE_CHECKING:
+    import torch
+
+    from tavaal.config import ExperimentConfig
+    from tavaal.data import PreparedDataset
+    from tavaal.training import TrainedModels
+
+
+@dataclass
+class QueryContext:
+    """Everything a strategy may look at when it scores the candidates of one query."""
+
+    experiment: ExperimentConfig
+    method: str
+    seed: int
+    stage: int
+    dataset: PreparedDataset
+    labeled: np.ndarray
+    candidates: np.ndarray
+    unlabeled: np.ndarray
+    budget: int
+    device: torch.device
+    models: TrainedModels | None = None
+    log: Callable[[str], None] = field(default=print)
+    # Where a long query (VAE/D training) keeps a resumable state, and how often (iterations).
+    resume_path: Path | None = None
+    checkpoint_every: int = 0
+
+    def rng(self, role: str) -> np.random.Generator:
+        return numpy_rng(self.seed, self.stage, f"query/{role}")
+
+    def torch_generator(self, role: str, device: str | torch.device = "cpu") -> torch.Generator:
+        return torch_generator(self.seed, self.stage, f"query/{role}", device)
+
+
+@dataclass
+class QueryResult:
+    """`chosen` in selection order; `scores` one row per candidate (higher score = picked first)."""
+
+    chosen: np.ndarray
+    scores: pd.DataFrame
+    diagnostics: dict[str, float] = field(default_factory=dict)
+
+
+class Strategy(ABC):
+    name: ClassVar[str]
+    # The query reads the stage's task checkpoint (so the workflow adds model.pt to its inputs).
+    uses_task_model: ClassVar[bool] = False
+    # Which ranker the task learner trains with: None, "margin" (Learning Loss) or "ranking"
+    # (TA-VAAL eq. 1). Only these methods train a ranker (the official TA-VAAL code trains one
+    # for every method, which changes the baselines).
+    ranker_loss: ClassVar[str | None] = None
+    # Task learner trained with dropout before the classifier (MC-dropout methods).
+    mc_dropout: ClassVar[bool] = False
+    # Train query.ensemble_size independent task learners.
+    ensemble: ClassVar[bool] = False
+
+    @abstractmethod
+    def query(self, ctx: QueryContext) -> QueryResult:
+        """Score ctx.candidates and pick exactly ctx.budget of them."""
+
+
+def top_k(candidates: np.ndarray, score: np.ndarray, budget: int) -> np.ndarray:
+    """The `budget` highest-scoring candidates; ties broken by the smaller index (deterministic)."""
+    candidates = np.asarray(candidates, dtype=np.int64)
+    score = np.asarray(score, dtype=np.float64)
+    if candidates.shape != score.shape:
+        raise ValueError(f"{len(candidates)} candidates but {len(score)} scores")
+    if budget > len(candidates):
+        raise ValueError(f"budget {budget} exceeds the {len(candidates)} candidates")
+    if np.isnan(score).any():
+        raise ValueError("scores contain NaN")
+    order = np.lexsort((candidates, -score))
+    return candidates[order[:budget]]
+
+
+def score_table(
+    candidates: np.ndarray, score: np.ndarray, chosen: np.ndarray, **columns
+) -> pd.DataFrame:
+    """The per-candidate table every strategy returns."""
+    table = pd.DataFrame(
+        {
+            "index": np.asarray(candidates, dtype=np.int64),
+            "score": np.asarray(score, dtype=np.float64),
+            "chosen": np.isin(candidates, chosen),
+        }
+    )
+    for name, values in columns.items():
+        table[name] = np.asarray(values, dtype=np.float64)
+    return table

@@ -1,0 +1,84 @@
+import dataclasses
+
+import pytest
+
+from tavaal.config import ExperimentConfig, experiment_from_config, load_config
+from tavaal.errors import ConfigError
+
+
+def minimal(**overrides):
+    data = {"dataset": "digits", "model": "digits_cnn", "methods": ["random"]}
+    data.update(overrides)
+    return data
+
+
+def test_defaults_follow_the_papers():
+    exp = ExperimentConfig.from_dict("x", minimal())
+    # TA-VAAL supplement Table 1 (CIFAR-10): SGD lr 0.1, decay at 160 of 200, batch 128.
+    assert exp.train.epochs == 200 and exp.train.lr == 0.1 and exp.train.milestones == (160,)
+    assert exp.train.batch_size == 128 and exp.vae.latent_dim == 64
+    assert exp.ranker.detach_epoch == 120
+
+
+def test_nested_values_are_coerced_and_frozen():
+    exp = ExperimentConfig.from_dict("x", minimal(train={"lr": 1, "milestones": [3, 5]}))
+    assert exp.train.lr == 1.0 and isinstance(exp.train.lr, float)
+    assert exp.train.milestones == (3, 5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        exp.train.lr = 2.0
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (minimal(vae={"latent": 3}), "experiments.x.vae.latent: unknown key"),
+        (minimal(train={"epochs": "ten"}), "experiments.x.train.epochs: expected an integer"),
+        (minimal(train={"augment": 1}), "experiments.x.train.augment: expected true/false"),
+        (minimal(methods=["random", "oracle"]), "unknown method 'oracle'"),
+        (minimal(dataset="imagenet"), "experiments.x.dataset: unknown dataset 'imagenet'"),
+        (minimal(model="resnet50"), "experiments.x.model: unknown task model"),
+        (minimal(vae={"kl_reduction": "max"}), "experiments.x.vae.kl_reduction: 'max' is not"),
+        (minimal(budget=0), "experiments.x.budget: must be >= 1"),
+        (minimal(subset_size=5, budget=10), "experiments.x.subset_size"),
+        (minimal(seeds=[1, 1]), "experiments.x.seeds"),
+        ({"model": "mlp"}, "experiments.x.dataset: required key is missing"),
+    ],
+)
+def test_bad_values_name_the_key(data, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        ExperimentConfig.from_dict("x", data)
+
+
+def test_settings_hash_ignores_seeds_and_methods_but_not_settings():
+    a = ExperimentConfig.from_dict("x", minimal(seeds=[0], methods=["random"]))
+    b = ExperimentConfig.from_dict("x", minimal(seeds=[0, 1, 2], methods=["random", "entropy"]))
+    c = ExperimentConfig.from_dict("x", minimal(train={"epochs": 3}))
+    assert a.settings_hash("random") == b.settings_hash("random")
+    assert a.settings_hash("random") != a.settings_hash("entropy")
+    assert a.settings_hash("random") != c.settings_hash("random")
+
+
+def test_job_settings_round_trip():
+    exp = ExperimentConfig.from_dict("x", minimal(train={"epochs": 7}, methods=["entropy"]))
+    rebuilt = ExperimentConfig.from_dict("x", exp.job_settings())
+    assert rebuilt.settings_hash("entropy") == exp.settings_hash("entropy")
+    assert rebuilt.train.epochs == 7
+
+
+def test_load_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("experiments: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    # yaml.safe_load refuses Python object tags instead of running them.
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("experiments: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(ConfigError):
+        load_config(evil)
+    good = tmp_path / "good.yaml"
+    good.write_text("experiments:\n  d:\n    dataset: digits\n    model: digits_cnn\n")
+    with pytest.raises(ConfigError, match="experiments.nope: no such experiment; defined: d"):
+        experiment_from_config(load_config(good), "nope")
+    assert experiment_from_config(load_config(good), "d").dataset == "digits"
