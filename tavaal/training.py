@@ -229,13 +229,15 @@ def _train_member(
 
     n = len(y_all)
     seen = 0
-    report_every = max(1, cfg.epochs // 10)
     for epoch in range(start_epoch, cfg.epochs + 1):
         model.train()
         if ranker is not None:
             ranker.train()
         epoch_start = time.perf_counter()
-        total_loss = correct = count = 0.0
+        # Accumulated on the device: a per-batch .item() would stall a GPU every step.
+        total_loss = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        count = 0
         for batch_index in _batch_order(n, cfg.batch_size, shuffle, device):
             raw = x_all[batch_index]
             if augment:
@@ -260,18 +262,19 @@ def _train_member(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total_loss += loss.item() * len(targets)
-            correct += float((out.logits.argmax(1) == targets).sum())
+            total_loss += loss.detach() * len(targets)
+            correct += (out.logits.detach().argmax(1) == targets).sum()
             count += len(targets)
         scheduler.step()
-        seen += int(count)
-        if epoch % report_every == 0 or epoch == cfg.epochs:
-            seconds = time.perf_counter() - epoch_start
-            log(
-                f"member {member} epoch {epoch}/{cfg.epochs}: loss {total_loss / max(count, 1):.4f}"
-                f" train acc {correct / max(count, 1):.4f}"
-                f" {count / seconds if seconds > 0 else 0:.0f} img/s"
-            )
+        seen += count
+        seconds = time.perf_counter() - epoch_start
+        samples_seen = max(count, 1)
+        log(
+            f"member {member} epoch {epoch}/{cfg.epochs}:"
+            f" loss {total_loss.item() / samples_seen:.4f}"
+            f" train acc {correct.item() / samples_seen:.4f}"
+            f" {count / seconds if seconds > 0 else 0:.0f} img/s"
+        )
         if (
             resume_path is not None
             and cfg.checkpoint_every > 0
