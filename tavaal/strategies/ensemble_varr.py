@@ -1,0 +1,51 @@
+"""Ensemble variation ratio (Beluch et al. 2018 §3): the candidates on which the most of the M
+independently trained task learners disagree with the ensemble's modal prediction."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from tavaal.strategies import register_strategy
+from tavaal.strategies._common import (
+    candidate_probabilities,
+    log_done,
+    mean_summary,
+    require_models,
+)
+from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table, top_k
+from tavaal.uncertainty import entropy, variation_ratio, with_tie_break
+
+
+@register_strategy
+class EnsembleVarRatio(Strategy):
+    name = "ensemble_varr"
+    uses_task_model = True
+    ensemble = True
+
+    def query(self, ctx: QueryContext) -> QueryResult:
+        started = time.perf_counter()
+        members = require_models(ctx).models
+        probs = np.stack([candidate_probabilities(ctx, model) for model in members])  # (M, N, K)
+        ratio = variation_ratio(probs)
+        mean_entropy = entropy(probs.mean(axis=0))
+        # M + 1 possible ratios (M = 5 by default): ties within a ratio go to the higher entropy
+        # of the ensemble's mean prediction, then to the smaller index (top_k).
+        score = with_tie_break(ratio, len(members), mean_entropy, math.log(probs.shape[2]))
+        chosen = top_k(ctx.candidates, score, ctx.budget)
+        seconds = log_done(ctx, started)
+        if len(members) < 2:
+            ctx.log(f"{ctx.method}: only {len(members)} ensemble member; every ratio is 0")
+        return QueryResult(
+            chosen=chosen,
+            scores=score_table(
+                ctx.candidates, score, chosen, var_ratio=ratio, entropy=mean_entropy
+            ),
+            diagnostics={
+                "query_seconds": seconds,
+                "ensemble_size": float(len(members)),
+                **mean_summary("var_ratio", ratio, ctx.candidates, chosen),
+            },
+        )

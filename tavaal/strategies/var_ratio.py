@@ -1,0 +1,40 @@
+"""Variation ratio over T MC-dropout passes (Gal et al. 2017 §3): the candidates on which the
+most passes disagree with the modal prediction."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from tavaal.strategies import register_strategy
+from tavaal.strategies._common import log_done, mc_probabilities, mean_summary, require_models
+from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table, top_k
+from tavaal.uncertainty import entropy, variation_ratio, with_tie_break
+
+
+@register_strategy
+class VarRatio(Strategy):
+    name = "var_ratio"
+    uses_task_model = True
+    mc_dropout = True
+
+    def query(self, ctx: QueryContext) -> QueryResult:
+        started = time.perf_counter()
+        probs = mc_probabilities(ctx, require_models(ctx).models[0])
+        ratio = variation_ratio(probs)
+        mean_entropy = entropy(probs.mean(axis=0))
+        # The ratio takes only T + 1 values; within a value, the higher entropy of the mean
+        # prediction goes first (then the smaller index, in top_k).
+        score = with_tie_break(ratio, probs.shape[0], mean_entropy, math.log(probs.shape[2]))
+        chosen = top_k(ctx.candidates, score, ctx.budget)
+        seconds = log_done(ctx, started)
+        return QueryResult(
+            chosen=chosen,
+            scores=score_table(
+                ctx.candidates, score, chosen, var_ratio=ratio, entropy=mean_entropy
+            ),
+            diagnostics={
+                "query_seconds": seconds,
+                **mean_summary("var_ratio", ratio, ctx.candidates, chosen),
+            },
+        )

@@ -1,0 +1,162 @@
+"""Scores of the uncertainty and diversity baselines, computed from arrays.
+
+Probability arrays hold softmax outputs: ``(N, K)`` for one deterministic pass, ``(T, N, K)`` for
+T stochastic passes (MC dropout, Gal et al. 2017) or the M members of an ensemble (Beluch et al.
+2018). Entropies use the natural logarithm, with ``0 log 0 = 0``.
+
+`k_center_greedy` is the greedy 2-approximation of the k-center problem used by Core-Set
+(Sener & Savarese 2018, Alg. 1), written so that its memory stays O(N * chunk) rather than O(N^2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.special import xlogy
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (max-subtracted, so large logits do not overflow)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Shannon entropy over the last axis: ``-sum_k p_k log p_k`` (nats)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    # Rounding can make a mathematically non-negative entropy -1e-17; report it as 0.
+    return np.maximum(-xlogy(probs, probs).sum(axis=-1), 0.0)
+
+
+def bald(mc_probs: np.ndarray) -> np.ndarray:
+    """BALD mutual information ``H[mean_t p_t] - mean_t H[p_t]`` (Gal et al. 2017, eq. 4).
+
+    `mc_probs` has shape (T, N, K). The value is >= 0 by concavity of the entropy; rounding noise
+    below zero is clipped so that samples on which all passes agree score exactly 0 or ~1e-16.
+    """
+    mc_probs = _stack(mc_probs)
+    mean_entropy = entropy(mc_probs.mean(axis=0))
+    expected_entropy = entropy(mc_probs).mean(axis=0)
+    return np.maximum(mean_entropy - expected_entropy, 0.0)
+
+
+def variation_ratio(mc_probs: np.ndarray) -> np.ndarray:
+    """``1 - f_mode / T``: the share of passes (or ensemble members) not voting for the mode.
+
+    Each pass votes for its argmax class (the lowest class index on an exact tie within a pass).
+    The value depends only on the size of the largest vote count, so it is the same whichever class
+    is taken as the mode when two classes tie for it (Gal et al. 2017 §3; Beluch et al. 2018 §3).
+    """
+    mc_probs = _stack(mc_probs)
+    passes, n, classes = mc_probs.shape
+    votes = mc_probs.argmax(axis=2)  # (T, N)
+    counts = np.zeros((n, classes), dtype=np.int64)
+    for t in range(passes):
+        counts[np.arange(n), votes[t]] += 1
+    return 1.0 - counts.max(axis=1, initial=0) / passes
+
+
+def with_tie_break(
+    primary: np.ndarray, levels: int, secondary: np.ndarray, upper: float
+) -> np.ndarray:
+    """One score ordering by `primary`, then by `secondary`, for a `primary` on a 1/levels grid.
+
+    The variation ratio takes only `levels` + 1 values (multiples of 1/T or 1/M), so thousands of
+    candidates tie. Adding ``secondary / upper * 0.5 / levels`` (with 0 <= secondary <= upper)
+    moves a score by at most half a grid step: candidates are ordered by `primary` first and by
+    `secondary` within a level, and `top_k` still breaks any remaining tie by the smaller index.
+    """
+    primary = np.asarray(primary, dtype=np.float64)
+    secondary = np.asarray(secondary, dtype=np.float64)
+    scale = 0.5 / (max(int(levels), 1) * (upper if upper > 0 else 1.0))
+    return primary + np.clip(secondary, 0.0, max(upper, 0.0)) * scale
+
+
+def _stack(mc_probs: np.ndarray) -> np.ndarray:
+    mc_probs = np.asarray(mc_probs, dtype=np.float64)
+    if mc_probs.ndim != 3 or mc_probs.shape[0] < 1:
+        raise ValueError(
+            f"expected probabilities of shape (T, N, K) with T >= 1, got {mc_probs.shape}"
+        )
+    return mc_probs
+
+
+def min_sq_distances(
+    points: torch.Tensor, centers: torch.Tensor, chunk_size: int = 1024
+) -> torch.Tensor:
+    """Squared Euclidean distance from each point to its nearest centre, +inf when there is none.
+
+    Centres are processed `chunk_size` at a time, so at most (N, chunk_size) distances exist at
+    once. Uses ``|a|^2 + |b|^2 - 2 a.b`` (one matrix product per chunk), clamped at zero.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    best = torch.full((points.shape[0],), float("inf"), dtype=points.dtype, device=points.device)
+    points_sq = points.pow(2).sum(dim=1)
+    for start in range(0, centers.shape[0], chunk_size):
+        chunk = centers[start : start + chunk_size]
+        best = torch.minimum(best, _sq_distances(points, points_sq, chunk).min(dim=1).values)
+    return best
+
+
+def _sq_distances(
+    points: torch.Tensor, points_sq: torch.Tensor, centers: torch.Tensor
+) -> torch.Tensor:
+    centers_sq = centers.pow(2).sum(dim=1)
+    dist = points_sq[:, None] + centers_sq[None, :] - 2.0 * (points @ centers.T)
+    return dist.clamp_min_(0.0)
+
+
+@dataclass
+class KCenterResult:
+    order: np.ndarray  # (budget,) int64 positions into `points`, in pick order
+    initial_distance: np.ndarray  # (N,) distance to the nearest given centre; inf if none
+    final_distance: np.ndarray  # (N,) distance to the nearest of centres + picks (0 for picks)
+
+
+def k_center_greedy(
+    points: torch.Tensor, centers: torch.Tensor, budget: int, chunk_size: int = 1024
+) -> KCenterResult:
+    """Greedily pick `budget` rows of `points`, each the farthest from all centres so far.
+
+    `centers` are the already labeled points (Core-Set Alg. 1 starts from s^0 = the labeled set).
+    Each step adds one point, so only that point's distances to `points` are computed: O(N) per
+    step, O(N * (|centers| + budget)) in total, memory O(N * chunk_size).
+
+    Ties go to the smallest position (torch.argmax returns the first maximum). With no centres,
+    the first pick is the point farthest from the mean of `points` (ties: smallest position), a
+    deterministic stand-in for the random first centre of the usual k-center greedy.
+    """
+    n = points.shape[0]
+    if not 0 <= budget <= n:
+        raise ValueError(f"budget {budget} must be between 0 and the {n} points")
+    if centers.shape[0] and centers.shape[1:] != points.shape[1:]:
+        raise ValueError(f"centres of shape {tuple(centers.shape)} vs points {tuple(points.shape)}")
+    min_sq = min_sq_distances(points, centers, chunk_size)
+    initial = min_sq.clone()
+    points_sq = points.pow(2).sum(dim=1)
+    # Picked points get -1 so they are never picked again, even when exact duplicates leave every
+    # remaining distance at 0 (min_sq itself is still tracked through `final`).
+    available = min_sq.clone()
+    order = []
+    for step in range(budget):
+        if step == 0 and centers.shape[0] == 0:
+            # (x - mean)^2 directly: exact ties stay ties (no |a|^2 + |b|^2 - 2ab rounding).
+            pick = int(torch.argmax((points - points.mean(dim=0)).pow(2).sum(dim=1)))
+        else:
+            pick = int(torch.argmax(available))
+        order.append(pick)
+        new = _sq_distances(points, points_sq, points[pick : pick + 1])[:, 0]
+        min_sq = torch.minimum(min_sq, new)
+        min_sq[pick] = 0.0
+        available = torch.minimum(available, new)
+        available[pick] = -1.0
+    return KCenterResult(
+        order=np.asarray(order, dtype=np.int64),
+        initial_distance=initial.sqrt().double().cpu().numpy(),
+        final_distance=min_sq.sqrt().double().cpu().numpy(),
+    )

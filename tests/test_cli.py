@@ -1,0 +1,212 @@
+"""End to end through the CLI: two stages of every method on digits, index-file invariants."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from tavaal.cli import main
+from tavaal.data import load_dataset
+from tavaal.pool import read_labeled, read_scores
+from tavaal.strategies import list_strategies, strategy_class
+
+BUDGET = 20
+INITIAL = 40
+
+CONFIG = {
+    "experiments": {
+        "tiny": {
+            "dataset": "digits",
+            "model": "digits_cnn",
+            "methods": list_strategies(),
+            "seeds": [0],
+            "initial_size": INITIAL,
+            "budget": BUDGET,
+            "stages": 2,
+            "subset_size": 200,
+            "train": {
+                "epochs": 2,
+                "batch_size": 32,
+                "lr": 0.05,
+                "milestones": [],
+                "augment": False,
+            },
+            "ranker": {"detach_epoch": 1, "hidden": 16},
+            "vae": {
+                "latent_dim": 8,
+                "base_channels": 8,
+                "iterations": 10,
+                "batch_size": 16,
+                "disc_hidden": 32,
+            },
+            "query": {"mc_samples": 3, "ensemble_size": 2},
+        }
+    }
+}
+
+
+def run_all(root, data_dir):
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    code = main(
+        [
+            "run",
+            "--config",
+            str(config),
+            "--results-dir",
+            str(root / "results"),
+            "--data-dir",
+            str(data_dir),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    return root / "results" / "tiny"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("data")
+    first = run_all(tmp_path_factory.mktemp("a"), data_dir)
+    second = run_all(tmp_path_factory.mktemp("b"), data_dir)
+    return first, second, load_dataset("digits", data_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", list_strategies())
+def test_two_stages_chain_correctly(runs, method):
+    results, _, dataset = runs
+    stage0 = read_labeled(
+        results / method / "seed0/stage0/labeled.parquet",
+        dataset.y_train,
+        0,
+        {"experiment": "tiny", "method": method, "seed": 0},
+    )
+    stage1 = read_labeled(
+        results / method / "seed0/stage1/labeled.parquet",
+        dataset.y_train,
+        1,
+        {"experiment": "tiny", "method": method, "seed": 0},
+    )
+    assert len(stage0.indices) == INITIAL and stage0.table["score"].isna().all()
+    # Stage 1 = stage 0 plus exactly `budget` new, distinct indices with their oracle labels.
+    assert set(stage0.indices) < set(stage1.indices)
+    new = stage1.table[stage1.table["stage_added"] == 1]
+    assert len(new) == BUDGET and len(stage1.indices) == INITIAL + BUDGET
+    assert not new["score"].isna().any()
+    assert (new["label"].to_numpy() == dataset.y_train[new["index"].to_numpy()]).all()
+    scores, meta = read_scores(results / method / "seed0/stage0/scores.parquet")
+    assert len(scores) == 200 and scores["chosen"].sum() == BUDGET
+    assert set(scores.loc[scores["chosen"], "index"]) == set(new["index"])
+    assert not set(scores["index"]) & set(stage0.indices)
+    assert meta["query_seconds"] > 0
+    if strategy_class(method).uses_task_model:
+        assert scores["true_loss"].ge(0).all()
+    for stage in (0, 1):
+        assert (results / method / f"seed0/stage{stage}/metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_initial_pool_is_shared_by_all_methods(runs):
+    results, _, dataset = runs
+    pools = {
+        m: read_labeled(results / m / "seed0/stage0/labeled.parquet").indices
+        for m in list_strategies()
+    }
+    reference = pools["random"]
+    assert all(np.array_equal(reference, pool) for pool in pools.values())
+    # every method scores the same candidate subset at a stage
+    subsets = {
+        m: set(read_scores(results / m / "seed0/stage0/scores.parquet")[0]["index"])
+        for m in list_strategies()
+    }
+    assert len({frozenset(s) for s in subsets.values()}) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", list_strategies())
+def test_same_config_and_seed_give_identical_index_files(runs, method):
+    first, second, _ = runs
+    for stage in (0, 1):
+        a = (first / method / f"seed0/stage{stage}/labeled.parquet").read_bytes()
+        b = (second / method / f"seed0/stage{stage}/labeled.parquet").read_bytes()
+        assert a == b, f"{method} stage {stage} differs between two identical runs"
+
+
+def test_discovery_commands(capsys):
+    assert main(["methods"]) == 0
+    assert capsys.readouterr().out.split() == list_strategies()
+    assert main(["datasets"]) == 0
+    assert "moons" in capsys.readouterr().out.split()
+
+
+def test_inspect_reports_counts_and_overlap(runs, capsys):
+    results, _, dataset = runs
+    a = results / "entropy/seed0/stage1/labeled.parquet"
+    b = results / "random/seed0/stage1/labeled.parquet"
+    assert main(["inspect", str(a), "--against", str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "rows: 60" in out
+    assert "samples per stage_added: 0: 40, 1: 20" in out
+    shared = len(set(read_labeled(a).indices) & set(read_labeled(b).indices))
+    assert f"{shared} shared" in out and shared >= INITIAL
+
+
+def test_bad_input_is_one_clear_error_and_nonzero_exit(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump({"experiments": {"e": {"dataset": "digits", "model": "nope"}}})
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tavaal.cli",
+            "train",
+            "--config",
+            str(config),
+            "--experiment",
+            "e",
+            "--method",
+            "random",
+            "--seed",
+            "0",
+            "--stage",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "tavaal: error: experiments.e.model: unknown task model 'nope'; known: "
+        "digits_cnn, mlp, resnet18, vgg16_bn"
+    ]
+
+
+def test_missing_index_file_names_it(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    code = main(
+        [
+            "train",
+            "--config",
+            str(config),
+            "--experiment",
+            "tiny",
+            "--method",
+            "random",
+            "--seed",
+            "3",
+            "--stage",
+            "0",
+            "--results-dir",
+            str(tmp_path / "r"),
+            "--data-dir",
+            str(tmp_path / "d"),
+        ]
+    )
+    assert code == 2

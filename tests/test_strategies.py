@@ -1,0 +1,495 @@
+"""Query strategies on small synthetic contexts: contract properties for every strategy in
+STRATEGIES, and value tests of the baselines on hand-built models."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from tavaal.config import ExperimentConfig, QueryConfig, RankerConfig, VAEConfig
+from tavaal.data import DatasetInfo, PreparedDataset
+from tavaal.errors import CheckpointError
+from tavaal.inference import mc_dropout_probabilities
+from tavaal.models import TaskOutput, build_ranker, build_task_model
+from tavaal.seeding import derive_seed
+from tavaal.strategies import QueryContext, get_strategy, list_strategies, strategy_class
+from tavaal.training import TrainedModels
+from tavaal.uncertainty import bald, entropy, softmax, variation_ratio
+
+# The baselines of this file's value tests.
+BASELINES = [
+    "random",
+    "entropy",
+    "bald",
+    "var_ratio",
+    "ensemble_varr",
+    "coreset",
+    "lloss",
+    "lloss_v2",
+]
+# Every strategy the contract tests run on; extend with further registered names.
+STRATEGIES = [*BASELINES, "vaal", "tavaal"]
+MODEL_STRATEGIES = [name for name in STRATEGIES if strategy_class(name).uses_task_model]
+# Columns each baseline adds to the score table.
+METHOD_COLUMNS = {
+    "random": set(),
+    "entropy": {"entropy"},
+    "bald": {"bald", "entropy"},
+    "var_ratio": {"var_ratio", "entropy"},
+    "ensemble_varr": {"var_ratio", "entropy"},
+    "coreset": {"min_distance"},
+    "lloss": {"predicted_loss"},
+    "lloss_v2": {"predicted_loss"},
+}
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Tiny settings everywhere (including VAE/D, for strategies that train one inside the query).
+EXPERIMENT = ExperimentConfig(
+    name="toy",
+    dataset="moons",
+    model="mlp",
+    initial_size=10,
+    budget=5,
+    subset_size=0,
+    ranker=RankerConfig(hidden=8),
+    vae=VAEConfig(latent_dim=4, hidden=16, disc_hidden=16, batch_size=16, epochs=1, iterations=4),
+    query=QueryConfig(mc_dropout=0.3, mc_samples=4, ensemble_size=3, inference_batch_size=16),
+)
+
+
+def make_dataset(
+    n_train: int, num_classes: int, data_seed: int, n_test: int = 10
+) -> PreparedDataset:
+    """A 2-D vector dataset with standard-normal features (mean 0, std 1: no renormalisation)."""
+    rng = np.random.default_rng(data_seed)
+    x_train = rng.normal(size=(n_train, 2)).astype(np.float32)
+    x_test = rng.normal(size=(n_test, 2)).astype(np.float32)
+    info = DatasetInfo(
+        name="toy",
+        kind="vector",
+        num_classes=num_classes,
+        classes=tuple(f"c{k}" for k in range(num_classes)),
+        input_shape=(2,),
+        mean=(0.0, 0.0),
+        std=(1.0, 1.0),
+        n_train=n_train,
+        n_test=n_test,
+    )
+    return PreparedDataset(
+        info=info,
+        x_train=x_train,
+        y_train=rng.integers(0, num_classes, n_train).astype(np.int64),
+        x_test=x_test,
+        y_test=rng.integers(0, num_classes, n_test).astype(np.int64),
+    )
+
+
+def make_models(method: str, num_classes: int, model_seed: int) -> TrainedModels | None:
+    """Randomly initialised MLP task learner(s) (+ ranker), shaped as the method trains them."""
+    cls = strategy_class(method)
+    if not cls.uses_task_model:
+        return None
+    torch.manual_seed(model_seed)
+    dropout = EXPERIMENT.query.mc_dropout if cls.mc_dropout else 0.0
+    members = EXPERIMENT.query.ensemble_size if cls.ensemble else 1
+    models = [build_task_model("mlp", (2,), num_classes, dropout).eval() for _ in range(members)]
+    ranker = build_ranker(models[0], (2,), hidden=8).eval() if cls.ranker_loss else None
+    return TrainedModels(models=models, ranker=ranker)
+
+
+def make_context(
+    method: str,
+    dataset: PreparedDataset,
+    labeled: np.ndarray,
+    candidates: np.ndarray,
+    budget: int,
+    seed: int = 0,
+    stage: int = 0,
+    models: TrainedModels | None = None,
+    log=None,
+) -> QueryContext:
+    labeled = np.sort(np.asarray(labeled, dtype=np.int64))
+    unlabeled = np.setdiff1d(np.arange(dataset.info.n_train), labeled).astype(np.int64)
+    return QueryContext(
+        experiment=EXPERIMENT,
+        method=method,
+        seed=seed,
+        stage=stage,
+        dataset=dataset,
+        labeled=labeled,
+        candidates=np.sort(np.asarray(candidates, dtype=np.int64)),
+        unlabeled=unlabeled,
+        budget=budget,
+        device=torch.device("cpu"),
+        models=models,
+        log=log if log is not None else (lambda line: None),
+    )
+
+
+@st.composite
+def contexts(draw, method: str, min_labeled: int = 1):
+    """A random pool split: labeled, unlabeled, a candidate subset of it and a budget."""
+    n_train = draw(st.integers(40, 120))
+    num_classes = draw(st.integers(2, 4))
+    dataset = make_dataset(n_train, num_classes, draw(st.integers(0, 2**16)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    order = rng.permutation(n_train)
+    n_labeled = draw(st.integers(min_labeled, n_train - 1))
+    unlabeled = np.sort(order[n_labeled:])
+    n_candidates = draw(st.integers(1, len(unlabeled)))
+    candidates = np.sort(rng.choice(unlabeled, size=n_candidates, replace=False))
+    return make_context(
+        method,
+        dataset,
+        labeled=order[:n_labeled],
+        candidates=candidates,
+        budget=draw(st.integers(1, n_candidates)),
+        seed=draw(st.integers(0, 1000)),
+        stage=draw(st.integers(0, 5)),
+        models=make_models(method, num_classes, draw(st.integers(0, 1000))),
+    )
+
+
+def check_result(ctx: QueryContext, result) -> None:
+    chosen = np.asarray(result.chosen)
+    assert chosen.dtype == np.int64
+    assert len(chosen) == ctx.budget
+    assert len(np.unique(chosen)) == ctx.budget
+    assert np.isin(chosen, ctx.candidates).all()
+    assert np.isin(chosen, ctx.unlabeled).all()
+    assert not np.isin(chosen, ctx.labeled).any()
+    assert ((chosen >= 0) & (chosen < ctx.dataset.info.n_train)).all()
+    table = result.scores
+    assert len(table) == len(ctx.candidates)
+    np.testing.assert_array_equal(np.sort(table["index"].to_numpy()), ctx.candidates)
+    assert table["index"].dtype == np.int64 and table["score"].dtype == np.float64
+    assert table["chosen"].dtype == bool
+    assert set(table.loc[table["chosen"], "index"]) == set(chosen.tolist())
+    assert not table["score"].isna().any()
+    # Higher score = picked first: every chosen candidate scores at least every other one.
+    if table["chosen"].all():
+        return
+    assert table.loc[table["chosen"], "score"].min() >= table.loc[~table["chosen"], "score"].max()
+
+
+# ---------------------------------------------------------------- contract, every strategy
+
+
+def test_baselines_are_registered():
+    assert set(STRATEGIES) <= set(list_strategies())
+    flags = {name: strategy_class(name) for name in BASELINES}
+    assert not flags["random"].uses_task_model
+    assert flags["bald"].mc_dropout and flags["var_ratio"].mc_dropout
+    assert flags["ensemble_varr"].ensemble
+    assert flags["lloss"].ranker_loss == "margin" and flags["lloss_v2"].ranker_loss == "ranking"
+    assert all(flags[name].ranker_loss is None for name in ("entropy", "coreset", "random"))
+
+
+@pytest.mark.parametrize("method", STRATEGIES)
+@FAST
+@given(data=st.data())
+def test_query_contract_and_determinism(method, data):
+    ctx = data.draw(contexts(method))
+    first = get_strategy(method).query(ctx)
+    check_result(ctx, first)
+    if method in METHOD_COLUMNS:
+        assert METHOD_COLUMNS[method] <= set(first.scores.columns)
+    # Same context again: the same picks, in the same order, and the same table.
+    second = get_strategy(method).query(ctx)
+    np.testing.assert_array_equal(first.chosen, second.chosen)
+    pd.testing.assert_frame_equal(first.scores, second.scores)
+
+
+@pytest.mark.parametrize("method", MODEL_STRATEGIES)
+def test_model_strategies_need_the_checkpoint(method):
+    dataset = make_dataset(40, 2, 0)
+    ctx = make_context(method, dataset, np.arange(10), np.arange(10, 40), 3, models=None)
+    with pytest.raises(CheckpointError, match=method):
+        get_strategy(method).query(ctx)
+
+
+@pytest.mark.parametrize("method", ["lloss", "lloss_v2"])
+def test_loss_prediction_needs_the_ranker(method):
+    dataset = make_dataset(40, 2, 0)
+    models = make_models(method, 2, 0)
+    models.ranker = None
+    ctx = make_context(method, dataset, np.arange(10), np.arange(10, 40), 3, models=models)
+    with pytest.raises(CheckpointError, match="ranker"):
+        get_strategy(method).query(ctx)
+
+
+@pytest.mark.parametrize("method", STRATEGIES)
+def test_logs_progress_lines(method):
+    lines = []
+    dataset = make_dataset(60, 3, 1)
+    ctx = make_context(
+        method,
+        dataset,
+        np.arange(0, 60, 3),
+        np.arange(1, 60, 3),
+        4,
+        models=make_models(method, 3, 1),
+        log=lines.append,
+    )
+    get_strategy(method).query(ctx)
+    assert any(line.startswith(f"{method}:") for line in lines)
+    if method in BASELINES:
+        summary = f"{method}: scored 20 candidates, picked 4 (seed 0, stage 0) in "
+        assert sum(line.startswith(summary) and line.endswith(" s") for line in lines) == 1
+
+
+@pytest.mark.parametrize("method", STRATEGIES)
+def test_whole_candidate_set_as_budget(method):
+    dataset = make_dataset(50, 2, 2)
+    ctx = make_context(
+        method, dataset, np.arange(25), np.arange(25, 50), 25, models=make_models(method, 2, 2)
+    )
+    result = get_strategy(method).query(ctx)
+    check_result(ctx, result)
+    assert result.scores["chosen"].all()
+
+
+@pytest.mark.parametrize("method", BASELINES)
+def test_empty_labeled_set(method):
+    dataset = make_dataset(40, 2, 3)
+    ctx = make_context(
+        method, dataset, np.arange(0), np.arange(0, 40, 2), 5, models=make_models(method, 2, 3)
+    )
+    check_result(ctx, get_strategy(method).query(ctx))
+
+
+# ---------------------------------------------------------------- random
+
+
+def test_random_differs_across_seeds_and_stages():
+    dataset = make_dataset(100, 2, 4)
+    picks = set()
+    for seed in range(5):
+        for stage in range(2):
+            ctx = make_context(
+                "random", dataset, np.arange(10), np.arange(10, 100), 10, seed, stage
+            )
+            picks.add(tuple(get_strategy("random").query(ctx).chosen))
+    assert len(picks) == 10
+
+
+def test_random_is_uniform_over_the_candidates():
+    dataset = make_dataset(40, 2, 5)
+    candidates = np.arange(20, 40)
+    counts = np.zeros(40, dtype=int)
+    for seed in range(400):
+        ctx = make_context("random", dataset, np.arange(20), candidates, 5, seed=seed)
+        counts[get_strategy("random").query(ctx).chosen] += 1
+    # 400 * 5 / 20 = 100 expected per candidate (binomial sd ~ 8.7).
+    assert counts[:20].sum() == 0
+    assert counts[candidates].min() > 65 and counts[candidates].max() < 135
+
+
+# ---------------------------------------------------------------- hand-built models
+
+
+class SignModel(nn.Module):
+    """logits = scale * (x0 - threshold, threshold - x0); embedding = x; taps = [x]."""
+
+    def __init__(self, scale: float = 3.0, threshold: float = 0.0) -> None:
+        super().__init__()
+        self.scale = scale
+        self.threshold = threshold
+        self.unused = nn.Parameter(torch.zeros(1))  # gives the module a device/dtype
+        self.dropout = nn.Dropout(0.0)
+
+    def forward(self, x):
+        z = self.scale * (x[:, 0] - self.threshold)
+        logits = self.dropout(torch.stack([z, -z], dim=1))
+        return TaskOutput(logits=logits, embedding=x.clone(), features=[x])
+
+
+class SecondFeatureRanker(nn.Module):
+    """Predicted loss = the second input feature."""
+
+    def forward(self, features):
+        return features[0][:, 1]
+
+
+def hand_context(method, models, n_train=80, data_seed=6, budget=7):
+    dataset = make_dataset(n_train, 2, data_seed)
+    labeled = np.arange(0, n_train, 4)
+    candidates = np.setdiff1d(np.arange(n_train), labeled)
+    return make_context(
+        method, dataset, labeled, candidates, budget, seed=3, stage=1, models=models
+    )
+
+
+def test_entropy_picks_the_most_uncertain_candidates():
+    ctx = hand_context("entropy", TrainedModels(models=[SignModel()]))
+    result = get_strategy("entropy").query(ctx)
+    # Entropy of softmax(3 x0, -3 x0) decreases with |x0|.
+    x0 = ctx.dataset.x_train[ctx.candidates, 0]
+    expected = ctx.candidates[np.argsort(np.abs(x0), kind="stable")[: ctx.budget]]
+    np.testing.assert_array_equal(result.chosen, expected)
+    z = 3.0 * x0.astype(np.float64)
+    p = 1.0 / (1.0 + np.exp(-2.0 * z))
+    np.testing.assert_allclose(
+        result.scores["entropy"], -(p * np.log(p) + (1 - p) * np.log(1 - p)), rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("method", ["lloss", "lloss_v2"])
+def test_loss_prediction_picks_the_highest_predicted_loss(method):
+    models = TrainedModels(models=[SignModel()], ranker=SecondFeatureRanker())
+    ctx = hand_context(method, models)
+    result = get_strategy(method).query(ctx)
+    x1 = ctx.dataset.x_train[ctx.candidates, 1]
+    np.testing.assert_array_equal(result.chosen, ctx.candidates[np.argsort(-x1)[: ctx.budget]])
+    np.testing.assert_allclose(result.scores["predicted_loss"], x1, rtol=1e-6)
+
+
+def test_loss_prediction_with_a_built_ranker_matches_a_direct_forward():
+    models = make_models("lloss", 3, 7)
+    ctx = hand_context("lloss", models)
+    result = get_strategy("lloss").query(ctx)
+    with torch.no_grad():
+        x = torch.from_numpy(ctx.dataset.x_train[ctx.candidates])
+        direct = models.ranker(models.models[0](x).features).numpy()
+    np.testing.assert_allclose(result.scores["predicted_loss"], direct, rtol=1e-5, atol=1e-6)
+    order = np.lexsort((ctx.candidates, -direct.astype(np.float64)))
+    assert set(result.chosen) == set(ctx.candidates[order[: ctx.budget]])
+
+
+def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sqrt(((a[:, None, :].astype(np.float64) - b[None, :, :]) ** 2).sum(axis=2))
+
+
+def test_coreset_first_pick_is_farthest_from_the_labeled_set():
+    ctx = hand_context("coreset", TrainedModels(models=[SignModel()]), budget=6)
+    result = get_strategy("coreset").query(ctx)
+    x = ctx.dataset.x_train
+    to_labeled = _distances(x[ctx.candidates], x[ctx.labeled]).min(axis=1)
+    np.testing.assert_allclose(result.scores["min_distance"], to_labeled, rtol=1e-4, atol=1e-5)
+    assert result.chosen[0] == ctx.candidates[np.argmax(to_labeled)]
+    # The whole order is k-center greedy on the embeddings (= inputs for SignModel).
+    centres = list(x[ctx.labeled])
+    for pick in result.chosen:
+        d = _distances(x[ctx.candidates], np.asarray(centres)).min(axis=1)
+        assert pick == ctx.candidates[np.argmax(d)]
+        centres.append(x[pick])
+    # Scores: budget, ..., 1 for the picks in greedy order; below 1 for the rest.
+    table = result.scores.set_index("index")
+    np.testing.assert_array_equal(table.loc[result.chosen, "score"], np.arange(6, 0, -1))
+    assert (table.loc[~table["chosen"], "score"] < 1).all()
+
+
+@FAST
+@given(data=st.data())
+def test_coreset_on_mlp_embeddings_follows_min_distance(data):
+    ctx = data.draw(contexts("coreset"))
+    result = get_strategy("coreset").query(ctx)
+    model = ctx.models.models[0]
+    with torch.no_grad():
+        emb = model(torch.from_numpy(ctx.dataset.x_train)).embedding.numpy()
+    to_labeled = _distances(emb[ctx.candidates], emb[ctx.labeled]).min(axis=1)
+    np.testing.assert_allclose(result.scores["min_distance"], to_labeled, rtol=1e-3, atol=1e-4)
+    first = np.flatnonzero(ctx.candidates == result.chosen[0])[0]
+    assert to_labeled[first] >= to_labeled.max() - 1e-4
+
+
+def test_coreset_without_labeled_starts_farthest_from_the_mean():
+    ctx = hand_context("coreset", TrainedModels(models=[SignModel()]), budget=3)
+    ctx.labeled = np.zeros(0, dtype=np.int64)
+    result = get_strategy("coreset").query(ctx)
+    x = ctx.dataset.x_train[ctx.candidates].astype(np.float64)
+    to_mean = np.sqrt(((x - x.mean(axis=0)) ** 2).sum(axis=1))
+    assert result.chosen[0] == ctx.candidates[np.argmax(to_mean)]
+    assert result.scores["min_distance"].isna().all()
+
+
+def test_ensemble_varr_picks_where_the_members_disagree():
+    # Three members split the line at x0 = -0.5, 0, 0.5: between -0.5 and 0.5 one member
+    # disagrees with the other two (ratio 1/3); outside, all agree (ratio 0).
+    members = [SignModel(threshold=t) for t in (-0.5, 0.0, 0.5)]
+    dataset = make_dataset(120, 2, 8)
+    x0 = dataset.x_train[:, 0]
+    labeled = np.arange(0, 120, 5)
+    candidates = np.setdiff1d(np.arange(120), labeled)
+    inside = candidates[np.abs(x0[candidates]) < 0.5]
+    ctx = make_context(
+        "ensemble_varr",
+        dataset,
+        labeled,
+        candidates,
+        len(inside),
+        models=TrainedModels(models=members),
+    )
+    result = get_strategy("ensemble_varr").query(ctx)
+    assert set(result.chosen) == set(inside)
+    table = result.scores.set_index("index")
+    np.testing.assert_allclose(table.loc[inside, "var_ratio"], 1 / 3)
+    np.testing.assert_allclose(table.loc[~table["chosen"], "var_ratio"], 0.0)
+    # Within the tied ratio, the higher entropy of the mean prediction goes first.
+    np.testing.assert_array_equal(
+        result.chosen, table.loc[inside].sort_values("entropy", ascending=False).index
+    )
+
+
+@pytest.mark.parametrize("method", ["var_ratio", "ensemble_varr"])
+def test_variation_ratio_ties_fall_back_to_entropy(method):
+    # No dropout / identical members: every ratio is 0, so the picks are entropy's picks.
+    model = make_models("entropy", 3, 9).models[0]
+    members = [model] * (3 if method == "ensemble_varr" else 1)
+    ctx = hand_context(method, TrainedModels(models=members), budget=9)
+    result = get_strategy(method).query(ctx)
+    np.testing.assert_allclose(result.scores["var_ratio"], 0.0)
+    by_entropy = get_strategy("entropy").query(
+        hand_context("entropy", TrainedModels(models=[model]), budget=9)
+    )
+    np.testing.assert_array_equal(result.chosen, by_entropy.chosen)
+
+
+@pytest.mark.parametrize("method", ["bald", "var_ratio"])
+def test_mc_dropout_scores_match_the_formulas(method):
+    models = make_models(method, 3, 10)
+    ctx = hand_context(method, models)
+    result = get_strategy(method).query(ctx)
+    probs = mc_dropout_probabilities(
+        models.models[0],
+        ctx.dataset.x_train,
+        ctx.candidates,
+        ctx.dataset.info,
+        "cpu",
+        samples=EXPERIMENT.query.mc_samples,
+        generator_seed=derive_seed(ctx.seed, ctx.stage, "query/mc_dropout"),
+        # The dropout masks follow the batching, so use the strategy's batch size.
+        batch_size=EXPERIMENT.query.inference_batch_size,
+    ).astype(np.float64)
+    expected = bald(probs) if method == "bald" else variation_ratio(probs)
+    np.testing.assert_allclose(result.scores[method], expected, atol=1e-6)
+    np.testing.assert_allclose(result.scores["entropy"], entropy(probs.mean(axis=0)), atol=1e-6)
+    # Dropout is active, so the passes differ somewhere.
+    assert probs.std(axis=0).max() > 0
+    if method == "bald":
+        np.testing.assert_array_equal(
+            result.chosen,
+            ctx.candidates[np.lexsort((ctx.candidates, -result.scores["bald"]))][: ctx.budget],
+        )
+
+
+def test_bald_is_zero_without_dropout():
+    # A model with p = 0: every pass is the same, so there is no disagreement to measure.
+    model = make_models("entropy", 2, 11).models[0]
+    lines = []
+    ctx = hand_context("bald", TrainedModels(models=[model]))
+    ctx.log = lines.append
+    result = get_strategy("bald").query(ctx)
+    np.testing.assert_allclose(result.scores["bald"], 0.0, atol=1e-9)
+    assert any("no dropout" in line for line in lines)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(ctx.dataset.x_train[ctx.candidates])).logits.numpy()
+    np.testing.assert_allclose(result.scores["entropy"], entropy(softmax(logits)), atol=1e-6)
+    assert math.isclose(result.diagnostics["mean_bald"], 0.0, abs_tol=1e-9)
