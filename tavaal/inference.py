@@ -74,22 +74,24 @@ def mc_dropout_probabilities(
 ) -> np.ndarray:
     """Softmax outputs of `samples` stochastic passes, shape (T, N, K).
 
-    Only dropout layers are in training mode (batch norm keeps its running statistics), and the
-    dropout masks come from a seeded global RNG, so the result is reproducible on CPU.
+    A task learner's only dropout sits between its embedding and its classifier, so the
+    backbone runs once per batch (in eval mode: batch norm keeps its running statistics) and
+    only the head is sampled T times. The masks come from a seeded generator on the device, so
+    the result is reproducible on CPU.
     """
     model.eval()
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.train()
-    torch.manual_seed(generator_seed)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(generator_seed)
+    p = model.dropout.p
     out = []
-    try:
-        for chunk in batches(np.asarray(indices, dtype=np.int64), batch_size):
-            inputs = load_inputs(x, chunk, info, device)
-            passes = [F.softmax(model(inputs).logits.float(), dim=1).cpu() for _ in range(samples)]
-            out.append(torch.stack(passes))
-    finally:
-        model.eval()
+    for chunk in batches(np.asarray(indices, dtype=np.int64), batch_size):
+        embedding, _ = model.forward_features(load_inputs(x, chunk, info, device))
+        passes = []
+        for _ in range(samples):
+            keep = torch.rand(embedding.shape, generator=generator, device=embedding.device) >= p
+            dropped = embedding * keep / (1.0 - p) if p > 0 else embedding
+            passes.append(F.softmax(model.classifier(dropped).float(), dim=1).cpu())
+        out.append(torch.stack(passes))
     if not out:
         return np.zeros((samples, 0, info.num_classes), dtype=np.float32)
     return torch.cat(out, dim=1).numpy()
