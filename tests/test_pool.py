@@ -24,7 +24,9 @@ Y = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0], dtype=np.int64)
 
 def write(path, indices, stage_added, labels=None, meta=META):
     labels = Y[indices] if labels is None else labels
-    write_labeled(path, make_table(np.array(indices), np.array(labels), np.array(stage_added)), meta)
+    write_labeled(
+        path, make_table(np.array(indices), np.array(labels), np.array(stage_added)), meta
+    )
 
 
 def test_round_trip_and_metadata(tmp_path):
@@ -54,7 +56,9 @@ def test_same_content_gives_identical_bytes(tmp_path):
         ([1, 2], [0, 2], None, "stage_added outside 0..1"),
     ],
 )
-def test_invariant_violations_name_file_and_problem(tmp_path, indices, stage_added, labels, message):
+def test_invariant_violations_name_file_and_problem(
+    tmp_path, indices, stage_added, labels, message
+):
     path = tmp_path / "labeled.parquet"
     write(path, indices, stage_added, labels)
     with pytest.raises(IndexFileError, match=message) as err:
