@@ -1,0 +1,58 @@
+# tavaal experiment workflow: every (experiment, method, seed, stage) is a file target.
+#   snakemake --cores 2                 # = all_figures: the default config.yaml, offline
+#   snakemake --cores 2 all             # metrics only
+#   snakemake --configfile presets/tavaal_cifar10.yaml --profile profiles/slurm
+# Layout, rerun policy and presets: README.md, "Workflow".
+
+from snakemake.utils import min_version, validate
+
+min_version("9.20")
+
+
+configfile: "config.yaml"
+
+
+# Fills the schema's defaults (which equal tavaal/config.py's) and stops on any unknown key or
+# bad value before a job starts.
+validate(config, "schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+
+
+report: "report/workflow.rst"
+
+
+rule all_figures:
+    """Every figure and table of every selected experiment (the default target)."""
+    default_target: True
+    input:
+        all_figures(),
+
+
+rule all:
+    """Every metrics.json: all trainings of all stages, no figures."""
+    input:
+        all_metrics(),
+
+
+include: "rules/data.smk"
+include: "rules/active_learning.smk"
+include: "rules/report.smk"
+
+
+# Cheap rules run on the submitting node under a cluster profile; prepare_dataset too, since
+# downloads need the network that compute nodes often lack.
+localrules:
+    all_figures,
+    all,
+    prepare_dataset,
+    aggregate,
+    figure_accuracy,
+    figure_improvement,
+    figure_class_entropy,
+    figure_discriminator_histogram,
+    figure_selection,
+    tables,
+    table_sampling_time,
+    table_adversarial_health,

@@ -1,0 +1,338 @@
+# Helpers shared by the other .smk files: the validated experiments, path patterns, target
+# lists, named input functions and the global wildcard constraints (no rules here).
+
+import math
+import re
+
+from snakemake.exceptions import WorkflowError
+
+from tavaal.config import ExperimentConfig
+from tavaal.errors import ConfigError
+
+RESULTS = config["results_dir"].rstrip("/")
+DATA = config["data_dir"].rstrip("/")
+REPORT = config["report"]
+# A param of every compute job: bumping it reruns them all (README, "Rerun policy").
+CODE_VERSION = str(config["code_version"])
+
+# Jobs of one (experiment, method, seed) run live under RUN; stage folders below it.
+RUN = f"{RESULTS}/{{experiment}}/{{method}}/seed{{seed}}"
+RUN_LOGS = "logs/{experiment}/{method}/seed{seed}"
+RUN_BENCH = "benchmarks/{experiment}/{method}/seed{seed}"
+EXP_DIR = f"{RESULTS}/{{experiment}}"
+# Software of every job (relative to the rules/ files); used with --sdm conda only.
+SOFTWARE = "../envs/tavaal.yaml"
+
+# Methods that train a VAE + discriminator inside the query (adversarial figures and health).
+ADVERSARIAL_METHODS = ("vaal", "tavaal")
+# Datasets whose samples are points in the plane (TA-VAAL Fig. 1 selection plot).
+PLANAR_DATASETS = ("moons",)
+
+
+def _selected_experiment_names():
+    defined = list(config["experiments"])
+    wanted = config.get("run_experiments")
+    if wanted is None:
+        return defined
+    unknown = [name for name in wanted if name not in config["experiments"]]
+    if unknown:
+        raise WorkflowError(
+            f"run_experiments: {unknown[0]!r} is not defined under experiments; "
+            f"defined: {', '.join(defined)}"
+        )
+    if not wanted:
+        raise WorkflowError("run_experiments: the list is empty, nothing to build")
+    return list(wanted)
+
+
+def _load_experiments():
+    experiments = {}
+    for name in _selected_experiment_names():
+        try:
+            experiments[name] = ExperimentConfig.from_dict(name, config["experiments"][name])
+        except ConfigError as exc:
+            raise WorkflowError(f"invalid configuration: {exc}") from None
+    return experiments
+
+
+# name -> ExperimentConfig, for the experiments this run builds (validated before any job).
+EXPERIMENTS = _load_experiments()
+# Queries happen at stages 0 .. stages-2, one query_stage<k> per stage index k.
+QUERY_STAGES = max(exp.stages for exp in EXPERIMENTS.values()) - 1
+
+
+def _alternation(names):
+    # Longest first so that e.g. cifar10_imb10 is not cut at cifar10.
+    return "|".join(re.escape(name) for name in sorted(set(names), key=lambda n: (-len(n), n)))
+
+
+wildcard_constraints:
+    experiment=_alternation(EXPERIMENTS),
+    method=_alternation(m for exp in EXPERIMENTS.values() for m in exp.methods),
+    dataset=_alternation(exp.dataset for exp in EXPERIMENTS.values()),
+    seed=r"0|[1-9]\d*",
+    stage=r"0|[1-9]\d*",
+
+
+# ---------------------------------------------------------------------------------- paths
+
+
+def stage_file(stage, name):
+    """Pattern of a file of one stage; `stage` is an int or the "{stage}" wildcard."""
+    return f"{RUN}/stage{stage}/{name}"
+
+
+def stage_log(stage, name):
+    return f"{RUN_LOGS}/stage{stage}/{name}.log"
+
+
+def stage_benchmark(stage, name):
+    return f"{RUN_BENCH}/stage{stage}/{name}.tsv"
+
+
+def run_file(experiment, method, seed, stage, name):
+    return stage_file(stage, name).format(experiment=experiment, method=method, seed=seed)
+
+
+def dataset_dir(experiment):
+    return f"{DATA}/{EXPERIMENTS[experiment].dataset}"
+
+
+def figure(name):
+    return f"{EXP_DIR}/figures/{name}.png"
+
+
+def table(name, ext):
+    return f"{EXP_DIR}/tables/{name}.{ext}"
+
+
+# ------------------------------------------------------------------ what each experiment has
+
+
+def uses_task_model(method):
+    # Imported here: the strategy registry pulls in torch, needed only once a DAG is built.
+    from tavaal.strategies import strategy_class
+
+    return strategy_class(method).uses_task_model
+
+
+def adversarial_methods(experiment):
+    return [m for m in EXPERIMENTS[experiment].methods if m in ADVERSARIAL_METHODS]
+
+
+def last_query_stage(experiment):
+    return EXPERIMENTS[experiment].stages - 2
+
+
+def has_queries(experiment):
+    return last_query_stage(experiment) >= 0
+
+
+def has_baseline(experiment):
+    methods = EXPERIMENTS[experiment].methods
+    return REPORT["baseline"] in methods and len(methods) > 1
+
+
+def is_planar(experiment):
+    return EXPERIMENTS[experiment].dataset in PLANAR_DATASETS
+
+
+def selection_stage(experiment):
+    """Query stage shown in the two-moons figure: report.selection_stage, clamped."""
+    last = last_query_stage(experiment)
+    wanted = REPORT["selection_stage"]
+    return last if wanted < 0 else min(wanted, last)
+
+
+def experiment_figures(experiment):
+    """Figure and table files that make sense for this experiment's methods and dataset."""
+    names = ["accuracy", "class_entropy"]
+    if has_baseline(experiment):
+        names.append("improvement")
+    if has_queries(experiment) and adversarial_methods(experiment):
+        names += ["discriminator_histogram", "loss_vs_likelihood"]
+    if has_queries(experiment) and is_planar(experiment):
+        names.append("selection")
+    files = [figure(name) for name in names]
+    tables = ["accuracy", "aulc", "labels_to_reach"]
+    if has_queries(experiment):
+        tables.append("sampling_time")
+        if adversarial_methods(experiment):
+            tables.append("adversarial_health")
+    files += [table(name, ext) for name in tables for ext in ("csv", "md")]
+    return [path.format(experiment=experiment) for path in files]
+
+
+# ------------------------------------------------------------------------------- targets
+
+
+def all_metrics():
+    return [
+        run_file(name, method, seed, stage, "metrics.json")
+        for name, exp in EXPERIMENTS.items()
+        for method in exp.methods
+        for seed in exp.seeds
+        for stage in range(exp.stages)
+    ]
+
+
+def all_figures():
+    files = []
+    for name in EXPERIMENTS:
+        files.append(f"{EXP_DIR}/summary.parquet".format(experiment=name))
+        files += experiment_figures(name)
+    return files
+
+
+# ----------------------------------------------------------------------- input functions
+
+
+def job_settings(wildcards):
+    """Everything one job's result depends on except the lists of seeds, methods and stages:
+    adding a seed, method or stage leaves the params of existing jobs unchanged."""
+    return EXPERIMENTS[wildcards.experiment].job_settings()
+
+
+def dataset_input(wildcards):
+    return dataset_dir(wildcards.experiment)
+
+
+def train_input(wildcards):
+    return {
+        "labeled": stage_file("{stage}", "labeled.parquet").format(**wildcards),
+        "dataset": dataset_dir(wildcards.experiment),
+    }
+
+
+def query_input(stage):
+    """Input function of the query of `stage`: its labeled set, the dataset, and the stage's
+    task checkpoint only for methods that read the task model (random and VAAL do not)."""
+
+    def inputs(wildcards):
+        files = {
+            "labeled": stage_file(stage, "labeled.parquet").format(**wildcards),
+            "dataset": dataset_dir(wildcards.experiment),
+        }
+        if uses_task_model(wildcards.method):
+            files["model"] = stage_file(stage, "model.pt").format(**wildcards)
+        return files
+
+    return inputs
+
+
+def aggregate_input(wildcards):
+    exp = EXPERIMENTS[wildcards.experiment]
+    runs = [(method, seed) for method in exp.methods for seed in exp.seeds]
+    return {
+        "metrics": [
+            run_file(exp.name, m, s, k, "metrics.json") for m, s in runs for k in range(exp.stages)
+        ],
+        # The last index file holds every sample with the stage that added it.
+        "labeled": [run_file(exp.name, m, s, exp.stages - 1, "labeled.parquet") for m, s in runs],
+        "scores": [
+            run_file(exp.name, m, s, k, "scores.parquet")
+            for m, s in runs
+            for k in range(exp.stages - 1)
+        ],
+        "dataset": dataset_dir(exp.name),
+    }
+
+
+def summary_input(wildcards):
+    return f"{EXP_DIR}/summary.parquet".format(**wildcards)
+
+
+def histogram_input(wildcards):
+    """Scores of the last query of every seed of the adversarial methods (TA-VAAL Fig. 7b)."""
+    exp = EXPERIMENTS[wildcards.experiment]
+    return {
+        "summary": summary_input(wildcards),
+        "scores": [
+            run_file(exp.name, m, s, last_query_stage(exp.name), "scores.parquet")
+            for m in adversarial_methods(exp.name)
+            for s in exp.seeds
+        ],
+    }
+
+
+def loss_likelihood_input(wildcards):
+    """Last query of the first seed: scores, and the model that gives the true loss (Fig. 8)."""
+    exp = EXPERIMENTS[wildcards.experiment]
+    seed, stage = exp.seeds[0], last_query_stage(exp.name)
+    methods = adversarial_methods(exp.name)
+    return {
+        "summary": summary_input(wildcards),
+        "scores": [run_file(exp.name, m, seed, stage, "scores.parquet") for m in methods],
+        "models": [run_file(exp.name, m, seed, stage, "model.pt") for m in methods],
+        "dataset": dataset_dir(exp.name),
+    }
+
+
+def selection_input(wildcards):
+    """Fig. 1: per method, the labeled set after the shown query and the model it queried with."""
+    exp = EXPERIMENTS[wildcards.experiment]
+    seed, stage = exp.seeds[0], selection_stage(exp.name)
+    return {
+        "summary": summary_input(wildcards),
+        "labeled": [run_file(exp.name, m, seed, stage + 1, "labeled.parquet") for m in exp.methods],
+        "models": [run_file(exp.name, m, seed, stage, "model.pt") for m in exp.methods],
+        "dataset": dataset_dir(exp.name),
+    }
+
+
+def experiment_params(wildcards):
+    """Figure jobs rebuild the ExperimentConfig from these (name, methods, seeds included)."""
+    exp = EXPERIMENTS[wildcards.experiment]
+    return {"name": exp.name, **exp.to_dict()}
+
+
+def first_seed(wildcards):
+    return EXPERIMENTS[wildcards.experiment].seeds[0]
+
+
+def last_query(wildcards):
+    return last_query_stage(wildcards.experiment)
+
+
+def shown_selection_stage(wildcards):
+    return selection_stage(wildcards.experiment)
+
+
+# ------------------------------------------------------------------------------ resources
+# Portable resources; profiles map them (gpu -> --gpus on SLURM). Rough sizes for a GPU node.
+# Without a profile, `snakemake --cores N` leaves mem_mb, runtime and gpu unconstrained.
+
+
+def _is_large(experiment):
+    return EXPERIMENTS[experiment].dataset not in ("moons", "digits", "digits_imb10")
+
+
+def train_mem_mb(wildcards):
+    return 16000 if _is_large(wildcards.experiment) else 2000
+
+
+def train_runtime(wildcards):
+    """Minutes: epochs x labeled samples at ~2000 images/s per task learner, doubled, + 10."""
+    exp = EXPERIMENTS[wildcards.experiment]
+    images = exp.train.epochs * exp.labeled_size(int(wildcards.stage))
+    members = exp.query.ensemble_size if wildcards.method == "ensemble_varr" else 1
+    return 10 + math.ceil(2 * members * images / 2000 / 60)
+
+
+def query_mem_mb(wildcards):
+    return 24000 if _is_large(wildcards.experiment) else 2000
+
+
+def query_runtime(stage):
+    def runtime(wildcards):
+        """Minutes; VAE/D iterations at ~20 per second when the method trains an adversary."""
+        exp = EXPERIMENTS[wildcards.experiment]
+        if wildcards.method not in ADVERSARIAL_METHODS:
+            return 30
+        vae = exp.vae
+        iterations = vae.iterations or math.ceil(
+            (exp.labeled_size(stage) + (exp.subset_size or 50000)) * vae.epochs / vae.batch_size
+        )
+        return 15 + math.ceil(2 * iterations * vae.vae_steps / 20 / 60)
+
+    return runtime

@@ -1,0 +1,18 @@
+# Datasets: generated (moons), shipped with scikit-learn (digits) or downloaded (torchvision),
+# always stored in one canonical form under data_dir/<dataset>/ (tavaal.data.prepare_dataset).
+
+
+rule prepare_dataset:
+    output:
+        # The folder is written atomically by the library (staging folder, then rename).
+        directory(f"{DATA}/{{dataset}}"),
+    log:
+        "logs/data/{dataset}.log",
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/prepare_dataset.py"

@@ -1,0 +1,224 @@
+# Aggregation, figures and tables of one experiment. All cheap except the figures that run a
+# task model (loss_vs_likelihood, selection), which stay small: one forward pass per method.
+# Every figure and table also reads summary.parquet, so `--forcerun aggregate` redraws them all
+# (e.g. after a change of tavaal/report.py; see the README's rerun policy).
+
+
+rule aggregate:
+    input:
+        unpack(aggregate_input),
+    output:
+        f"{EXP_DIR}/summary.parquet",
+    log:
+        "logs/{experiment}/aggregate.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/aggregate.py"
+
+
+rule figure_accuracy:
+    input:
+        summary_input,
+    output:
+        report(
+            figure("accuracy"),
+            caption="../report/accuracy.rst",
+            category="{experiment}",
+            subcategory="Learning curves",
+            labels={"experiment": "{experiment}", "figure": "accuracy"},
+        ),
+    log:
+        "logs/{experiment}/figures/accuracy.log",
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/figure_accuracy.py"
+
+
+rule figure_improvement:
+    input:
+        summary_input,
+    output:
+        report(
+            figure("improvement"),
+            caption="../report/improvement.rst",
+            category="{experiment}",
+            subcategory="Learning curves",
+            labels={"experiment": "{experiment}", "figure": "improvement over baseline"},
+        ),
+    log:
+        "logs/{experiment}/figures/improvement.log",
+    params:
+        baseline=REPORT["baseline"],
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/figure_improvement.py"
+
+
+rule figure_class_entropy:
+    input:
+        summary_input,
+    output:
+        report(
+            figure("class_entropy"),
+            caption="../report/class_entropy.rst",
+            category="{experiment}",
+            subcategory="Selected samples",
+            labels={"experiment": "{experiment}", "figure": "class-count entropy"},
+        ),
+    log:
+        "logs/{experiment}/figures/class_entropy.log",
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/figure_class_entropy.py"
+
+
+rule figure_discriminator_histogram:
+    input:
+        unpack(histogram_input),
+    output:
+        report(
+            figure("discriminator_histogram"),
+            caption="../report/discriminator_histogram.rst",
+            category="{experiment}",
+            subcategory="Adversarial part",
+            labels={"experiment": "{experiment}", "figure": "discriminator outputs"},
+        ),
+    log:
+        "logs/{experiment}/figures/discriminator_histogram.log",
+    params:
+        stage=last_query,
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/figure_discriminator_histogram.py"
+
+
+rule figure_loss_vs_likelihood:
+    input:
+        unpack(loss_likelihood_input),
+    output:
+        report(
+            figure("loss_vs_likelihood"),
+            caption="../report/loss_vs_likelihood.rst",
+            category="{experiment}",
+            subcategory="Adversarial part",
+            labels={"experiment": "{experiment}", "figure": "true loss vs likelihood"},
+        ),
+    log:
+        "logs/{experiment}/figures/loss_vs_likelihood.log",
+    params:
+        experiment=experiment_params,
+        seed=first_seed,
+        stage=last_query,
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/figure_loss_vs_likelihood.py"
+
+
+rule figure_selection:
+    input:
+        unpack(selection_input),
+    output:
+        report(
+            figure("selection"),
+            caption="../report/selection.rst",
+            category="{experiment}",
+            subcategory="Selected samples",
+            labels={"experiment": "{experiment}", "figure": "selected points"},
+        ),
+    log:
+        "logs/{experiment}/figures/selection.log",
+    params:
+        experiment=experiment_params,
+        seed=first_seed,
+        stage=shown_selection_stage,
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/figure_selection.py"
+
+
+rule tables:
+    input:
+        summary_input,
+    output:
+        accuracy_csv=report(
+            table("accuracy", "csv"),
+            category="{experiment}",
+            subcategory="Tables",
+            labels={"experiment": "{experiment}", "table": "accuracy"},
+        ),
+        accuracy_md=table("accuracy", "md"),
+        aulc_csv=report(
+            table("aulc", "csv"),
+            category="{experiment}",
+            subcategory="Tables",
+            labels={"experiment": "{experiment}", "table": "aulc"},
+        ),
+        aulc_md=table("aulc", "md"),
+        reach_csv=report(
+            table("labels_to_reach", "csv"),
+            category="{experiment}",
+            subcategory="Tables",
+            labels={"experiment": "{experiment}", "table": "labels_to_reach"},
+        ),
+        reach_md=table("labels_to_reach", "md"),
+    log:
+        "logs/{experiment}/tables/tables.log",
+    params:
+        baseline=REPORT["baseline"],
+        targets=REPORT["accuracy_targets"],
+        confidence=REPORT["confidence"],
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/tables.py"
+
+
+rule table_sampling_time:
+    input:
+        summary_input,
+    output:
+        csv=report(
+            table("sampling_time", "csv"),
+            category="{experiment}",
+            subcategory="Tables",
+            labels={"experiment": "{experiment}", "table": "sampling_time"},
+        ),
+        md=table("sampling_time", "md"),
+    log:
+        "logs/{experiment}/tables/sampling_time.log",
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/table_sampling_time.py"
+
+
+rule table_adversarial_health:
+    input:
+        summary_input,
+    output:
+        csv=report(
+            table("adversarial_health", "csv"),
+            category="{experiment}",
+            subcategory="Tables",
+            labels={"experiment": "{experiment}", "table": "adversarial_health"},
+        ),
+        md=table("adversarial_health", "md"),
+    log:
+        "logs/{experiment}/tables/adversarial_health.log",
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/table_adversarial_health.py"

@@ -1,0 +1,352 @@
+"""tavaal.report on hand-made summaries and files with known numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tavaal import report
+from tavaal.pool import make_table, write_labeled, write_scores
+
+
+def make_summary(values: dict[str, list[list[float]]], labels=(10, 20, 30)) -> pd.DataFrame:
+    """values[method][seed][stage] = accuracy."""
+    rows = []
+    for method, per_seed in values.items():
+        for seed, accuracies in enumerate(per_seed):
+            for stage, accuracy in enumerate(accuracies):
+                rows.append(
+                    {
+                        "experiment": "toy",
+                        "method": method,
+                        "seed": seed,
+                        "stage": stage,
+                        "labels": labels[stage],
+                        "accuracy": accuracy,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+TOY = make_summary(
+    {
+        "random": [[0.50, 0.60, 0.70], [0.40, 0.50, 0.60]],
+        "tavaal": [[0.50, 0.70, 0.90], [0.40, 0.70, 0.80]],
+        "vaal": [[0.50, 0.55, 0.75], [0.40, 0.50, 0.55]],
+    }
+)
+
+
+def test_method_order_follows_the_papers():
+    assert report.method_order(["tavaal", "random", "zzz", "coreset", "vaal"]) == [
+        "random",
+        "coreset",
+        "vaal",
+        "tavaal",
+        "zzz",
+    ]
+
+
+def test_learning_curves_mean_and_std_over_seeds():
+    curves = report.learning_curves(TOY)
+    row = curves[(curves["method"] == "tavaal") & (curves["stage"] == 2)].iloc[0]
+    assert row["labels"] == 30
+    assert row["mean"] == pytest.approx(0.85)
+    assert row["std"] == pytest.approx(np.std([0.9, 0.8], ddof=1))
+    assert row["n"] == 2
+    assert list(curves["method"].unique()) == ["random", "vaal", "tavaal"]
+
+
+def test_paired_differences_pair_by_seed():
+    pairs = report.paired_differences(TOY, "random")
+    tavaal = pairs[pairs["method"] == "tavaal"].set_index(["seed", "stage"])["difference"]
+    assert tavaal[(0, 1)] == pytest.approx(0.10)
+    assert tavaal[(1, 1)] == pytest.approx(0.20)
+    assert tavaal[(1, 2)] == pytest.approx(0.20)
+    assert (pairs[pairs["method"] == "random"]["difference"] == 0).all()
+
+
+def test_improvement_curves_average_the_paired_differences():
+    curves = report.improvement_curves(TOY, "random")
+    row = curves[(curves["method"] == "tavaal") & (curves["stage"] == 1)].iloc[0]
+    assert row["mean"] == pytest.approx(0.15)
+    assert row["std"] == pytest.approx(np.std([0.1, 0.2], ddof=1))
+    vaal = curves[(curves["method"] == "vaal") & (curves["stage"] == 2)].iloc[0]
+    assert vaal["mean"] == pytest.approx(0.0)
+    assert vaal["std"] == pytest.approx(np.std([0.05, -0.05], ddof=1))
+
+
+def test_paired_differences_need_the_baseline():
+    with pytest.raises(ValueError, match="baseline"):
+        report.paired_differences(TOY[TOY["method"] != "random"], "random")
+
+
+def test_area_under_curve_is_the_mean_accuracy_over_the_labels():
+    # Trapezoids: (10 * (0.5 + 0.7) / 2 + 10 * (0.7 + 0.9) / 2) / 20 = 0.7
+    assert report.area_under_curve([0, 10, 20], [0.5, 0.7, 0.9]) == pytest.approx(0.7)
+    # Unequal spacing and unsorted input: (10 * 0.6 + 30 * 0.8) / 40 = 0.75
+    assert report.area_under_curve([40, 0, 10], [0.9, 0.5, 0.7]) == pytest.approx(0.75)
+    assert report.area_under_curve([5], [0.3]) == pytest.approx(0.3)
+
+
+def test_aulc_table_paired_confidence_interval():
+    summary = make_summary(
+        {
+            "random": [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]],
+            "tavaal": [[0.6, 0.6], [0.7, 0.7], [0.8, 0.8]],
+        },
+        labels=(10, 20),
+    )
+    table = report.aulc_table(summary, "random", confidence=0.95).set_index("method")
+    row = table.loc["tavaal"]
+    assert row["aulc_mean"] == pytest.approx(0.7)
+    assert row["diff_mean"] == pytest.approx(0.2)
+    # t(0.975, 2) = 4.302653; sd of (0.1, 0.2, 0.3) = 0.1.
+    half = 4.302653 * 0.1 / math.sqrt(3)
+    assert row["diff_ci_low"] == pytest.approx(0.2 - half, abs=1e-6)
+    assert row["diff_ci_high"] == pytest.approx(0.2 + half, abs=1e-6)
+    assert row["pairs"] == 3
+    assert table.loc["random", "diff_mean"] == 0.0
+
+
+def test_aulc_table_without_baseline_leaves_differences_empty():
+    table = report.aulc_table(TOY[TOY["method"] != "random"], "random")
+    assert table["diff_mean"].isna().all()
+    assert (table["pairs"] == 0).all()
+
+
+def test_t_interval_needs_two_values():
+    assert all(math.isnan(v) for v in report.t_interval([0.3]))
+
+
+def test_labels_to_reach_uses_the_first_stage_at_or_above_the_target():
+    table = report.labels_to_reach(TOY, [0.55, 0.7, 0.95], "random")
+    got = {(r.target_accuracy, r.method): r.labels for r in table.itertuples()}
+    # Means: random 0.45 0.55 0.65; tavaal 0.45 0.70 0.85; vaal 0.45 0.525 0.65.
+    assert got[(0.55, "random")] == 20
+    assert got[(0.55, "tavaal")] == 20
+    assert got[(0.55, "vaal")] == 30
+    assert got[(0.7, "tavaal")] == 20
+    assert math.isnan(got[(0.7, "random")])
+    assert math.isnan(got[(0.95, "tavaal")])
+    saved = table[(table["target_accuracy"] == 0.55) & (table["method"] == "vaal")]
+    assert saved["saved_vs_baseline"].iloc[0] == -10
+
+
+def test_default_targets_are_the_baselines_mean_accuracies_floored():
+    summary = make_summary({"random": [[0.5, 0.61237, 0.7]], "x": [[0.5, 0.6, 0.8]]})
+    assert report.default_targets(summary, "random") == [0.6123, 0.7]
+    flat = make_summary({"random": [[0.5, 0.7, 0.7]], "x": [[0.5, 0.6, 0.8]]})
+    assert report.default_targets(flat, "random") == [0.7]
+    reach = report.labels_to_reach(summary, report.default_targets(summary), "random")
+    random_rows = reach[reach["method"] == "random"]
+    assert list(random_rows["labels"]) == [20, 30]
+
+
+def test_accuracy_table_and_markdown():
+    table = report.accuracy_table(TOY, "random")
+    row = table[(table["method"] == "tavaal") & (table["stage"] == 2)].iloc[0]
+    assert row["accuracy_mean"] == pytest.approx(0.85)
+    assert row["diff_mean"] == pytest.approx(0.2)
+    text = report.accuracy_markdown(table)
+    lines = text.strip().splitlines()
+    assert lines[0] == "| labels | Random | VAAL | TA-VAAL |"
+    assert lines[-1].startswith("| 30 | 65.0 ± 7.1 | 65.0 ± 14.1 (+0.0) | 85.0 ± 7.1 (+20.0) |")
+
+
+def test_markdown_table_shows_missing_values_as_dashes():
+    frame = pd.DataFrame({"method": ["a", "b"], "value": [0.123456, math.nan]})
+    assert report.markdown_table(frame) == (
+        "| method | value |\n|---|---|\n| a | 0.1235 |\n| b | — |\n"
+    )
+
+
+def test_sampling_time_and_health_tables():
+    summary = TOY.copy()
+    summary["query_seconds"] = np.where(summary["stage"] < 2, summary["seed"] + 1.0, np.nan)
+    summary["diag_vae_recon_mse"] = np.where(summary["method"] == "vaal", 0.2, np.nan)
+    summary["diag_mean_image_mse"] = np.where(summary["method"] == "vaal", 0.5, np.nan)
+    summary["diag_disc_auc"] = np.where(summary["method"] == "vaal", 0.75, np.nan)
+    summary.loc[summary["stage"] == 2, ["diag_vae_recon_mse", "diag_mean_image_mse"]] = np.nan
+    summary.loc[summary["stage"] == 2, "diag_disc_auc"] = np.nan
+    times = report.sampling_time_table(summary).set_index("method")
+    assert times.loc["random", "mean_seconds"] == pytest.approx(1.5)
+    assert times.loc["random", "queries"] == 4
+    health = report.adversarial_health_table(summary)
+    assert list(health["method"].unique()) == ["vaal"]
+    assert list(health["stage"]) == [0, 1]
+    assert health["recon_ratio"].iloc[0] == pytest.approx(0.4)
+    assert list(health.columns) == [
+        "method",
+        "stage",
+        "labels",
+        "seeds",
+        "vae_recon_mse",
+        "mean_image_mse",
+        "recon_ratio",
+        "disc_auc",
+    ]
+
+
+def _method_lines(ax):
+    return [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")]
+
+
+def test_plot_accuracy_draws_one_line_per_method():
+    fig = report.plot_accuracy(TOY)
+    (ax,) = fig.axes
+    assert _method_lines(ax) == ["Random", "VAAL", "TA-VAAL"]
+    tavaal = next(line for line in ax.get_lines() if line.get_label() == "TA-VAAL")
+    np.testing.assert_allclose(tavaal.get_xdata(), [10, 20, 30])
+    np.testing.assert_allclose(tavaal.get_ydata(), [45.0, 70.0, 85.0])
+
+
+def test_plot_improvement_puts_the_baseline_at_zero():
+    fig = report.plot_improvement(TOY, "random")
+    (ax,) = fig.axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert _method_lines(ax) == ["Random", "VAAL", "TA-VAAL"]
+    np.testing.assert_allclose(lines["Random"].get_ydata(), [0, 0, 0])
+    np.testing.assert_allclose(lines["TA-VAAL"].get_ydata(), [0.0, 15.0, 20.0])
+
+
+def test_plot_class_entropy_has_two_panels_of_method_lines():
+    summary = TOY.assign(labeled_class_entropy=0.5, selected_class_entropy=0.25, num_classes=2)
+    fig = report.plot_class_entropy(summary)
+    panels = [ax for ax in fig.axes if ax.get_lines()]
+    assert len(panels) == 2
+    for ax in panels:
+        assert _method_lines(ax) == ["Random", "VAAL", "TA-VAAL"]
+        reference = [line for line in ax.get_lines() if line.get_label() == "_balanced"]
+        assert reference[0].get_ydata()[0] == pytest.approx(math.log(2))
+
+
+def test_histogram_loss_and_selection_figures():
+    rng = np.random.default_rng(0)
+    frames = {
+        method: pd.DataFrame(
+            {
+                "index": np.arange(50),
+                "disc_output": rng.uniform(size=50),
+                "true_loss": rng.uniform(size=50),
+                "chosen": np.arange(50) < 5,
+            }
+        )
+        for method in ("tavaal", "vaal")
+    }
+    hist = report.plot_discriminator_histogram(frames, stage=3)
+    (ax,) = hist.axes
+    legend = [text.get_text().split(" (")[0] for text in ax.get_legend().get_texts()]
+    assert legend == ["VAAL", "TA-VAAL"]
+    assert sum(p.get_height() for p in ax.containers[0].patches) == 50
+    scatter = report.plot_loss_vs_likelihood(frames, stage=3)
+    assert [ax.get_title().split(" (")[0] for ax in scatter.axes] == ["VAAL", "TA-VAAL"]
+    gx, gy = np.meshgrid(np.linspace(-1, 1, 5), np.linspace(-1, 1, 5))
+    panels = [
+        report.SelectionPanel(m, np.array([0, 1]), np.array([2]), gx, gy, (gx > 0).astype(float))
+        for m in ("tavaal", "random")
+    ]
+    points = rng.normal(size=(10, 2))
+    selection = report.plot_selection(points, np.arange(10) % 2, panels, stage=1)
+    assert [ax.get_title() for ax in selection.axes] == ["Random", "TA-VAAL"]
+
+
+def _write_run(tmp_path, method, seed, stages, num_classes=3):
+    """Files of one (method, seed) run: metrics per stage, the last index file, scores."""
+    run = tmp_path / method / f"seed{seed}"
+    labels_per_stage = [[0, 0, 1, 1], [2, 2], [0, 1]][:stages]
+    rows, index = [], 0
+    for stage, labels in enumerate(labels_per_stage):
+        for label in labels:
+            rows.append((index, label, stage))
+            index += 1
+    metrics, scores = [], []
+    for stage in range(stages):
+        path = run / f"stage{stage}" / "metrics.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        labeled = sum(len(labels_per_stage[k]) for k in range(stage + 1))
+        path.write_text(
+            json.dumps(
+                {
+                    "experiment": "toy",
+                    "method": method,
+                    "seed": seed,
+                    "stage": stage,
+                    "labels": labeled,
+                    "accuracy": 0.5 + 0.1 * stage,
+                    "per_class_accuracy": [0.4, None, 0.9][:num_classes],
+                    "test_loss": 1.0,
+                    "train_seconds": 2.0,
+                    "epochs": 3,
+                    "images_per_second": 10.0,
+                    "labeled_class_entropy": 0.0,
+                }
+            )
+        )
+        metrics.append(path)
+        if stage < stages - 1:
+            table = pd.DataFrame(
+                {"index": [10, 11, 12], "score": [0.3, 0.2, 0.1], "chosen": [True, True, False]}
+            )
+            table["true_loss"] = [1.0, 3.0, 5.0]
+            meta = {
+                "experiment": "toy",
+                "method": method,
+                "seed": seed,
+                "stage": stage,
+                "query_seconds": 1.5 + stage,
+                "diagnostics": {"disc_auc": 0.6, "vae_recon_mse": 0.1},
+            }
+            path = run / f"stage{stage}" / "scores.parquet"
+            write_scores(path, table, meta)
+            scores.append(path)
+    index_arr = np.array([r[0] for r in rows])
+    table = make_table(index_arr, np.array([r[1] for r in rows]), np.array([r[2] for r in rows]))
+    labeled_path = run / f"stage{stages - 1}" / "labeled.parquet"
+    write_labeled(
+        labeled_path,
+        table,
+        {
+            "experiment": "toy",
+            "method": method,
+            "seed": seed,
+            "stage": stages - 1,
+            "settings_hash": "x",
+        },
+    )
+    return metrics, [labeled_path], scores
+
+
+def test_build_summary_from_files(tmp_path):
+    metrics, labeled, scores = [], [], []
+    for method in ("tavaal", "random"):
+        for seed in (0, 1):
+            m, lab, s = _write_run(tmp_path, method, seed, stages=3)
+            metrics += m
+            labeled += lab
+            scores += s
+    summary = report.build_summary(metrics, labeled, scores, num_classes=3)
+    assert len(summary) == 2 * 2 * 3
+    assert not summary.duplicated(["method", "seed", "stage"]).any()
+    assert list(summary["method"].unique()) == ["random", "tavaal"]
+    row = summary[(summary["method"] == "tavaal") & (summary["seed"] == 1)].set_index("stage")
+    # Stage 0 added labels (0, 0, 1, 1): entropy log 2; stage 1 added (2, 2): 0.
+    assert row.loc[0, "selected_class_entropy"] == pytest.approx(math.log(2))
+    assert row.loc[1, "selected_class_entropy"] == pytest.approx(0.0)
+    # Labeled set at stage 1: classes (2, 2, 2) -> uniform over 3 classes.
+    assert row.loc[1, "labeled_class_entropy"] == pytest.approx(math.log(3))
+    assert row.loc[0, "selected"] == 4
+    assert row.loc[1, "query_seconds"] == pytest.approx(2.5)
+    assert math.isnan(row.loc[2, "query_seconds"])
+    assert row.loc[0, "diag_disc_auc"] == pytest.approx(0.6)
+    assert row.loc[0, "chosen_true_loss"] == pytest.approx(2.0)
+    assert row.loc[0, "candidate_true_loss"] == pytest.approx(3.0)
+    assert row.loc[0, "min_class_accuracy"] == pytest.approx(0.4)
+    assert (summary["num_classes"] == 3).all()
+    path = tmp_path / "out" / "summary.parquet"
+    report.write_summary(summary, path)
+    pd.testing.assert_frame_equal(report.read_summary(path), summary)

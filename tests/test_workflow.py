@@ -1,0 +1,594 @@
+"""The Snakemake workflow: config schema, DAG shape (dry-runs), and tiny real runs.
+
+Snakemake runs as a subprocess (`python -m snakemake`) in a temporary working directory with
+`--snakefile <repo>/Snakefile`, exactly as a user would run it; `config.yaml` is copied there
+because the workflow's `configfile:` is resolved in the working directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import typing
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tavaal.config import ExperimentConfig, QueryConfig, RankerConfig, TrainConfig, VAEConfig
+from tavaal.data import list_datasets
+from tavaal.models import list_task_models
+from tavaal.pool import read_labeled
+from tavaal.strategies import list_strategies, strategy_class
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "schemas" / "config.schema.yaml"
+PRESETS = sorted((REPO / "presets").glob("*.yaml"))
+# Editing a workflow script must not rerun jobs: the policy documented in the README.
+TRIGGERS = ["--rerun-triggers", "mtime", "params", "input"]
+ADVERSARIAL = {"vaal", "tavaal"}
+
+TINY = {
+    "run_experiments": ["tiny"],
+    "experiments": {
+        "tiny": {
+            "dataset": "moons",
+            "model": "mlp",
+            "methods": ["random", "tavaal"],
+            "seeds": [0, 1],
+            "initial_size": 20,
+            "budget": 10,
+            "stages": 3,
+            "subset_size": 60,
+            "train": {
+                "epochs": 5,
+                "batch_size": 32,
+                "optimizer": "adam",
+                "lr": 0.05,
+                "milestones": [],
+                "weight_decay": 0.0,
+            },
+            "ranker": {"detach_epoch": 3},
+            # Enough iterations that a TA-VAAL query runs for a few seconds (the kill test
+            # needs a job that is still running when it looks).
+            "vae": {
+                "latent_dim": 4,
+                "hidden": 16,
+                "disc_hidden": 16,
+                "disc_depth": 2,
+                "batch_size": 32,
+                "iterations": 1500,
+                "lr": 0.01,
+                "disc_lr": 0.01,
+            },
+        }
+    },
+}
+TINY_FIGURES = [
+    "figures/accuracy.png",
+    "figures/class_entropy.png",
+    "figures/improvement.png",
+    "figures/discriminator_histogram.png",
+    "figures/loss_vs_likelihood.png",
+    "figures/selection.png",
+    *(
+        f"tables/{name}.{ext}"
+        for name in ("accuracy", "aulc", "labels_to_reach", "sampling_time", "adversarial_health")
+        for ext in ("csv", "md")
+    ),
+]
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def workdir_with_config(path: Path, extra: dict | None = None, name: str = "extra.yaml") -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "config.yaml", path / "config.yaml")
+    if extra is not None:
+        (path / name).write_text(yaml.safe_dump(extra, sort_keys=False))
+    return path
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900):
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({result.returncode}): {' '.join(args)}\n"
+            f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+def dry_run_counts(workdir: Path, *args: str) -> Counter:
+    """Jobs per rule of a dry-run, from Snakemake's "Job stats" table."""
+    result = snakemake(workdir, *args, "-n", "--quiet", "rules", *TRIGGERS)
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return Counter()
+    lines = text.splitlines()
+    start = lines.index("Job stats:") + 3
+    counts = Counter()
+    for line in lines[start:]:
+        name, _, count = line.strip().rpartition(" ")
+        if name.strip() == "total":
+            break
+        counts[name.strip()] = int(count)
+    return counts
+
+
+def planned_jobs(workdir: Path, *args: str) -> list[dict[str, str]]:
+    """Every job of a dry-run as {"rule": ..., "input": ..., "output": ..., ...}."""
+    result = snakemake(workdir, *args, "-n", *TRIGGERS)
+    jobs, job = [], None
+    for line in (result.stdout + result.stderr).splitlines():
+        header = re.match(r"^(?:local)?rule (\w+):$", line)
+        if header:
+            job = {"rule": header.group(1)}
+            jobs.append(job)
+        elif job is not None and re.match(r"^    \w+: ", line):
+            key, _, value = line.strip().partition(": ")
+            job[key] = value
+        else:
+            job = None
+    return jobs
+
+
+def files(value: str) -> set[str]:
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def merged_config(preset: dict | None) -> dict:
+    """config.yaml with a --configfile merged as Snakemake does (dicts merge, lists replace)."""
+
+    def merge(base, new):
+        for key, value in new.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                merge(base[key], value)
+            else:
+                base[key] = copy.deepcopy(value)
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    merge(config, preset or {})
+    return config
+
+
+def expected_jobs(config: dict) -> Counter:
+    """Jobs per rule that `all_figures` needs from scratch, computed from the config alone."""
+    names = config.get("run_experiments") or list(config["experiments"])
+    counts = Counter({"all_figures": 1})
+    datasets = set()
+    for name in names:
+        exp = config["experiments"][name]
+        methods, seeds = exp.get("methods", ["random"]), exp.get("seeds", [0])
+        stages = exp.get("stages", 10)
+        runs = len(methods) * len(seeds)
+        datasets.add(exp["dataset"])
+        counts["init_pool"] += runs
+        counts["train"] += runs * stages
+        for stage in range(stages - 1):
+            counts[f"query_stage{stage}"] += runs
+        for rule in ("aggregate", "figure_accuracy", "figure_class_entropy", "tables"):
+            counts[rule] += 1
+        if "random" in methods and len(methods) > 1:
+            counts["figure_improvement"] += 1
+        if stages > 1:
+            counts["table_sampling_time"] += 1
+            if ADVERSARIAL & set(methods):
+                counts["figure_discriminator_histogram"] += 1
+                counts["figure_loss_vs_likelihood"] += 1
+                counts["table_adversarial_health"] += 1
+            if exp["dataset"] == "moons":
+                counts["figure_selection"] += 1
+    counts["prepare_dataset"] = len(datasets)
+    return counts
+
+
+def tiny_files(root: Path, pattern: str) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.glob(pattern))}
+
+
+# ------------------------------------------------------------------------------- schema
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def test_schema_enums_match_the_registries():
+    schema = load_schema()
+    experiment = schema["$defs"]["experiment"]["properties"]
+    assert sorted(experiment["methods"]["items"]["enum"]) == list_strategies()
+    assert sorted(experiment["dataset"]["enum"]) == list_datasets()
+    assert sorted(experiment["model"]["enum"]) == list_task_models()
+
+
+def _plain(value):
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _check_section(schema: dict, cls, where: str, skip=()) -> None:
+    """Keys, defaults and Literal choices of a schema object equal those of a dataclass."""
+    defs = load_schema()["$defs"]
+    properties = schema["properties"]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
+    assert set(properties) == set(fields), where
+    assert schema["additionalProperties"] is False, where
+    hints = typing.get_type_hints(cls)
+    for name, field in fields.items():
+        prop = properties[name]
+        if dataclasses.is_dataclass(hints[name]):
+            assert prop["default"] == {}, f"{where}.{name}"
+            _check_section(defs[prop["$ref"].rsplit("/", 1)[1]], hints[name], f"{where}.{name}")
+            continue
+        if field.default is not dataclasses.MISSING:
+            assert prop["default"] == _plain(field.default), f"{where}.{name}"
+        elif field.default_factory is not dataclasses.MISSING:
+            assert prop["default"] == _plain(field.default_factory()), f"{where}.{name}"
+        else:
+            assert "default" not in prop, f"{where}.{name}"
+        if typing.get_origin(hints[name]) is typing.Literal:
+            assert prop["enum"] == list(typing.get_args(hints[name])), f"{where}.{name}"
+
+
+def test_schema_mirrors_the_config_dataclasses():
+    schema = load_schema()
+    experiment = schema["$defs"]["experiment"]
+    _check_section(experiment, ExperimentConfig, "experiment", skip=("name",))
+    assert set(experiment["required"]) == {"dataset", "model"}
+    for cls in (TrainConfig, RankerConfig, VAEConfig, QueryConfig):
+        assert cls.__name__.removesuffix("Config").lower() in schema["$defs"]
+
+
+def test_validation_fills_the_dataclass_defaults():
+    from snakemake.utils import validate
+
+    config = {"experiments": {"e": {"dataset": "digits", "model": "digits_cnn"}}}
+    validate(config, str(SCHEMA))
+    assert config["data_dir"] == "data"
+    assert config["results_dir"] == "results"
+    assert config["device"] == "auto"
+    assert config["download"] is False
+    assert config["run_experiments"] is None
+    assert config["report"]["baseline"] == "random"
+    filled = ExperimentConfig.from_dict("e", config["experiments"]["e"])
+    assert filled == ExperimentConfig(name="e", dataset="digits", model="digits_cnn")
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        ({"train": {"epoch": 3}}, "epoch"),
+        ({"methods": ["random", "badge"]}, "badge"),
+        ({"vae": {"kl_reduction": "max"}}, "max"),
+        ({"seeds": [-1]}, "-1"),
+    ],
+)
+def test_validation_names_the_bad_key_or_value(bad, named):
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    experiment = {"dataset": "moons", "model": "mlp", **bad}
+    with pytest.raises(WorkflowError) as error:
+        validate({"experiments": {"moons": experiment}}, str(SCHEMA))
+    assert named in str(error.value.args)
+
+
+def test_a_bad_config_stops_before_any_job(tmp_path):
+    workdir = workdir_with_config(tmp_path, {"experiments": {"moons": {"vae": {"lattent": 2}}}})
+    result = snakemake(workdir, "-n", "--configfile", str(workdir / "extra.yaml"), check=False)
+    assert result.returncode != 0
+    assert "lattent" in result.stderr + result.stdout
+    assert not (workdir / "results").exists()
+    unknown = workdir_with_config(tmp_path / "u", {"run_experiments": ["nope"]})
+    result = snakemake(unknown, "-n", "--configfile", str(unknown / "extra.yaml"), check=False)
+    assert result.returncode != 0
+    assert "run_experiments: 'nope' is not defined" in result.stderr + result.stdout
+
+
+# ----------------------------------------------------------------------------- dry-runs
+
+
+def test_default_config_dry_run_lists_the_expected_jobs(tmp_path):
+    workdir = workdir_with_config(tmp_path)
+    assert dry_run_counts(workdir) == expected_jobs(merged_config(None))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_preset_dry_run_replaces_the_default_experiments(tmp_path, preset):
+    workdir = workdir_with_config(tmp_path)
+    counts = dry_run_counts(workdir, "--configfile", str(preset))
+    config = merged_config(yaml.safe_load(preset.read_text()))
+    assert counts == expected_jobs(config)
+    # Only the preset's experiments: the default moons/digits experiments are not built.
+    assert set(config["run_experiments"]).isdisjoint({"moons", "digits"})
+
+
+def test_query_reads_the_task_model_only_when_the_method_uses_it(tmp_path):
+    workdir = workdir_with_config(tmp_path, TINY)
+    jobs = planned_jobs(workdir, "--configfile", str(workdir / "extra.yaml"))
+    queries = [job for job in jobs if job["rule"].startswith("query_stage")]
+    assert len(queries) == 2 * 2 * 2
+    for job in queries:
+        stage = int(job["rule"].removeprefix("query_stage"))
+        wildcards = dict(item.split("=") for item in job["wildcards"].split(", "))
+        run = f"results/tiny/{wildcards['method']}/seed{wildcards['seed']}"
+        expected = {f"{run}/stage{stage}/labeled.parquet", "data/moons"}
+        if strategy_class(wildcards["method"]).uses_task_model:
+            expected.add(f"{run}/stage{stage}/model.pt")
+        assert files(job["input"]) == expected
+        assert files(job["output"]) == {
+            f"{run}/stage{stage + 1}/labeled.parquet",
+            f"{run}/stage{stage}/scores.parquet",
+        }
+
+
+# ------------------------------------------------------------------------ tiny real runs
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    workdir = workdir_with_config(tmp_path_factory.mktemp("tiny"), TINY, "tiny.yaml")
+    snakemake(
+        workdir,
+        "all_figures",
+        "--configfile",
+        str(workdir / "tiny.yaml"),
+        "--cores",
+        "2",
+        *TRIGGERS,
+    )
+    return workdir
+
+
+@pytest.mark.slow
+def test_tiny_run_produces_every_figure_and_table(tiny_run):
+    base = tiny_run / "results" / "tiny"
+    for name in TINY_FIGURES:
+        path = base / name
+        assert path.exists() and path.stat().st_size > 0, name
+    assert (base / "figures" / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The preset mechanism: only the tiny experiment ran, not config.yaml's moons/digits.
+    assert sorted(p.name for p in (tiny_run / "results").iterdir()) == ["tiny"]
+    accuracy = pd.read_csv(base / "tables" / "accuracy.csv")
+    assert set(accuracy["method"]) == {"random", "tavaal"}
+    assert (base / "tables" / "accuracy.md").read_text().startswith("## Test accuracy")
+    for log in ("train.log", "query.log"):
+        text = (tiny_run / "logs/tiny/tavaal/seed0/stage0" / log).read_text()
+        assert text.strip(), log
+    assert (tiny_run / "benchmarks/tiny/tavaal/seed0/stage0/query.tsv").exists()
+
+
+@pytest.mark.slow
+def test_tiny_summary_has_one_row_per_method_seed_stage(tiny_run):
+    summary = pd.read_parquet(tiny_run / "results/tiny/summary.parquet")
+    keys = summary[["method", "seed", "stage"]]
+    assert len(summary) == 2 * 2 * 3
+    assert not keys.duplicated().any()
+    assert set(map(tuple, keys.to_numpy())) == {
+        (m, s, k) for m in ("random", "tavaal") for s in (0, 1) for k in range(3)
+    }
+    assert list(summary.groupby("stage")["labels"].first()) == [20, 30, 40]
+    queries = summary[summary["stage"] < 2]
+    assert queries["query_seconds"].notna().all()
+    assert summary.loc[summary["stage"] == 2, "query_seconds"].isna().all()
+    tavaal = queries[queries["method"] == "tavaal"]
+    assert tavaal["diag_disc_auc"].between(0, 1).all()
+
+
+@pytest.mark.slow
+def test_tiny_index_files_chain_by_budget(tiny_run):
+    root = tiny_run / "results" / "tiny"
+    for seed in (0, 1):
+        initial = [
+            read_labeled(root / m / f"seed{seed}/stage0/labeled.parquet")
+            for m in ("random", "tavaal")
+        ]
+        # The initial pool depends on (experiment, seed) only.
+        np.testing.assert_array_equal(initial[0].indices, initial[1].indices)
+        for method in ("random", "tavaal"):
+            previous = None
+            for stage in range(3):
+                labeled = read_labeled(root / method / f"seed{seed}/stage{stage}/labeled.parquet")
+                assert labeled.stage == stage
+                assert labeled.metadata["method"] == method
+                indices = set(labeled.indices.tolist())
+                if previous is not None:
+                    assert previous < indices
+                    new = indices - previous
+                    assert len(new) == 10
+                    added = labeled.table.set_index("index").loc[sorted(new), "stage_added"]
+                    assert (added == stage).all()
+                    scores = pd.read_parquet(
+                        root / method / f"seed{seed}/stage{stage - 1}/scores.parquet"
+                    )
+                    assert set(scores.loc[scores["chosen"], "index"]) == new
+                previous = indices
+
+
+def _mtimes(root: Path) -> dict[str, float]:
+    return {
+        str(p.relative_to(root)): p.stat().st_mtime_ns
+        for p in (root / "results").rglob("*")
+        if p.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_forcerun_of_one_stage_reruns_only_what_depends_on_it(tiny_run, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    target = "results/tiny/tavaal/seed0/stage1/labeled.parquet"
+    config = ["--configfile", str(workdir / "tiny.yaml")]
+    counts = dry_run_counts(workdir, "all_figures", *config, "--forcerun", target)
+    compute = {k: v for k, v in counts.items() if k.startswith(("init", "train", "query", "prep"))}
+    # query_stage0 makes the target; then stage 1's and stage 2's training and the stage-1
+    # query of that (method, seed) only, and the experiment's summary, figures and tables.
+    assert compute == {"query_stage0": 1, "train": 2, "query_stage1": 1}
+    assert counts["aggregate"] == 1 and counts["figure_accuracy"] == 1
+    before = _mtimes(workdir)
+    index_before = tiny_files(workdir, "results/tiny/*/seed*/stage*/labeled.parquet")
+    time.sleep(1.1)
+    snakemake(workdir, "all", *config, "--cores", "2", "--forcerun", target, *TRIGGERS)
+    after = _mtimes(workdir)
+    run = "results/tiny/tavaal/seed0/"
+    assert {path for path in before if after[path] != before[path]} == {
+        run + "stage0/scores.parquet",
+        run + "stage1/labeled.parquet",
+        run + "stage1/model.pt",
+        run + "stage1/metrics.json",
+        run + "stage1/scores.parquet",
+        run + "stage2/labeled.parquet",
+        run + "stage2/model.pt",
+        run + "stage2/metrics.json",
+    }
+    # Seeded from (seed, stage, role): the recomputed index files are byte-identical.
+    assert tiny_files(workdir, "results/tiny/*/seed*/stage*/labeled.parquet") == index_before
+
+
+@pytest.mark.slow
+def test_rerun_policy(tiny_run, tmp_path):
+    config = ["--configfile", str(tiny_run / "tiny.yaml")]
+    assert dry_run_counts(tiny_run, "all_figures", *config) == Counter()
+    # A newer workflow script does not rerun anything under the documented triggers ...
+    copy_dir = tmp_path / "workflow"
+    copy_dir.mkdir()
+    for part in ("Snakefile", "rules", "workflow_scripts", "schemas", "report", "envs"):
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, copy_dir / part)
+        else:
+            shutil.copy(source, copy_dir / part)
+    script = copy_dir / "workflow_scripts" / "train.py"
+    script.touch()
+    os.utime(script, (time.time() + 60, time.time() + 60))
+    base = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(copy_dir / "Snakefile"),
+        "--directory",
+        str(tiny_run),
+        "all_figures",
+        *config,
+        "-n",
+        "--quiet",
+        "rules",
+    ]
+    quiet = subprocess.run([*base, *TRIGGERS], capture_output=True, text=True, check=True)
+    assert "Nothing to be done" in quiet.stdout + quiet.stderr
+    # ... while Snakemake's default triggers (which include "code") would retrain every model
+    # (no workflow profile: profiles/default sets the triggers above).
+    default = subprocess.run(
+        [*base, "--workflow-profile", "none"], capture_output=True, text=True, check=True
+    )
+    assert re.search(r"^train\s+12$", default.stdout + default.stderr, re.M)
+    # code_version invalidates every result on purpose.
+    bumped = dry_run_counts(tiny_run, "all", *config, "--config", "code_version=2")
+    assert bumped["train"] == 12 and bumped["init_pool"] == 4 and bumped["query_stage1"] == 4
+    # Adding a seed runs that seed's jobs and nothing else (figures aside).
+    more = copy.deepcopy(TINY)
+    more["experiments"]["tiny"]["seeds"] = [0, 1, 2]
+    (tmp_path / "more.yaml").write_text(yaml.safe_dump(more))
+    counts = dry_run_counts(tiny_run, "all", "--configfile", str(tmp_path / "more.yaml"))
+    assert counts == Counter(
+        {"init_pool": 2, "train": 6, "query_stage0": 2, "query_stage1": 2, "all": 1}
+    )
+
+
+@pytest.mark.slow
+def test_report_html(tiny_run):
+    snakemake(
+        tiny_run,
+        "all_figures",
+        "--configfile",
+        str(tiny_run / "tiny.yaml"),
+        "--report",
+        "report.html",
+    )
+    html = (tiny_run / "report.html").read_text(errors="replace")
+    assert "loss_vs_likelihood.png" in html
+
+
+@pytest.mark.slow
+def test_killed_run_leaves_nothing_accepted_and_resumes_identically(tiny_run, tmp_path):
+    workdir = workdir_with_config(tmp_path / "killed", TINY, "tiny.yaml")
+    config = ["--configfile", str(workdir / "tiny.yaml")]
+    # One (method, seed) chain: the last index file of TA-VAAL, seed 0.
+    target = "results/tiny/tavaal/seed0/stage2/labeled.parquet"
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        target,
+        *config,
+        "--cores",
+        "2",
+        *TRIGGERS,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+    log = workdir / "logs/tiny/tavaal/seed0/stage0/query.log"
+    deadline = time.time() + 600
+    try:
+        # Kill while the TA-VAAL query trains its VAE (1500 iterations: seconds of work left).
+        while not (log.exists() and "training VAE" in log.read_text()):
+            assert process.poll() is None, "snakemake ended before the query started"
+            assert time.time() < deadline, "the query never started"
+            time.sleep(0.05)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    run = workdir / "results/tiny/tavaal/seed0"
+    killed = {
+        "results/tiny/tavaal/seed0/stage1/labeled.parquet",
+        "results/tiny/tavaal/seed0/stage0/scores.parquet",
+    }
+    # Outputs are written atomically at the end, so none of the killed job's files exist ...
+    assert not (run / "stage1/labeled.parquet").exists()
+    assert not (run / "stage0/scores.parquet").exists()
+    assert not list(run.glob("**/*.tmp"))
+    # ... and Snakemake plans the job again.
+    snakemake(workdir, "--unlock", *config)
+    planned = planned_jobs(workdir, target, *config, "--rerun-incomplete")
+    assert killed <= set().union(*(files(job.get("output", "")) for job in planned))
+    snakemake(workdir, target, *config, "--cores", "2", "--rerun-incomplete", *TRIGGERS)
+    pattern = "results/tiny/tavaal/seed0/stage*/labeled.parquet"
+    resumed = tiny_files(workdir, pattern)
+    assert len(resumed) == 3
+    assert resumed == tiny_files(tiny_run, pattern)

@@ -1,0 +1,16 @@
+"""Rule prepare_dataset: write data_dir/<dataset>/ in the canonical on-disk form."""
+
+from pathlib import Path
+
+from tavaal.data import prepare_dataset
+from tavaal.stage import job_logger
+
+# Set by the script preamble that Snakemake puts in front of this file.
+snakemake = globals()["snakemake"]
+
+with job_logger(snakemake.log[0]) as log:
+    folder = Path(snakemake.output[0])
+    prepare_dataset(
+        snakemake.wildcards.dataset, folder.parent, download=snakemake.config["download"]
+    )
+    log(f"prepared {folder}")

@@ -1,0 +1,27 @@
+"""Rules query_stage<k>: score candidates, label `budget` of them -> stage k+1 labeled set."""
+
+from pathlib import Path
+
+from tavaal.config import ExperimentConfig
+from tavaal.stage import job_logger, run_query
+
+# Set by the script preamble that Snakemake puts in front of this file.
+snakemake = globals()["snakemake"]
+
+with job_logger(snakemake.log[0]) as log:
+    wildcards = snakemake.wildcards
+    # Only methods that read the task model have the stage's model.pt among their inputs.
+    model = snakemake.input.get("model")
+    run_query(
+        ExperimentConfig.from_dict(wildcards.experiment, snakemake.params.settings),
+        wildcards.method,
+        int(wildcards.seed),
+        int(snakemake.params.stage),
+        labeled=Path(snakemake.input.labeled),
+        model=Path(model) if model else None,
+        data_dir=Path(snakemake.input.dataset).parent,
+        labeled_out=Path(snakemake.output.labeled),
+        scores_out=Path(snakemake.output.scores),
+        device=snakemake.config["device"],
+        log=log,
+    )
