@@ -182,6 +182,8 @@ def _stage_files(results_dir, experiment, method, seed):
 
 
 def _run(args) -> int:
+    from tqdm import tqdm
+
     from tavaal.config import experiment_from_config, load_config
     from tavaal.stage import run_init_pool, run_query, run_train
     from tavaal.strategies import strategy_class
@@ -189,50 +191,56 @@ def _run(args) -> int:
     config = load_config(args.config)
     names = args.experiment or list(config.get("experiments") or {})
     experiments = [experiment_from_config(config, name) for name in names]
+    chains = []
     for exp in experiments:
         methods = args.methods or list(exp.methods)
         for method in methods:
             strategy_class(method)
-        for method in methods:
-            for seed in args.seeds or exp.seeds:
-                path = _stage_files(args.results_dir, exp.name, method, seed)
+        chains += [(exp, method, seed) for method in methods for seed in args.seeds or exp.seeds]
+    # One tick per training stage; log lines are written above the bar.
+    progress = tqdm(total=sum(exp.stages for exp, _, _ in chains), unit="stage", file=sys.stderr)
+    with progress:
+        for exp, method, seed in chains:
+            path = _stage_files(args.results_dir, exp.name, method, seed)
+            progress.set_description(f"{exp.name}/{method}/seed{seed}")
 
-                def log(line: str, tag=f"{exp.name}/{method}/seed{seed}") -> None:
-                    print(f"[{tag}] {line}", flush=True)
+            def log(line: str, tag=f"{exp.name}/{method}/seed{seed}") -> None:
+                progress.write(f"[{tag}] {line}", file=sys.stdout)
 
-                if args.force or not path(0, "labeled.parquet").exists():
-                    run_init_pool(exp, method, seed, args.data_dir, path(0, "labeled.parquet"), log)
-                for stage in range(exp.stages):
-                    if args.force or not path(stage, "metrics.json").exists():
-                        run_train(
-                            exp,
-                            method,
-                            seed,
-                            stage,
-                            path(stage, "labeled.parquet"),
-                            args.data_dir,
-                            path(stage, "model.pt"),
-                            path(stage, "metrics.json"),
-                            device=args.device,
-                            log=log,
-                        )
-                    if stage + 1 < exp.stages and (
-                        args.force or not path(stage + 1, "labeled.parquet").exists()
-                    ):
-                        uses_model = strategy_class(method).uses_task_model
-                        run_query(
-                            exp,
-                            method,
-                            seed,
-                            stage,
-                            path(stage, "labeled.parquet"),
-                            path(stage, "model.pt") if uses_model else None,
-                            args.data_dir,
-                            path(stage + 1, "labeled.parquet"),
-                            path(stage, "scores.parquet"),
-                            device=args.device,
-                            log=log,
-                        )
+            if args.force or not path(0, "labeled.parquet").exists():
+                run_init_pool(exp, method, seed, args.data_dir, path(0, "labeled.parquet"), log)
+            for stage in range(exp.stages):
+                if args.force or not path(stage, "metrics.json").exists():
+                    run_train(
+                        exp,
+                        method,
+                        seed,
+                        stage,
+                        path(stage, "labeled.parquet"),
+                        args.data_dir,
+                        path(stage, "model.pt"),
+                        path(stage, "metrics.json"),
+                        device=args.device,
+                        log=log,
+                    )
+                if stage + 1 < exp.stages and (
+                    args.force or not path(stage + 1, "labeled.parquet").exists()
+                ):
+                    uses_model = strategy_class(method).uses_task_model
+                    run_query(
+                        exp,
+                        method,
+                        seed,
+                        stage,
+                        path(stage, "labeled.parquet"),
+                        path(stage, "model.pt") if uses_model else None,
+                        args.data_dir,
+                        path(stage + 1, "labeled.parquet"),
+                        path(stage, "scores.parquet"),
+                        device=args.device,
+                        log=log,
+                    )
+                progress.update(1)
     return 0
 
 
