@@ -123,7 +123,7 @@ def train_task_learner(
     # Rows of x_all follow sorted indices; labels must follow the same order.
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64)[order]).to(device)
 
-    resume = _load_resume(resume_path, settings_hash) if resume_path else None
+    resume = _load_resume(resume_path, settings_hash, log) if resume_path else None
     finished: list[dict] = resume["finished"] if resume else []
     started = time.perf_counter()
     seen = 0
@@ -313,7 +313,7 @@ def _save_resume(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def _load_resume(path: Path, settings_hash: str) -> dict | None:
+def _load_resume(path: Path, settings_hash: str, log: Callable[[str], None]) -> dict | None:
     path = Path(path)
     if not path.exists():
         return None
@@ -322,9 +322,11 @@ def _load_resume(path: Path, settings_hash: str) -> dict | None:
     except Exception as exc:  # a truncated file from a killed job: start over, loudly
         raise CheckpointError(f"{path}: resume file is unreadable ({exc}); delete it") from None
     if state.get("settings_hash") != settings_hash:
-        raise CheckpointError(
-            f"{path}: resume file was written with other settings; delete it to start over"
-        )
+        # Left by a killed job whose settings have since changed: never mix it in, start over
+        # (as the VAE/D resume does), so a rerun with new settings needs no manual cleanup.
+        log(f"{path}: resume file was written with other settings; ignoring it, starting over")
+        path.unlink()
+        return None
     return state
 
 

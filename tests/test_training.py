@@ -159,12 +159,29 @@ def test_resume_after_interruption_equals_uninterrupted(moons, tmp_path, monkeyp
     assert resumed_metrics["test_loss"] == metrics["test_loss"]
 
 
-def test_resume_file_from_other_settings_is_refused(moons, tmp_path):
+def test_resume_file_from_other_settings_is_ignored(moons, tmp_path):
     exp = moons_exp(epochs=4, checkpoint_every=1)
     resume = tmp_path / "r.resume"
-    torch.save({"settings_hash": "other"}, resume)
-    with pytest.raises(CheckpointError, match="other settings"):
-        train(exp, "random", moons, resume_path=resume)
+    torch.save({"settings_hash": "other", "epoch": 3}, resume)
+    lines = []
+    idx = initial_indices(moons.info.n_train, exp.initial_size, 0)
+    checkpoint, _ = train_task_learner(
+        exp,
+        "random",
+        moons,
+        idx,
+        moons.y_train[idx],
+        0,
+        0,
+        "cpu",
+        lines.append,
+        resume_path=resume,
+    )
+    fresh, _ = train(exp, "random", moons)
+    assert any("other settings; ignoring it" in line for line in lines)
+    assert not any("resumed" in line for line in lines)
+    for key, value in fresh["model"].items():
+        assert torch.equal(value, checkpoint["model"][key]), key
 
 
 def test_checkpoint_is_checked_on_load(moons, tmp_path):
