@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tavaal import __version__
+from tavaal.data import class_count_entropy as entropy_of_counts
 from tavaal.errors import IndexFileError
 from tavaal.seeding import numpy_rng
 
@@ -235,8 +236,4 @@ def _int_meta(path: Path, metadata: dict, key: str) -> int:
 def class_count_entropy(labels: np.ndarray, num_classes: int) -> float:
     """Entropy (natural log) of the class histogram of `labels` (TA-VAAL Fig. 7a)."""
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
-    total = counts.sum()
-    if total == 0:
-        return 0.0
-    p = counts[counts > 0] / total
-    return float(-(p * np.log(p)).sum())
+    return entropy_of_counts(counts)
