@@ -47,17 +47,20 @@ from tavaal.pool import candidate_subset, initial_indices
 from tavaal.seeding import seed_everything, torch_generator
 from tavaal.strategies import QueryContext, get_strategy, list_strategies, strategy_class
 from tavaal.training import (
+    PLAIN,
     TrainedModels,
-    _resolve_device,
     augment_images,
+    build_model,
     ensemble_members,
-    task_dropout,
+    resolve_device,
     train_task_learner,
 )
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "results.json"
 # The papers' candidate subset (TA-VAAL §4.2, Learning Loss): 10,000 unlabeled points per query.
 REFERENCE_CANDIDATES = 10_000
+# train.dropout of the benchmark experiment when it holds MC-dropout methods.
+MC_DROPOUT = 0.3
 # The data-path-only timing runs whole epochs until at least this many batches are timed.
 DATA_PATH_MIN_BATCHES = 16
 DATA_PATH_REPEATS = 3
@@ -323,7 +326,14 @@ def experiment(settings: dict, methods: list[str]) -> ExperimentConfig:
         "budget": settings["budget"],
         "subset_size": settings["candidates"],
         "stages": 2,
-        "train": {"epochs": settings["train_epochs"], "batch_size": profile.batch_size},
+        "train": {
+            "epochs": settings["train_epochs"],
+            "batch_size": profile.batch_size,
+            # MC-dropout methods sample the head's dropout (it applies to every method alike).
+            "dropout": MC_DROPOUT
+            if any(strategy_class(m).needs_dropout for m in methods)
+            else 0.0,
+        },
         "vae": {
             "latent_dim": profile.vae_latent,
             "base_channels": profile.vae_base_channels,
@@ -341,7 +351,7 @@ def experiment(settings: dict, methods: list[str]) -> ExperimentConfig:
 def bench_train_ours(
     settings: dict, exp: ExperimentConfig, device: torch.device, warm_up: bool = True
 ) -> dict:
-    """Throughput of the real train_task_learner (method "random": one model, no ranker)."""
+    """Throughput of the real train_task_learner (the plain recipe: one model, no ranker)."""
     profile: Profile = settings["profile"]
     n = settings["train_images"]
     dataset = synthetic_dataset(profile, n, profile.test_images, settings["seed"], "train")
@@ -355,7 +365,7 @@ def bench_train_ours(
         warm_exp = dataclasses.replace(exp, train=dataclasses.replace(exp.train, epochs=1))
         train_task_learner(
             warm_exp,
-            "random",
+            PLAIN,
             dataset,
             indices[:warm],
             labels[:warm],
@@ -366,7 +376,7 @@ def bench_train_ours(
         )
     with MemoryProbe(device) as probe:
         _, metrics = train_task_learner(
-            exp, "random", dataset, indices, labels, settings["seed"], 1, device, quiet
+            exp, PLAIN, dataset, indices, labels, settings["seed"], 1, device, quiet
         )
     seconds = float(metrics["train_seconds"])
     images_per_second = float(metrics["images_per_second"])
@@ -674,13 +684,10 @@ def untrained_models(exp: ExperimentConfig, method: str, info: DatasetInfo, devi
     if not strategy.uses_task_model:
         return None
     models = []
-    for _ in range(ensemble_members(exp, method)):
-        model = build_task_model(
-            exp.model, info.input_shape, info.num_classes, dropout=task_dropout(exp, method)
-        ).to(device)
-        models.append(model.eval())
+    for _ in range(ensemble_members(exp, strategy.recipe)):
+        models.append(build_model(exp, info).to(device).eval())
     ranker = None
-    if strategy.ranker_loss is not None:
+    if strategy.recipe.ranker_loss is not None:
         ranker = build_ranker(models[0], info.input_shape, hidden=exp.ranker.hidden).to(device)
         ranker.eval()
     return TrainedModels(models=models, ranker=ranker)
@@ -780,7 +787,7 @@ def _passes(exp: ExperimentConfig, strategy_cls, trained) -> int:
     """Task-model forward passes over each candidate (MC-dropout: T; ensemble: M)."""
     if trained is None:
         return 0
-    if strategy_cls.mc_dropout:
+    if strategy_cls.needs_dropout:
         return exp.query.mc_samples
     return len(trained.models)
 
@@ -910,7 +917,7 @@ def settings_json(settings: dict, exp: ExperimentConfig) -> dict:
         "methods": settings["methods"],
         "inference_batch_size": exp.query.inference_batch_size,
         "mc_samples": exp.query.mc_samples,
-        "mc_dropout": exp.query.mc_dropout,
+        "mc_dropout": exp.train.dropout,
         "ensemble_size": exp.query.ensemble_size,
         "vae": {
             "latent_dim": exp.vae.latent_dim,
@@ -1100,7 +1107,7 @@ def format_table(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     settings = resolve_settings(args, device)
     threads = args.threads or settings["profile"].threads
     if threads:

@@ -1,8 +1,11 @@
 # The active-learning loop as file targets:
-#   init_pool          -> stage0/labeled.parquet
-#   train (stage k)    : stage{k}/labeled.parquet -> stage{k}/model.pt, stage{k}/metrics.json
-#   query_stage{k}     : stage{k}/labeled.parquet (+ stage{k}/model.pt if the method reads the
-#                        task model) -> stage{k+1}/labeled.parquet, stage{k}/scores.parquet
+#   init_pool          -> stage0/seed{s}/labeled.parquet            (one per experiment and seed)
+#   train_initial      : that pool -> stage0/seed{s}/{recipe}/model.pt, metrics.json
+#                        (one per training recipe: methods that train alike share it)
+#   train (stage k>=1) : {method}/seed{s}/stage{k}/labeled.parquet -> model.pt, metrics.json
+#   query_stage{k}     : stage k's labeled set (+ stage k's model if the method reads the task
+#                        model) -> {method}/seed{s}/stage{k+1}/labeled.parquet,
+#                        {method}/seed{s}/stage{k}/scores.parquet
 # A Snakemake rule's outputs must all carry the same wildcards, and a query writes into two
 # stage folders (k and k+1), so the query is one rule per stage index, defined in a loop below;
 # its inputs come from the named input function query_input(k) in common.smk.
@@ -12,11 +15,11 @@ rule init_pool:
     input:
         dataset=dataset_input,
     output:
-        labeled=stage_file(0, "labeled.parquet"),
+        labeled=stage0_file("labeled.parquet"),
     log:
-        stage_log(0, "init_pool"),
+        f"{STAGE0_LOGS}/init_pool.log",
     params:
-        settings=job_settings,
+        settings=pool_settings,
         code_version=CODE_VERSION,
     threads: 1
     resources:
@@ -26,6 +29,30 @@ rule init_pool:
         SOFTWARE
     script:
         "../workflow_scripts/init_pool.py"
+
+
+rule train_initial:
+    input:
+        unpack(train_initial_input),
+    output:
+        model=stage0_file("model.pt"),
+        metrics=stage0_file("metrics.json"),
+    log:
+        f"{STAGE0_LOGS}/{{recipe}}/train.log",
+    benchmark:
+        f"{STAGE0_BENCH}/{{recipe}}/train.tsv"
+    params:
+        settings=recipe_training_settings,
+        code_version=CODE_VERSION,
+    threads: 1
+    resources:
+        mem_mb=train_mem_mb,
+        runtime=train_runtime,
+        gpu=1,
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/train.py"
 
 
 rule train:
@@ -39,8 +66,11 @@ rule train:
     benchmark:
         stage_benchmark("{stage}", "train")
     params:
-        settings=job_settings,
+        settings=recipe_training_settings,
         code_version=CODE_VERSION,
+    wildcard_constraints:
+        # Stage 0 is train_initial's.
+        stage=r"[1-9]\d*",
     threads: 1
     resources:
         mem_mb=train_mem_mb,
@@ -68,7 +98,7 @@ for _stage in range(QUERY_STAGES):
             stage_benchmark(_stage, "query")
         params:
             stage=_stage,
-            settings=job_settings,
+            settings=query_settings,
             code_version=CODE_VERSION,
         threads: 1
         resources:

@@ -6,8 +6,13 @@ import re
 
 from snakemake.exceptions import WorkflowError
 
+from tavaal import layout
 from tavaal.config import ExperimentConfig
 from tavaal.errors import ConfigError
+from tavaal.results_guard import check_results_match
+from tavaal.strategies import strategy_class
+from tavaal.training import training_settings
+from tavaal.validation import check_experiment
 
 RESULTS = config["results_dir"].rstrip("/")
 DATA = config["data_dir"].rstrip("/")
@@ -15,10 +20,14 @@ REPORT = config["report"]
 # A param of every compute job: bumping it reruns them all (README, "Rerun policy").
 CODE_VERSION = str(config["code_version"])
 
-# Jobs of one (experiment, method, seed) run live under RUN; stage folders below it.
+# Jobs of one (experiment, method, seed) run live under RUN; stage folders below it. Stage 0 is
+# shared (tavaal.layout): the initial pool per (experiment, seed), its model per training recipe.
 RUN = f"{RESULTS}/{{experiment}}/{{method}}/seed{{seed}}"
 RUN_LOGS = "logs/{experiment}/{method}/seed{seed}"
 RUN_BENCH = "benchmarks/{experiment}/{method}/seed{seed}"
+STAGE0 = f"{RESULTS}/{{experiment}}/stage0/seed{{seed}}"
+STAGE0_LOGS = "logs/{experiment}/stage0/seed{seed}"
+STAGE0_BENCH = "benchmarks/{experiment}/stage0/seed{seed}"
 EXP_DIR = f"{RESULTS}/{{experiment}}"
 # Software of every job (relative to the rules/ files); used with --sdm conda only.
 SOFTWARE = "../envs/tavaal.yaml"
@@ -50,6 +59,7 @@ def _load_experiments():
     for name in _selected_experiment_names():
         try:
             experiments[name] = ExperimentConfig.from_dict(name, config["experiments"][name])
+            check_experiment(experiments[name])
         except ConfigError as exc:
             raise WorkflowError(f"invalid configuration: {exc}") from None
     return experiments
@@ -57,6 +67,15 @@ def _load_experiments():
 
 # name -> ExperimentConfig, for the experiments this run builds (validated before any job).
 EXPERIMENTS = _load_experiments()
+
+# Before any job: finished results made with other settings are never replaced silently
+# (tavaal.results_guard). Jobs that Snakemake runs in their own process (cluster jobs) parse
+# this file again; the main process has already checked.
+if workflow.is_main_process:
+    try:
+        check_results_match(RESULTS, EXPERIMENTS, config.get("replace_results") or [])
+    except ConfigError as exc:
+        raise WorkflowError(str(exc)) from None
 # Queries happen at stages 0 .. stages-2, one query_stage<k> per stage index k.
 QUERY_STAGES = max(exp.stages for exp in EXPERIMENTS.values()) - 1
 
@@ -66,9 +85,19 @@ def _alternation(names):
     return "|".join(re.escape(name) for name in sorted(set(names), key=lambda n: (-len(n), n)))
 
 
+def recipe(method):
+    return strategy_class(method).recipe
+
+
+def experiment_recipes(experiment):
+    """Training recipes of an experiment's methods, each once, in the order of the methods."""
+    return list(dict.fromkeys(recipe(m).name for m in EXPERIMENTS[experiment].methods))
+
+
 wildcard_constraints:
     experiment=_alternation(EXPERIMENTS),
     method=_alternation(m for exp in EXPERIMENTS.values() for m in exp.methods),
+    recipe=_alternation(r for name in EXPERIMENTS for r in experiment_recipes(name)),
     dataset=_alternation(exp.dataset for exp in EXPERIMENTS.values()),
     seed=r"0|[1-9]\d*",
     stage=r"0|[1-9]\d*",
@@ -91,7 +120,13 @@ def stage_benchmark(stage, name):
 
 
 def run_file(experiment, method, seed, stage, name):
-    return stage_file(stage, name).format(experiment=experiment, method=method, seed=seed)
+    """The file of (experiment, method, seed, stage), wherever it lives (stage 0 is shared)."""
+    return str(layout.run_file(RESULTS, experiment, method, seed, stage, name))
+
+
+def stage0_file(name):
+    """Pattern of a shared stage-0 file: the initial pool, or a recipe's model and metrics."""
+    return f"{STAGE0}/{name}" if name == "labeled.parquet" else f"{STAGE0}/{{recipe}}/{name}"
 
 
 def dataset_dir(experiment):
@@ -110,9 +145,6 @@ def table(name, ext):
 
 
 def uses_task_model(method):
-    # Imported here: the strategy registry pulls in torch, needed only once a DAG is built.
-    from tavaal.strategies import strategy_class
-
     return strategy_class(method).uses_task_model
 
 
@@ -187,10 +219,21 @@ def all_figures():
 # ----------------------------------------------------------------------- input functions
 
 
-def job_settings(wildcards):
-    """Everything one job's result depends on except the lists of seeds, methods and stages:
+def pool_settings(wildcards):
+    """What the initial pool depends on: a param of init_pool (rerun trigger)."""
+    return EXPERIMENTS[wildcards.experiment].pool_settings()
+
+
+def recipe_training_settings(wildcards):
+    """What a recipe's trained model depends on besides its labeled set (tavaal.training): a
+    param of the training jobs, so that e.g. a VAE setting retrains nothing."""
+    return training_settings(EXPERIMENTS[wildcards.experiment], _training_recipe(wildcards))
+
+
+def query_settings(wildcards):
+    """Everything one method's queries depend on except the lists of seeds, methods and stages:
     adding a seed, method or stage leaves the params of existing jobs unchanged."""
-    return EXPERIMENTS[wildcards.experiment].job_settings()
+    return {**EXPERIMENTS[wildcards.experiment].job_settings(), "method": wildcards.method}
 
 
 def dataset_input(wildcards):
@@ -204,17 +247,25 @@ def train_input(wildcards):
     }
 
 
+def train_initial_input(wildcards):
+    return {
+        "labeled": stage0_file("labeled.parquet").format(**wildcards),
+        "dataset": dataset_dir(wildcards.experiment),
+    }
+
+
 def query_input(stage):
     """Input function of the query of `stage`: its labeled set, the dataset, and the stage's
     task checkpoint only for methods that read the task model (random and VAAL do not)."""
 
     def inputs(wildcards):
+        w = wildcards
         files = {
-            "labeled": stage_file(stage, "labeled.parquet").format(**wildcards),
-            "dataset": dataset_dir(wildcards.experiment),
+            "labeled": run_file(w.experiment, w.method, w.seed, stage, "labeled.parquet"),
+            "dataset": dataset_dir(w.experiment),
         }
-        if uses_task_model(wildcards.method):
-            files["model"] = stage_file(stage, "model.pt").format(**wildcards)
+        if uses_task_model(w.method):
+            files["model"] = run_file(w.experiment, w.method, w.seed, stage, "model.pt")
         return files
 
     return inputs
@@ -311,11 +362,21 @@ def train_mem_mb(wildcards):
     return 16000 if _is_large(wildcards.experiment) else 2000
 
 
+def _training_recipe(wildcards):
+    if "recipe" in wildcards.keys():
+        return next(
+            recipe(m) for m in EXPERIMENTS[wildcards.experiment].methods
+            if recipe(m).name == wildcards.recipe
+        )
+    return recipe(wildcards.method)
+
+
 def train_runtime(wildcards):
     """Minutes: epochs x labeled samples at ~2000 images/s per task learner, doubled, + 10."""
     exp = EXPERIMENTS[wildcards.experiment]
-    images = exp.train.epochs * exp.labeled_size(int(wildcards.stage))
-    members = exp.query.ensemble_size if wildcards.method == "ensemble_varr" else 1
+    stage = int(wildcards.stage) if "stage" in wildcards.keys() else 0
+    images = exp.train.epochs * exp.labeled_size(stage)
+    members = exp.query.ensemble_size if _training_recipe(wildcards).ensemble else 1
     return 10 + math.ceil(2 * members * images / 2000 / 60)
 
 

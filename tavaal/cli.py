@@ -1,27 +1,31 @@
 """`tavaal` command line: discover, prepare, run and inspect stages by hand.
 
 The stage commands call the same functions as the workflow rules and read/write the same
-paths (results/{experiment}/{method}/seed{seed}/stage{stage}/...), so a user can rerun one stage
-of a workflow run by hand.
+paths (`tavaal.layout`: results/{experiment}/{method}/seed{seed}/stage{stage}/..., stage 0 shared
+under results/{experiment}/stage0/seed{seed}/), so a user can rerun one stage of a workflow run
+by hand.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
 from tavaal.errors import TavaalError
 
 
-def stage_path(results_dir: Path, experiment: str, method: str, seed: int, stage: int, name: str):
-    return Path(results_dir) / experiment / method / f"seed{seed}" / f"stage{stage}" / name
-
-
 def _add_stage_args(parser: argparse.ArgumentParser, with_stage: bool) -> None:
     parser.add_argument("--config", required=True, type=Path, help="workflow config (YAML)")
     parser.add_argument("--experiment", required=True, help="experiment name in the config")
-    parser.add_argument("--method", required=True, help="query strategy (see `tavaal methods`)")
+    if with_stage:
+        parser.add_argument(
+            "--method",
+            required=True,
+            help="query strategy (see `tavaal methods`); at stage 0 it names the shared model of "
+            "its training recipe",
+        )
     parser.add_argument("--seed", required=True, type=int)
     if with_stage:
         parser.add_argument("--stage", required=True, type=int)
@@ -45,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--data-dir", type=Path, default=Path("data"))
     prepare.add_argument("--download", action="store_true", help="allow torchvision downloads")
 
-    _add_stage_args(sub.add_parser("init-pool", help="write stage0/labeled.parquet"), False)
+    _add_stage_args(
+        sub.add_parser("init-pool", help="write the initial pool, stage0/seedS/labeled.parquet"),
+        False,
+    )
     _add_stage_args(sub.add_parser("train", help="train one stage: model.pt, metrics.json"), True)
     _add_stage_args(
         sub.add_parser("query", help="query one stage: next labeled.parquet, scores.parquet"), True
@@ -105,157 +112,165 @@ def _prepare(args) -> int:
 
 def _experiment(args):
     from tavaal.config import experiment_from_config, load_config
+    from tavaal.validation import check_experiment
 
-    return experiment_from_config(load_config(args.config), args.experiment)
+    exp = experiment_from_config(load_config(args.config), args.experiment)
+    check_experiment(exp)
+    return exp
 
 
 def _check_method(exp, method: str) -> None:
     from tavaal.errors import ConfigError
-    from tavaal.strategies import strategy_class
 
-    strategy_class(method)
     if method not in exp.methods:
         raise ConfigError(f"experiments.{exp.name}.methods: {method!r} is not listed")
 
 
 def _init_pool(args) -> int:
+    from tavaal.layout import run_file
     from tavaal.stage import run_init_pool
 
     exp = _experiment(args)
-    _check_method(exp, args.method)
-    out = stage_path(args.results_dir, exp.name, args.method, args.seed, 0, "labeled.parquet")
-    run_init_pool(exp, args.method, args.seed, args.data_dir, out)
+    out = run_file(args.results_dir, exp.name, exp.methods[0], args.seed, 0, "labeled.parquet")
+    run_init_pool(exp, args.seed, args.data_dir, out)
     print(out)
     return 0
 
 
 def _train(args) -> int:
-    from tavaal.stage import run_train
-
     exp = _experiment(args)
     _check_method(exp, args.method)
-    path = _stage_files(args.results_dir, exp.name, args.method, args.seed)
-    metrics = run_train(
-        exp,
-        args.method,
-        args.seed,
-        args.stage,
-        path(args.stage, "labeled.parquet"),
-        args.data_dir,
-        path(args.stage, "model.pt"),
-        path(args.stage, "metrics.json"),
-        device=args.device,
-    )
+    metrics = _train_stage(exp, args.method, args.seed, args.stage, args)
     print(f"accuracy {metrics['accuracy']:.4f} with {metrics['labels']} labels")
     return 0
 
 
-def _query(args) -> int:
-    from tavaal.stage import run_query
+def _train_stage(exp, method: str, seed: int, stage: int, args, log=print) -> dict:
+    """Train `method`'s model of `stage` (at stage 0: its recipe's shared model)."""
+    from tavaal.layout import run_file
+    from tavaal.stage import run_train
     from tavaal.strategies import strategy_class
 
+    def path(name: str) -> Path:
+        return run_file(args.results_dir, exp.name, method, seed, stage, name)
+
+    return run_train(
+        exp,
+        strategy_class(method).recipe,
+        seed,
+        stage,
+        path("labeled.parquet"),
+        args.data_dir,
+        path("model.pt"),
+        path("metrics.json"),
+        method=None if stage == 0 else method,
+        device=args.device,
+        log=log,
+    )
+
+
+def _query(args) -> int:
     exp = _experiment(args)
     _check_method(exp, args.method)
-    path = _stage_files(args.results_dir, exp.name, args.method, args.seed)
-    model = path(args.stage, "model.pt") if strategy_class(args.method).uses_task_model else None
-    run_query(
-        exp,
-        args.method,
-        args.seed,
-        args.stage,
-        path(args.stage, "labeled.parquet"),
-        model,
-        args.data_dir,
-        path(args.stage + 1, "labeled.parquet"),
-        path(args.stage, "scores.parquet"),
-        device=args.device,
-    )
-    print(path(args.stage + 1, "labeled.parquet"))
+    print(_query_stage(exp, args.method, args.seed, args.stage, args))
     return 0
 
 
-def _stage_files(results_dir, experiment, method, seed):
-    def path(stage: int, name: str) -> Path:
-        return stage_path(results_dir, experiment, method, seed, stage, name)
+def _query_stage(exp, method: str, seed: int, stage: int, args, log=print) -> Path:
+    """Run `method`'s query of `stage`; return the next stage's labeled file."""
+    from tavaal.layout import run_file
+    from tavaal.stage import run_query
+    from tavaal.strategies import strategy_class
 
-    return path
+    def path(stage: int, name: str) -> Path:
+        return run_file(args.results_dir, exp.name, method, seed, stage, name)
+
+    run_query(
+        exp,
+        method,
+        seed,
+        stage,
+        path(stage, "labeled.parquet"),
+        path(stage, "model.pt") if strategy_class(method).uses_task_model else None,
+        args.data_dir,
+        path(stage + 1, "labeled.parquet"),
+        path(stage, "scores.parquet"),
+        device=args.device,
+        log=log,
+    )
+    return path(stage + 1, "labeled.parquet")
 
 
 def _run(args) -> int:
     from tqdm import tqdm
 
     from tavaal.config import experiment_from_config, load_config
-    from tavaal.stage import run_init_pool, run_query, run_train
-    from tavaal.strategies import strategy_class
+    from tavaal.layout import run_file
+    from tavaal.stage import run_init_pool
+    from tavaal.validation import check_experiment
 
     config = load_config(args.config)
     names = args.experiment or list(config.get("experiments") or {})
     experiments = [experiment_from_config(config, name) for name in names]
     chains = []
     for exp in experiments:
+        check_experiment(exp)
         methods = args.methods or list(exp.methods)
         for method in methods:
-            strategy_class(method)
+            _check_method(exp, method)
         chains += [(exp, method, seed) for method in methods for seed in args.seeds or exp.seeds]
     # One tick per training stage; log lines are written above the bar.
     progress = tqdm(total=sum(exp.stages for exp, _, _ in chains), unit="stage", file=sys.stderr)
+    # Stage 0 is shared (tavaal.layout): the first chain of an (experiment, seed) or of a recipe
+    # makes it, the others find it done.
+    done: set[Path] = set()
+
+    def needed(path: Path) -> bool:
+        return path not in done and (args.force or not path.exists())
+
     with progress:
         for exp, method, seed in chains:
-            path = _stage_files(args.results_dir, exp.name, method, seed)
+
+            path = functools.partial(run_file, args.results_dir, exp.name, method, seed)
             progress.set_description(f"{exp.name}/{method}/seed{seed}")
 
             def log(line: str, tag=f"{exp.name}/{method}/seed{seed}") -> None:
                 progress.write(f"[{tag}] {line}", file=sys.stdout)
 
-            if args.force or not path(0, "labeled.parquet").exists():
-                run_init_pool(exp, method, seed, args.data_dir, path(0, "labeled.parquet"), log)
+            if needed(path(0, "labeled.parquet")):
+                run_init_pool(exp, seed, args.data_dir, path(0, "labeled.parquet"), log)
+            done.add(path(0, "labeled.parquet"))
             for stage in range(exp.stages):
-                if args.force or not path(stage, "metrics.json").exists():
-                    run_train(
-                        exp,
-                        method,
-                        seed,
-                        stage,
-                        path(stage, "labeled.parquet"),
-                        args.data_dir,
-                        path(stage, "model.pt"),
-                        path(stage, "metrics.json"),
-                        device=args.device,
-                        log=log,
-                    )
-                if stage + 1 < exp.stages and (
-                    args.force or not path(stage + 1, "labeled.parquet").exists()
-                ):
-                    uses_model = strategy_class(method).uses_task_model
-                    run_query(
-                        exp,
-                        method,
-                        seed,
-                        stage,
-                        path(stage, "labeled.parquet"),
-                        path(stage, "model.pt") if uses_model else None,
-                        args.data_dir,
-                        path(stage + 1, "labeled.parquet"),
-                        path(stage, "scores.parquet"),
-                        device=args.device,
-                        log=log,
-                    )
+                if needed(path(stage, "metrics.json")):
+                    _train_stage(exp, method, seed, stage, args, log)
+                done.add(path(stage, "metrics.json"))
+                if stage + 1 < exp.stages and needed(path(stage + 1, "labeled.parquet")):
+                    _query_stage(exp, method, seed, stage, args, log)
                 progress.update(1)
     return 0
 
 
 def _inspect(args) -> int:
     import numpy as np
+    import pyarrow.parquet as pq
 
+    from tavaal.errors import IndexFileError
     from tavaal.pool import class_count_entropy, read_labeled, read_scores
 
-    from_scores = False
     try:
+        columns = pq.read_schema(args.file).names
+    except FileNotFoundError:
+        raise IndexFileError(f"{args.file}: index file not found") from None
+    except Exception as exc:
+        raise IndexFileError(f"{args.file}: not a readable parquet file ({exc})") from None
+    # A labeled file is recognised by its columns, so its own validation errors are shown
+    # rather than masked by a second attempt to read it as a scores file.
+    from_scores = "stage_added" not in columns
+    if from_scores:
+        table, metadata = read_scores(args.file)
+    else:
         labeled = read_labeled(args.file)
         table, metadata = labeled.table, labeled.metadata
-    except TavaalError:
-        table, metadata = read_scores(args.file)
-        from_scores = True
     print(f"file: {args.file}")
     for key in sorted(metadata):
         print(f"  {key}: {metadata[key]}")

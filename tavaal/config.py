@@ -26,19 +26,33 @@ class TrainConfig:
     """Task-learner training (TA-VAAL supplement Table 1; VAAL supplement Table 3)."""
 
     epochs: int = 200
+    # Train for this many optimizer steps instead of `epochs` passes over the labeled set (0:
+    # use epochs). VAAL's official code trains a fixed number of iterations at every stage.
+    iterations: int = 0
     batch_size: int = 128
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    # Epochs (iterations when `iterations` > 0) after which the learning rate is multiplied by
+    # `gamma`.
     milestones: tuple[int, ...] = (160,)
     gamma: float = 0.1
+    # Dropout before each layer of the classifier head, for every method alike, so that methods
+    # with the same training recipe train identical models (the MC-dropout methods need > 0).
+    dropout: float = 0.0
     # CIFAR-style augmentation (TA-VAAL §4.2): random crop of the zero-padded image plus a
     # horizontal flip, on image datasets only. TA-VAAL arXiv §5.3 uses it for CIFAR-10 and SVHN,
     # normalisation only for Fashion-MNIST; on 8×8 digits it destroys the signal.
     augment: bool = True
     crop_padding: int = 4
     hflip: bool = True
+    # Model selection (VAAL's official code): hold out this many train-split samples, never
+    # labeled or queried, and keep the weights with the best accuracy on them, evaluated every
+    # `validate_every` epochs (iterations when `iterations` > 0). 0: off, keep the last weights.
+    # The test split is never used for selection.
+    validation_size: int = 0
+    validate_every: int = 1
     # Save a resumable checkpoint every N epochs (0: never); a restarted job resumes from it.
     checkpoint_every: int = 0
 
@@ -84,10 +98,11 @@ class VAEConfig:
     # Train the VAE/D on labeled + candidate subset, or labeled + whole unlabeled pool (VAAL).
     train_on: Literal["subset", "pool"] = "subset"
     # How the ranker output r is normalised before conditioning the decoder and D (TA-VAAL §3.3,
-    # §7.1). "sigmoid": sigmoid(r) for both (paper text); "zscore_sigmoid": sigmoid of r
-    # standardised over the pool, robust to the arbitrary scale of a ranking-loss output;
+    # §7.1; tavaal.adversarial.conditioning). "quantile": r's mid-rank over labeled + training
+    # pool, in (0, 1), blind to any increasing transform of r; "zscore_sigmoid": sigmoid of r
+    # standardised over the same points; "sigmoid": sigmoid(r) for both (paper text);
     # "official": sigmoid(r) into the decoder but raw r into D, as the official code does.
-    rank_normalization: Literal["sigmoid", "zscore_sigmoid", "official"] = "sigmoid"
+    rank_normalization: Literal["quantile", "zscore_sigmoid", "sigmoid", "official"] = "quantile"
     # Save a resumable VAE/D state every N iterations inside a query (0: never).
     checkpoint_every: int = 0
 
@@ -96,8 +111,6 @@ class VAEConfig:
 class QueryConfig:
     """Settings of the uncertainty baselines."""
 
-    # Dropout before the classifier, used by the MC-dropout methods (bald, var_ratio) only.
-    mc_dropout: float = 0.3
     # Number of stochastic forward passes T (VAAL: 10).
     mc_samples: int = 10
     # Independently trained task learners M for ensemble_varr.
@@ -113,6 +126,9 @@ class ExperimentConfig:
     name: str
     dataset: str
     model: str
+    # Input scaling of task learner and VAE: "dataset": per-channel mean/std of the train split;
+    # "half": (x - 0.5) / 0.5 on the [0, 1] scale, i.e. [-1, 1], as VAAL's official code.
+    normalization: Literal["dataset", "half"] = "dataset"
     methods: tuple[str, ...] = ("random",)
     seeds: tuple[int, ...] = (0,)
     initial_size: int = 1000
@@ -138,16 +154,10 @@ class ExperimentConfig:
         return config
 
     def validate(self, where: str) -> None:
-        from tavaal.data import list_datasets
-        from tavaal.models import list_task_models
-        from tavaal.strategies import list_strategies
-
-        _check_choice(f"{where}.dataset", "dataset", self.dataset, list_datasets())
-        _check_choice(f"{where}.model", "task model", self.model, list_task_models())
+        """Checks of the values alone. Names of datasets, models and methods are checked against
+        their registries by `tavaal.validation.check_experiment`, where those are known."""
         if not self.methods:
             raise ConfigError(f"{where}.methods: at least one method is required")
-        for method in self.methods:
-            _check_choice(f"{where}.methods", "method", method, list_strategies())
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError(f"{where}.methods: a method is listed twice")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
@@ -161,18 +171,17 @@ class ExperimentConfig:
             raise ConfigError(
                 f"{where}.subset_size: {self.subset_size} is smaller than the budget {self.budget}"
             )
-        for key in ("epochs", "batch_size"):
+        for key in ("epochs", "batch_size", "validate_every"):
             if getattr(self.train, key) < 1:
                 raise ConfigError(f"{where}.train.{key}: must be >= 1")
-        if self.train.crop_padding < 0:
-            raise ConfigError(f"{where}.train.crop_padding: must be >= 0")
-        if self.train.checkpoint_every < 0:
-            raise ConfigError(f"{where}.train.checkpoint_every: must be >= 0")
+        for key in ("iterations", "crop_padding", "checkpoint_every", "validation_size"):
+            if getattr(self.train, key) < 0:
+                raise ConfigError(f"{where}.train.{key}: must be >= 0")
+        if not 0.0 <= self.train.dropout < 1.0:
+            raise ConfigError(f"{where}.train.dropout: must be in [0, 1)")
         for key in ("latent_dim", "batch_size", "vae_steps", "disc_steps", "disc_depth", "epochs"):
             if getattr(self.vae, key) < 1:
                 raise ConfigError(f"{where}.vae.{key}: must be >= 1")
-        if not 0.0 <= self.query.mc_dropout < 1.0:
-            raise ConfigError(f"{where}.query.mc_dropout: must be in [0, 1)")
         if self.query.mc_samples < 2 or self.query.ensemble_size < 2:
             raise ConfigError(f"{where}.query: mc_samples and ensemble_size must be >= 2")
 
@@ -183,19 +192,30 @@ class ExperimentConfig:
         return _plain(dataclasses.asdict(self))
 
     def job_settings(self) -> dict[str, Any]:
-        """Settings one job depends on: not the lists of seeds/methods/stages, so that adding a
-        seed or a method does not change (and rerun) the jobs that already exist."""
+        """Settings one job may depend on: not the lists of seeds/methods/stages, so that adding
+        a seed or a method does not change (and rerun) the jobs that already exist."""
         settings = self.to_dict()
         for key in ("name", "methods", "seeds", "stages"):
             settings.pop(key)
         return settings
 
+    def pool_settings(self) -> dict[str, Any]:
+        """What the initial pool (and the held-out validation split) depend on."""
+        return {
+            "dataset": self.dataset,
+            "initial_size": self.initial_size,
+            "validation_size": self.train.validation_size,
+        }
+
     def settings_hash(self, method: str) -> str:
-        """Hash of everything that shapes one method's results (not the list of seeds/methods)."""
-        settings = self.job_settings()
-        settings["method"] = method
-        blob = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        """Hash of everything that shapes one method's queries (not the lists of seeds/methods)."""
+        return settings_hash({**self.job_settings(), "method": method})
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    """A short, stable hash of a JSON-able settings mapping (recorded in every result file)."""
+    blob = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -222,11 +242,6 @@ def experiment_from_config(config: dict[str, Any], name: str) -> ExperimentConfi
             f"experiments.{name}: no such experiment; defined: {', '.join(experiments)}"
         )
     return ExperimentConfig.from_dict(name, experiments[name])
-
-
-def _check_choice(where: str, what: str, value: str, known: list[str]) -> None:
-    if value not in known:
-        raise ConfigError(f"{where}: unknown {what} {value!r}; known: {', '.join(known)}")
 
 
 def _build(cls, data: dict[str, Any], where: str):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from tavaal.data import DatasetInfo, to_tensor_batch
 
@@ -61,6 +62,12 @@ def forward_pool(
     )
 
 
+@dataclass
+class MCDropoutOutput:
+    probabilities: np.ndarray  # (T, N, K) float32: softmax of each stochastic pass
+    logits: np.ndarray  # (N, K) float32: the deterministic (eval-mode) pass
+
+
 @torch.no_grad()
 def mc_dropout_probabilities(
     model,
@@ -71,30 +78,46 @@ def mc_dropout_probabilities(
     samples: int,
     generator_seed: int,
     batch_size: int = 512,
-) -> np.ndarray:
-    """Softmax outputs of `samples` stochastic passes, shape (T, N, K).
+) -> MCDropoutOutput:
+    """Softmax outputs of `samples` stochastic passes, shape (T, N, K), and the logits of the
+    deterministic pass.
 
-    A task learner's only dropout sits between its embedding and its classifier, so the
-    backbone runs once per batch (in eval mode: batch norm keeps its running statistics) and
-    only the head is sampled T times. The masks come from a seeded generator on the device, so
-    the result is reproducible on CPU.
+    A task learner's dropout lives only in its head (`TaskModel`), so the body runs once per
+    batch (in eval mode: batch norm keeps its running statistics) and only the head is sampled T
+    times, each dropout layer with its own mask. The masks come from a seeded generator on the
+    device, so the result is reproducible on CPU.
     """
     model.eval()
     generator = torch.Generator(device=device)
     generator.manual_seed(generator_seed)
-    p = model.dropout.p
-    out = []
+    out, logits = [], []
     for chunk in batches(np.asarray(indices, dtype=np.int64), batch_size):
-        embedding, _ = model.forward_features(load_inputs(x, chunk, info, device))
+        features, _ = model.forward_features(load_inputs(x, chunk, info, device))
+        logits.append(model.classifier(model.embed(features)).float().cpu())
         passes = []
         for _ in range(samples):
-            keep = torch.rand(embedding.shape, generator=generator, device=embedding.device) >= p
-            dropped = embedding * keep / (1.0 - p) if p > 0 else embedding
-            passes.append(F.softmax(model.classifier(dropped).float(), dim=1).cpu())
+            h = features
+            for layer in [*model.hidden, model.dropout]:
+                h = (
+                    _sampled_dropout(h, layer.p, generator)
+                    if isinstance(layer, nn.Dropout)
+                    else layer(h)
+                )
+            passes.append(F.softmax(model.classifier(h).float(), dim=1).cpu())
         out.append(torch.stack(passes))
     if not out:
-        return np.zeros((samples, 0, info.num_classes), dtype=np.float32)
-    return torch.cat(out, dim=1).numpy()
+        return MCDropoutOutput(
+            np.zeros((samples, 0, info.num_classes), dtype=np.float32),
+            np.zeros((0, info.num_classes), dtype=np.float32),
+        )
+    return MCDropoutOutput(torch.cat(out, dim=1).numpy(), torch.cat(logits).numpy())
+
+
+def _sampled_dropout(h: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    if p == 0:
+        return h
+    keep = torch.rand(h.shape, generator=generator, device=h.device) >= p
+    return h * keep / (1.0 - p)
 
 
 def per_sample_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:

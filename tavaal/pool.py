@@ -56,16 +56,37 @@ def oracle_labels(y_train: np.ndarray, indices: np.ndarray) -> np.ndarray:
     return np.asarray(y_train[np.asarray(indices, dtype=np.int64)], dtype=np.int64)
 
 
-def initial_indices(n_train: int, size: int, seed: int) -> np.ndarray:
-    """The initial labeled pool: a function of (dataset size, size, seed) only.
+def validation_indices(n_train: int, size: int, seed: int) -> np.ndarray:
+    """The held-out validation split of `train.validation_size` (sorted; empty when 0).
+
+    A function of (dataset size, size, seed) only; its samples are never labeled or queried.
+    """
+    if size >= n_train:
+        raise IndexFileError(f"validation split of {size} leaves none of the {n_train} samples")
+    if size == 0:
+        return np.zeros(0, dtype=np.int64)
+    rng = numpy_rng(seed, None, "validation")
+    return np.sort(rng.choice(n_train, size=size, replace=False)).astype(np.int64)
+
+
+def initial_indices(
+    n_train: int, size: int, seed: int, excluded: np.ndarray | None = None
+) -> np.ndarray:
+    """The initial labeled pool: a function of (dataset size, size, seed, excluded) only.
 
     It does not depend on the method, so every method starts from the same labeled set and
-    differences between methods are paired by seed.
+    differences between methods are paired by seed. `excluded` (the validation split) is never
+    drawn; without it the draw equals a draw from range(n_train).
     """
-    if size > n_train:
-        raise IndexFileError(f"initial pool of {size} exceeds the {n_train} training samples")
+    available = np.arange(n_train, dtype=np.int64)
+    if excluded is not None:
+        available = np.setdiff1d(available, np.asarray(excluded, dtype=np.int64))
+    if size > len(available):
+        raise IndexFileError(
+            f"initial pool of {size} exceeds the {len(available)} available training samples"
+        )
     rng = numpy_rng(seed, None, "initial_pool")
-    return np.sort(rng.choice(n_train, size=size, replace=False)).astype(np.int64)
+    return np.sort(rng.choice(available, size=size, replace=False)).astype(np.int64)
 
 
 def candidate_subset(unlabeled: np.ndarray, size: int, seed: int, stage: int) -> np.ndarray:

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tavaal.config import ExperimentConfig
-from tavaal.data import load_dataset
+from tavaal.config import ExperimentConfig, settings_hash
+from tavaal.data import PreparedDataset, load_dataset, with_normalization
 from tavaal.errors import CheckpointError, IndexFileError
+from tavaal.layout import ALL_METHODS
 from tavaal.pool import (
     candidate_subset,
     class_count_entropy,
@@ -27,9 +28,11 @@ from tavaal.pool import (
     make_table,
     oracle_labels,
     read_labeled,
+    validation_indices,
     write_labeled,
     write_scores,
 )
+from tavaal.training import TrainingRecipe
 
 Log = Callable[[str], None]
 
@@ -69,53 +72,82 @@ def _metadata(exp: ExperimentConfig, method: str, seed: int, stage: int) -> dict
     }
 
 
-def _expected(exp: ExperimentConfig, method: str, seed: int) -> dict:
-    return {"experiment": exp.name, "method": method, "seed": seed}
+def _expected(exp: ExperimentConfig, method: str, seed: int, stage: int) -> dict:
+    """Metadata the labeled set of `stage` must carry: stage 0 is the shared initial pool."""
+    return {"experiment": exp.name, "method": ALL_METHODS if stage == 0 else method, "seed": seed}
+
+
+def load_experiment_dataset(exp: ExperimentConfig, data_dir: Path) -> PreparedDataset:
+    """The experiment's prepared dataset, with its input normalisation."""
+    return with_normalization(load_dataset(exp.dataset, Path(data_dir)), exp.normalization)
+
+
+def held_out(exp: ExperimentConfig, n_train: int, seed: int) -> np.ndarray:
+    """Train-split indices of the validation split (never labeled or queried); may be empty."""
+    return validation_indices(n_train, exp.train.validation_size, seed)
 
 
 def run_init_pool(
     exp: ExperimentConfig,
-    method: str,
     seed: int,
     data_dir: Path,
     labeled_out: Path,
     log: Log = print,
 ) -> None:
-    """Stage 0: the initial labeled pool, identical for every method of (experiment, seed)."""
+    """Stage 0: the initial labeled pool, one per (experiment, seed), shared by every method."""
     dataset = load_dataset(exp.dataset, Path(data_dir))
-    indices = initial_indices(dataset.info.n_train, exp.initial_size, seed)
+    excluded = held_out(exp, dataset.info.n_train, seed)
+    indices = initial_indices(dataset.info.n_train, exp.initial_size, seed, excluded)
     labels = oracle_labels(dataset.y_train, indices)
-    write_labeled(labeled_out, make_table(indices, labels, 0), _metadata(exp, method, seed, 0))
+    metadata = {
+        "experiment": exp.name,
+        "method": ALL_METHODS,
+        "seed": seed,
+        "stage": 0,
+        "settings_hash": settings_hash(exp.pool_settings()),
+    }
+    write_labeled(labeled_out, make_table(indices, labels, 0), metadata)
     log(
-        f"initial pool: {len(indices)} of {dataset.info.n_train} samples, class-count entropy "
-        f"{class_count_entropy(labels, dataset.info.num_classes):.3f}"
+        f"initial pool: {len(indices)} of {dataset.info.n_train} samples"
+        + (f" ({len(excluded)} held out for validation)" if len(excluded) else "")
+        + f", class-count entropy {class_count_entropy(labels, dataset.info.num_classes):.3f}"
     )
 
 
 def run_train(
     exp: ExperimentConfig,
-    method: str,
+    recipe: TrainingRecipe,
     seed: int,
     stage: int,
     labeled: Path,
     data_dir: Path,
     model_out: Path,
     metrics_out: Path,
+    method: str | None = None,
     device: str = "auto",
     log: Log = print,
 ) -> dict:
-    """Train the stage's task learner from scratch; write model.pt and metrics.json."""
+    """Train the stage's task learner from scratch; write model.pt and metrics.json.
+
+    Stage 0 trains the recipe's shared model on the initial pool (`method` None); later stages
+    train on `method`'s labeled set.
+    """
     import torch
 
     from tavaal.training import train_task_learner
 
-    dataset = load_dataset(exp.dataset, Path(data_dir))
-    labeled_set = read_labeled(labeled, dataset.y_train, stage, _expected(exp, method, seed))
+    if (stage == 0) != (method is None):
+        raise ValueError("stage 0 is trained per recipe (method None), later stages per method")
+    dataset = load_experiment_dataset(exp, data_dir)
+    labeled_set = read_labeled(
+        labeled, dataset.y_train, stage, _expected(exp, method or ALL_METHODS, seed, stage)
+    )
+    validation = held_out(exp, dataset.info.n_train, seed)
     model_out, metrics_out = Path(model_out), Path(metrics_out)
     resume_path = model_out.with_name(model_out.name + ".resume")
     checkpoint, metrics = train_task_learner(
         exp,
-        method,
+        recipe,
         dataset,
         labeled_set.indices,
         labeled_set.labels,
@@ -124,12 +156,17 @@ def run_train(
         device=device,
         log=log,
         resume_path=resume_path,
+        validation=(validation, oracle_labels(dataset.y_train, validation))
+        if len(validation)
+        else None,
     )
     metrics = {
         "experiment": exp.name,
-        "method": method,
+        "method": method or ALL_METHODS,
+        "recipe": recipe.name,
         "seed": seed,
         "stage": stage,
+        "settings_hash": checkpoint["settings_hash"],
         **metrics,
         "labeled_class_entropy": class_count_entropy(labeled_set.labels, dataset.info.num_classes),
     }
@@ -159,13 +196,14 @@ def run_query(
     from tavaal.inference import forward_pool, per_sample_loss
     from tavaal.seeding import seed_everything
     from tavaal.strategies import QueryContext, get_strategy
-    from tavaal.training import _resolve_device, load_task_models
+    from tavaal.training import load_task_models, resolve_device
 
-    device = _resolve_device(device)
-    dataset = load_dataset(exp.dataset, Path(data_dir))
-    labeled_set = read_labeled(labeled, dataset.y_train, stage, _expected(exp, method, seed))
+    device = resolve_device(device)
+    dataset = load_experiment_dataset(exp, data_dir)
+    labeled_set = read_labeled(labeled, dataset.y_train, stage, _expected(exp, method, seed, stage))
     labeled_idx = labeled_set.indices
-    unlabeled = np.setdiff1d(np.arange(dataset.info.n_train, dtype=np.int64), labeled_idx)
+    unavailable = np.union1d(labeled_idx, held_out(exp, dataset.info.n_train, seed))
+    unlabeled = np.setdiff1d(np.arange(dataset.info.n_train, dtype=np.int64), unavailable)
     if exp.budget > len(unlabeled):
         raise IndexFileError(
             f"{labeled}: only {len(unlabeled)} unlabeled samples left, budget is {exp.budget}"
@@ -176,7 +214,7 @@ def run_query(
     if strategy.uses_task_model:
         if model is None:
             raise CheckpointError(f"method {method!r} needs the stage's model.pt, none was given")
-        trained = load_task_models(Path(model), exp, method, dataset.info, device)
+        trained = load_task_models(Path(model), exp, strategy.recipe, dataset.info, device)
     seed_everything(seed, stage, "query")
     labeled_out = Path(labeled_out)
     ctx = QueryContext(
@@ -204,16 +242,20 @@ def run_query(
     _check_selection(method, chosen, candidates, exp.budget)
     scores = result.scores.copy()
     if trained is not None and "true_loss" not in scores:
-        out = forward_pool(
-            trained.models[0],
-            dataset.x_train,
-            scores["index"].to_numpy(np.int64),
-            dataset.info,
-            device,
-            exp.query.inference_batch_size,
-        )
-        truth = oracle_labels(dataset.y_train, scores["index"].to_numpy(np.int64))
-        scores["true_loss"] = per_sample_loss(out.logits, truth).astype(np.float64)
+        # The simulated oracle's true loss of every candidate (TA-VAAL Fig. 8), from the
+        # logits the strategy already computed when it did.
+        logits = ctx.candidate_logits
+        if logits is None:
+            logits = forward_pool(
+                trained.models[0],
+                dataset.x_train,
+                candidates,
+                dataset.info,
+                device,
+                exp.query.inference_batch_size,
+            ).logits
+        truth = oracle_labels(dataset.y_train, candidates)
+        scores["true_loss"] = per_sample_loss(logits, truth).astype(np.float64)
     chosen_scores = scores.set_index("index").loc[chosen, "score"].to_numpy()
     new_rows = make_table(chosen, oracle_labels(dataset.y_train, chosen), stage + 1, chosen_scores)
     table = labeled_set.table if len(labeled_set.table) else None

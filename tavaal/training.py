@@ -4,6 +4,11 @@ Both papers re-initialise the task learner at every stage, so each stage trains 
 that stage's labeled set. The training data lives on the device as one tensor; batches are
 gathered, augmented (pad-4 random crop + horizontal flip) and normalised there, with no
 DataLoader or per-sample PIL transforms.
+
+What is trained is a *recipe*, not a method: every method declares the recipe its task learner
+needs (plain classifier, with a margin-loss or ranking-loss ranker, or an ensemble). Methods of
+one recipe train identical models on identical labeled sets, so the workflow trains the shared
+stage-0 model once per (experiment, recipe, seed), and differences between methods are paired.
 """
 
 from __future__ import annotations
@@ -14,22 +19,72 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tavaal.config import ExperimentConfig
+from tavaal.config import ExperimentConfig, settings_hash
 from tavaal.data import DatasetInfo, PreparedDataset, to_tensor_batch
 from tavaal.errors import CheckpointError
 from tavaal.inference import forward_pool
 from tavaal.losses import margin_loss, ranking_loss
 from tavaal.models import TaskModel, build_ranker, build_task_model
 from tavaal.seeding import seed_everything, torch_generator
-from tavaal.strategies import strategy_class
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """How a stage's task learner is trained, whatever method then queries with it."""
+
+    name: str
+    # None, "margin" (Learning Loss) or "ranking" (TA-VAAL eq. 1): the ranker trained alongside.
+    ranker_loss: Literal["margin", "ranking"] | None = None
+    # Train query.ensemble_size independent task learners.
+    ensemble: bool = False
+
+
+PLAIN = TrainingRecipe("plain")
+MARGIN_RANKER = TrainingRecipe("margin_ranker", ranker_loss="margin")
+RANKING_RANKER = TrainingRecipe("ranking_ranker", ranker_loss="ranking")
+ENSEMBLE = TrainingRecipe("ensemble", ensemble=True)
+RECIPES = {recipe.name: recipe for recipe in (PLAIN, MARGIN_RANKER, RANKING_RANKER, ENSEMBLE)}
+
+
+def get_recipe(name: str) -> TrainingRecipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise CheckpointError(
+            f"unknown training recipe {name!r}; known: {', '.join(RECIPES)}"
+        ) from None
+
+
+def training_settings(exp: ExperimentConfig, recipe: TrainingRecipe) -> dict:
+    """Everything a recipe's trained model depends on besides its labeled set: a training job's
+    Snakemake params, hashed into its checkpoint. VAE settings, the budget or the candidate
+    subset do not change it, so editing them retrains nothing."""
+    settings = {
+        "recipe": recipe.name,
+        "dataset": exp.dataset,
+        "model": exp.model,
+        "normalization": exp.normalization,
+        "train": exp.to_dict()["train"],
+        "inference_batch_size": exp.query.inference_batch_size,
+    }
+    if recipe.ranker_loss is not None:
+        settings["ranker"] = exp.to_dict()["ranker"]
+    if recipe.ensemble:
+        settings["ensemble_size"] = exp.query.ensemble_size
+    return settings
+
+
+def training_hash(exp: ExperimentConfig, recipe: TrainingRecipe) -> str:
+    return settings_hash(training_settings(exp, recipe))
 
 
 @dataclass
@@ -40,12 +95,15 @@ class TrainedModels:
     ranker: nn.Module | None = None
 
 
-def task_dropout(exp: ExperimentConfig, method: str) -> float:
-    return exp.query.mc_dropout if strategy_class(method).mc_dropout else 0.0
+def ensemble_members(exp: ExperimentConfig, recipe: TrainingRecipe) -> int:
+    return exp.query.ensemble_size if recipe.ensemble else 1
 
 
-def ensemble_members(exp: ExperimentConfig, method: str) -> int:
-    return exp.query.ensemble_size if strategy_class(method).ensemble else 1
+def build_model(exp: ExperimentConfig, info: DatasetInfo) -> TaskModel:
+    """The experiment's task learner, untrained: the same for every method (`train.dropout`)."""
+    return build_task_model(
+        exp.model, info.input_shape, info.num_classes, dropout=exp.train.dropout
+    )
 
 
 def augment_images(
@@ -88,7 +146,7 @@ def _optimizer(exp: ExperimentConfig, params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
+def resolve_device(device: str | torch.device) -> torch.device:
     if isinstance(device, torch.device):
         return device
     if device == "auto":
@@ -96,9 +154,25 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
+@dataclass
+class _Split:
+    """Rows of one split on the device (sorted by dataset index) and their labels."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    @classmethod
+    def load(cls, dataset: PreparedDataset, indices, labels, device) -> _Split:
+        indices = np.asarray(indices, dtype=np.int64)
+        order = np.argsort(indices, kind="stable")
+        x = torch.from_numpy(np.asarray(dataset.x_train[indices[order]])).to(device)
+        y = torch.from_numpy(np.asarray(labels, dtype=np.int64)[order]).to(device)
+        return cls(x, y)
+
+
 def train_task_learner(
     exp: ExperimentConfig,
-    method: str,
+    recipe: TrainingRecipe,
     dataset: PreparedDataset,
     indices: np.ndarray,
     labels: np.ndarray,
@@ -107,115 +181,131 @@ def train_task_learner(
     device: str | torch.device = "cpu",
     log: Callable[[str], None] = print,
     resume_path: Path | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict, dict]:
     """Train the stage's task learner(s) from scratch; return (checkpoint dict, metrics dict).
 
     With `resume_path` and `exp.train.checkpoint_every > 0`, a resumable state is saved there
     every that many epochs, and training continues from it when the file already exists.
+    `validation` = (indices, labels) of the held-out split: the weights with the best accuracy
+    on it are kept (`train.validation_size`, `train.validate_every`).
     """
-    device = _resolve_device(device)
+    device = resolve_device(device)
     info = dataset.info
-    strategy = strategy_class(method)
-    members = ensemble_members(exp, method)
-    settings_hash = exp.settings_hash(method)
-    x_all = torch.from_numpy(np.asarray(dataset.x_train[np.sort(indices)])).to(device)
-    order = np.argsort(indices, kind="stable")
-    # Rows of x_all follow sorted indices; labels must follow the same order.
-    y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64)[order]).to(device)
+    members = ensemble_members(exp, recipe)
+    fingerprint = training_hash(exp, recipe)
+    train_split = _Split.load(dataset, indices, labels, device)
+    val_split = _Split.load(dataset, *validation, device) if validation is not None else None
 
-    resume = _load_resume(resume_path, settings_hash, log) if resume_path else None
+    resume = _load_resume(resume_path, fingerprint, log) if resume_path else None
     finished: list[dict] = resume["finished"] if resume else []
     started = time.perf_counter()
     seen = 0
     for member in range(len(finished), members):
         state, member_seen = _train_member(
-            exp,
-            method,
-            strategy.ranker_loss,
-            info,
-            x_all,
-            y_all,
-            seed,
-            stage,
-            member,
-            device,
-            log,
+            _MemberRun(
+                exp=exp,
+                recipe=recipe,
+                info=info,
+                train=train_split,
+                validation=val_split,
+                seed=seed,
+                stage=stage,
+                member=member,
+                device=device,
+                log=log,
+                resume_path=resume_path,
+                finished=finished,
+                fingerprint=fingerprint,
+            ),
             resume if resume and resume["member"] == member else None,
-            resume_path,
-            finished,
-            settings_hash,
         )
         finished.append(state)
         seen += member_seen
     train_seconds = time.perf_counter() - started
 
-    trained = _instantiate(exp, method, info, finished, device)
+    trained = _instantiate(exp, info, finished, device)
     metrics = evaluate(trained, dataset, device, exp.query.inference_batch_size)
     metrics.update(
         labels=int(len(indices)),
         train_seconds=round(train_seconds, 3),
         epochs=exp.train.epochs,
+        iterations=exp.train.iterations,
         images_per_second=round(seen / train_seconds, 1) if train_seconds > 0 else 0.0,
     )
+    if val_split is not None:
+        metrics["validation_accuracy"] = [state["validation_accuracy"] for state in finished]
+        metrics["selected_step"] = [state["selected_step"] for state in finished]
     log(
         f"stage {stage}: {len(indices)} labels, test accuracy {metrics['accuracy']:.4f}, "
         f"test loss {metrics['test_loss']:.4f}, {train_seconds:.1f}s"
     )
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
-        "method": method,
+        "recipe": recipe.name,
         "experiment": exp.name,
-        "settings_hash": settings_hash,
+        "settings_hash": fingerprint,
         "model_name": exp.model,
         "input_shape": list(info.input_shape),
         "num_classes": info.num_classes,
-        "dropout": task_dropout(exp, method),
+        "dropout": exp.train.dropout,
         "model": finished[0]["model"],
-        # Further members of an ensemble (ensemble_varr); empty for every other method.
+        # Further members of an ensemble; empty for every other recipe.
         "ensemble_members": [state["model"] for state in finished[1:]],
         "ranker": finished[0]["ranker"],
         "optimizer": finished[0]["optimizer"],
         "scheduler": finished[0]["scheduler"],
-        "epoch": exp.train.epochs,
+        "epoch": finished[0]["epoch"],
+        "iteration": finished[0]["iteration"],
         "rng_state": torch.get_rng_state(),
     }
     return checkpoint, metrics
 
 
-def _train_member(
-    exp,
-    method,
-    ranker_loss_name,
-    info: DatasetInfo,
-    x_all,
-    y_all,
-    seed,
-    stage,
-    member,
-    device,
-    log,
-    resume,
-    resume_path,
-    finished,
-    settings_hash,
-):
-    cfg = exp.train
-    role = f"train/member{member}"
-    seed_everything(seed, stage, role + "/init")
-    model = build_task_model(
-        exp.model, info.input_shape, info.num_classes, dropout=task_dropout(exp, method)
-    ).to(device)
+@dataclass
+class _MemberRun:
+    """What one ensemble member's (or the single model's) training needs."""
+
+    exp: ExperimentConfig
+    recipe: TrainingRecipe
+    info: DatasetInfo
+    train: _Split
+    validation: _Split | None
+    seed: int
+    stage: int
+    member: int
+    device: torch.device
+    log: Callable[[str], None]
+    resume_path: Path | None
+    finished: list[dict]
+    fingerprint: str
+
+
+def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
+    """Train one model; return its final state (best on validation, if any) and images seen.
+
+    Epoch mode: `train.epochs` passes, the scheduler stepped per epoch. Iteration mode
+    (`train.iterations` > 0): that many optimizer steps over as many passes as they need, the
+    scheduler stepped per step (VAAL's official code). Either way a pass draws a fresh seeded
+    permutation, so a pass is the unit of resumption and of `ranker.detach_epoch`.
+    """
+    exp, cfg, info, device = run.exp, run.exp.train, run.info, run.device
+    by_iterations = cfg.iterations > 0
+    role = f"train/member{run.member}"
+    seed_everything(run.seed, run.stage, role + "/init")
+    model = build_model(exp, info).to(device)
     ranker = None
-    if ranker_loss_name is not None:
+    if run.recipe.ranker_loss is not None:
         ranker = build_ranker(model, info.input_shape, hidden=exp.ranker.hidden).to(device)
     params = list(model.parameters()) + (list(ranker.parameters()) if ranker else [])
     optimizer = _optimizer(exp, params)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma
     )
-    shuffle = torch_generator(seed, stage, role + "/shuffle", device)
+    shuffle = torch_generator(run.seed, run.stage, role + "/shuffle", device)
     augment = cfg.augment and info.kind == "image"
-    start_epoch = 1
+    best = _BestWeights()
+    epoch = step = 0
     if resume is not None:
         model.load_state_dict(resume["model"])
         if ranker is not None:
@@ -224,12 +314,18 @@ def _train_member(
         scheduler.load_state_dict(resume["scheduler"])
         shuffle.set_state(resume["shuffle_state"])
         torch.set_rng_state(resume["rng_state"])
-        start_epoch = resume["epoch"] + 1
-        log(f"member {member}: resumed after epoch {resume['epoch']}")
+        epoch, step = resume["epoch"], resume["iteration"]
+        best = _BestWeights.from_state(resume["best"])
+        run.log(f"member {run.member}: resumed after epoch {epoch}")
 
-    n = len(y_all)
+    def validate() -> None:
+        if run.validation is not None:
+            best.offer(_accuracy(model, run.validation, info), step, model, ranker)
+
+    x_all, y_all = run.train.x, run.train.y
     seen = 0
-    for epoch in range(start_epoch, cfg.epochs + 1):
+    while (step < cfg.iterations) if by_iterations else (epoch < cfg.epochs):
+        epoch += 1
         model.train()
         if ranker is not None:
             ranker.train()
@@ -238,23 +334,22 @@ def _train_member(
         total_loss = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         count = 0
-        for batch_index in _batch_order(n, cfg.batch_size, shuffle, device):
+        for batch_index in _batch_order(len(y_all), cfg.batch_size, shuffle, device):
             raw = x_all[batch_index]
             if augment:
                 raw = augment_images(raw, shuffle, cfg.crop_padding, cfg.hflip)
-            inputs = to_tensor_batch(raw, info)
             targets = y_all[batch_index]
-            out = model(inputs)
+            out = model(to_tensor_batch(raw, info))
             per_sample = F.cross_entropy(out.logits, targets, reduction="none")
             loss = per_sample.mean()
             if ranker is not None and len(targets) >= 2:
-                # Learning Loss / TA-VAAL Alg. 1: after detach_epoch the ranker keeps learning
-                # but its gradient stops reaching the backbone.
+                # Learning Loss / TA-VAAL: after detach_epoch the ranker keeps learning but its
+                # gradient stops reaching the backbone (TA-VAAL supp. §7.2, official code).
                 taps = out.features
                 if epoch > exp.ranker.detach_epoch:
                     taps = [tap.detach() for tap in taps]
                 predicted = ranker(taps).reshape(-1)
-                if ranker_loss_name == "margin":
+                if run.recipe.ranker_loss == "margin":
                     aux = margin_loss(predicted, per_sample, margin=exp.ranker.margin)
                 else:
                     aux = ranking_loss(predicted, per_sample)
@@ -265,29 +360,42 @@ def _train_member(
             total_loss += loss.detach() * len(targets)
             correct += (out.logits.detach().argmax(1) == targets).sum()
             count += len(targets)
-        scheduler.step()
+            step += 1
+            if by_iterations:
+                scheduler.step()
+                if step % cfg.validate_every == 0 or step == cfg.iterations:
+                    validate()
+                if step == cfg.iterations:
+                    break
+        if not by_iterations:
+            scheduler.step()
+            if epoch % cfg.validate_every == 0 or epoch == cfg.epochs:
+                validate()
         seen += count
         seconds = time.perf_counter() - epoch_start
         samples_seen = max(count, 1)
-        log(
-            f"member {member} epoch {epoch}/{cfg.epochs}:"
+        progress = f"step {step}/{cfg.iterations}" if by_iterations else f"{epoch}/{cfg.epochs}"
+        run.log(
+            f"member {run.member} epoch {progress}:"
             f" loss {total_loss.item() / samples_seen:.4f}"
             f" train acc {correct.item() / samples_seen:.4f}"
             f" {count / seconds if seconds > 0 else 0:.0f} img/s"
+            + (f" best validation acc {best.accuracy:.4f}" if run.validation is not None else "")
         )
+        finished_now = step >= cfg.iterations if by_iterations else epoch >= cfg.epochs
         if (
-            resume_path is not None
+            run.resume_path is not None
             and cfg.checkpoint_every > 0
             and epoch % cfg.checkpoint_every == 0
-            and epoch < cfg.epochs
+            and not finished_now
         ):
             _save_resume(
-                resume_path,
+                run.resume_path,
                 {
                     "format": CHECKPOINT_FORMAT,
-                    "settings_hash": settings_hash,
-                    "member": member,
-                    "finished": finished,
+                    "settings_hash": run.fingerprint,
+                    "member": run.member,
+                    "finished": run.finished,
                     "model": model.state_dict(),
                     "ranker": ranker.state_dict() if ranker else None,
                     "optimizer": optimizer.state_dict(),
@@ -295,15 +403,77 @@ def _train_member(
                     "shuffle_state": shuffle.get_state(),
                     "rng_state": torch.get_rng_state(),
                     "epoch": epoch,
+                    "iteration": step,
+                    "best": best.state(),
                 },
             )
+    if run.validation is not None:
+        run.log(
+            f"member {run.member}: keeping the weights of step {best.step} "
+            f"(validation accuracy {best.accuracy:.4f})"
+        )
+        model.load_state_dict(best.model)
+        if ranker is not None:
+            ranker.load_state_dict(best.ranker)
     state = {
         "model": model.state_dict(),
         "ranker": ranker.state_dict() if ranker else None,
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "iteration": step,
+        "validation_accuracy": best.accuracy if run.validation is not None else None,
+        "selected_step": best.step if run.validation is not None else None,
     }
     return state, seen
+
+
+class _BestWeights:
+    """The weights with the highest validation accuracy so far (the earliest of equals)."""
+
+    def __init__(self) -> None:
+        self.accuracy = -1.0
+        self.step = 0
+        self.model: dict | None = None
+        self.ranker: dict | None = None
+
+    def offer(self, accuracy: float, step: int, model: nn.Module, ranker: nn.Module | None):
+        if accuracy > self.accuracy:
+            self.accuracy, self.step = accuracy, step
+            self.model = _copy_state(model)
+            self.ranker = _copy_state(ranker) if ranker is not None else None
+
+    def state(self) -> dict:
+        return {
+            "accuracy": self.accuracy,
+            "step": self.step,
+            "model": self.model,
+            "ranker": self.ranker,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> _BestWeights:
+        best = cls()
+        best.accuracy, best.step = float(state["accuracy"]), int(state["step"])
+        best.model, best.ranker = state["model"], state["ranker"]
+        return best
+
+
+def _copy_state(module: nn.Module) -> dict:
+    return {key: value.detach().clone() for key, value in module.state_dict().items()}
+
+
+@torch.no_grad()
+def _accuracy(model: TaskModel, split: _Split, info: DatasetInfo, batch_size: int = 512) -> float:
+    """Accuracy on a split held on the device; the model returns to training mode afterwards
+    (VAAL's official code leaves it in eval mode after its first validation)."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(split.y), batch_size):
+        logits = model(to_tensor_batch(split.x[start : start + batch_size], info)).logits
+        correct += int((logits.argmax(1) == split.y[start : start + batch_size]).sum())
+    model.train()
+    return correct / max(len(split.y), 1)
 
 
 def _save_resume(path: Path, state: dict) -> None:
@@ -313,7 +483,7 @@ def _save_resume(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def _load_resume(path: Path, settings_hash: str, log: Callable[[str], None]) -> dict | None:
+def _load_resume(path: Path, fingerprint: str, log: Callable[[str], None]) -> dict | None:
     path = Path(path)
     if not path.exists():
         return None
@@ -321,21 +491,19 @@ def _load_resume(path: Path, settings_hash: str, log: Callable[[str], None]) -> 
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated file from a killed job: start over, loudly
         raise CheckpointError(f"{path}: resume file is unreadable ({exc}); delete it") from None
-    if state.get("settings_hash") != settings_hash:
-        # Left by a killed job whose settings have since changed: never mix it in, start over
-        # (as the VAE/D resume does), so a rerun with new settings needs no manual cleanup.
+    if state.get("format") != CHECKPOINT_FORMAT or state.get("settings_hash") != fingerprint:
+        # Left by a killed job whose settings (or tavaal's format) have since changed: never mix
+        # it in, start over (as the VAE/D resume does), so a rerun needs no manual cleanup.
         log(f"{path}: resume file was written with other settings; ignoring it, starting over")
         path.unlink()
         return None
     return state
 
 
-def _instantiate(exp, method, info: DatasetInfo, states: list[dict], device) -> TrainedModels:
+def _instantiate(exp, info: DatasetInfo, states: list[dict], device) -> TrainedModels:
     models = []
     for state in states:
-        model = build_task_model(
-            exp.model, info.input_shape, info.num_classes, dropout=task_dropout(exp, method)
-        ).to(device)
+        model = build_model(exp, info).to(device)
         model.load_state_dict(state["model"])
         model.eval()
         models.append(model)
@@ -348,11 +516,11 @@ def _instantiate(exp, method, info: DatasetInfo, states: list[dict], device) -> 
 
 
 def load_task_models(
-    path: Path, exp: ExperimentConfig, method: str, info: DatasetInfo, device="cpu"
+    path: Path, exp: ExperimentConfig, recipe: TrainingRecipe, info: DatasetInfo, device="cpu"
 ) -> TrainedModels:
     """Rebuild a stage's trained task learner(s) from its checkpoint (no code is unpickled)."""
     path = Path(path)
-    device = _resolve_device(device)
+    device = resolve_device(device)
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
@@ -360,21 +528,28 @@ def load_task_models(
     except Exception as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a tavaal checkpoint (format {CHECKPOINT_FORMAT})")
-    expected = exp.settings_hash(method)
+        raise CheckpointError(
+            f"{path}: not a tavaal checkpoint of format {CHECKPOINT_FORMAT} (written by another "
+            "tavaal version? rerun its training)"
+        )
+    expected = training_hash(exp, recipe)
     if checkpoint.get("settings_hash") != expected:
         raise CheckpointError(
-            f"{path}: written for method {checkpoint.get('method')!r} with settings "
-            f"{checkpoint.get('settings_hash')}, expected {method!r} with {expected}"
+            f"{path}: written for recipe {checkpoint.get('recipe')!r} with settings "
+            f"{checkpoint.get('settings_hash')}, expected {recipe.name!r} with {expected}"
         )
     states = [{"model": checkpoint["model"], "ranker": checkpoint["ranker"]}]
     states += [{"model": state, "ranker": None} for state in checkpoint["ensemble_members"]]
-    return _instantiate(exp, method, info, states, device)
+    return _instantiate(exp, info, states, device)
 
 
 @torch.no_grad()
 def evaluate(trained: TrainedModels, dataset: PreparedDataset, device, batch_size: int) -> dict:
-    """Test-split accuracy, per-class accuracy and loss of the first model (and the ensemble)."""
+    """Test-split accuracy, per-class accuracy and loss of the stage's predictor.
+
+    The predictor of an ensemble is the mean of its members' softmax outputs (Beluch et al.
+    2018); each member's own accuracy is kept in `member_accuracies`.
+    """
     info = dataset.info
     test_indices = np.arange(len(dataset.y_test), dtype=np.int64)
     labels = torch.from_numpy(np.array(dataset.y_test, dtype=np.int64))
@@ -382,17 +557,21 @@ def evaluate(trained: TrainedModels, dataset: PreparedDataset, device, batch_siz
         forward_pool(model, dataset.x_test, test_indices, info, device, batch_size)
         for model in trained.models
     ]
-    logits = torch.from_numpy(outputs[0].logits)
-    predictions = logits.argmax(1)
+    probs = torch.stack([F.softmax(torch.from_numpy(o.logits), 1) for o in outputs]).mean(0)
+    predictions = probs.argmax(1)
+    if len(outputs) == 1:
+        test_loss = F.cross_entropy(torch.from_numpy(outputs[0].logits), labels)
+    else:
+        test_loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), labels)
     metrics = {
         "accuracy": float((predictions == labels).float().mean()),
         "per_class_accuracy": _per_class_accuracy(predictions, labels, info.num_classes),
-        "test_loss": float(F.cross_entropy(logits, labels)),
+        "test_loss": float(test_loss),
     }
     if len(outputs) > 1:
-        mean_probs = torch.stack([F.softmax(torch.from_numpy(o.logits), 1) for o in outputs])
-        ensemble_pred = mean_probs.mean(0).argmax(1)
-        metrics["ensemble_accuracy"] = float((ensemble_pred == labels).float().mean())
+        metrics["member_accuracies"] = [
+            float((torch.from_numpy(o.logits).argmax(1) == labels).float().mean()) for o in outputs
+        ]
     return metrics
 
 

@@ -18,18 +18,22 @@ from tavaal.adversarial import (
     AdversarialData,
     InputBank,
     adversary_diagnostics,
+    build_adversary,
     kl_divergence,
     normalise_rank,
+    rank_statistics,
     roc_auc,
     score_rows,
     train_adversary,
     training_iterations,
     vae_loss_term,
+    vae_objective,
 )
 from tavaal.config import ExperimentConfig, QueryConfig, VAEConfig
 from tavaal.data import DatasetInfo, PreparedDataset
 from tavaal.errors import CheckpointError
 from tavaal.models.base import TaskModel
+from tavaal.seeding import seed_everything
 from tavaal.strategies import QueryContext, get_strategy, strategy_class
 from tavaal.training import TrainedModels
 
@@ -89,6 +93,12 @@ def test_training_iterations_rule():
 
 def test_normalise_rank_modes():
     r = np.array([-2.0, 0.0, 1.0, 5.0])
+    # quantile: (mid-rank - 0.5) / n, the default.
+    dec, dis = normalise_rank(r, "quantile")
+    np.testing.assert_allclose(dec, [0.125, 0.375, 0.625, 0.875])
+    np.testing.assert_array_equal(dis, dec)
+    dec, _ = normalise_rank(np.array([3.0, 1.0, 3.0, 3.0]), "quantile")
+    np.testing.assert_allclose(dec, [0.625, 0.125, 0.625, 0.625])  # ties share rank 3
     dec, dis = normalise_rank(r, "sigmoid")
     np.testing.assert_allclose(dec, _sigmoid(r))
     np.testing.assert_allclose(dis, _sigmoid(r))
@@ -103,6 +113,86 @@ def test_normalise_rank_modes():
     np.testing.assert_allclose(dec, 0.5)
     with pytest.raises(ValueError, match="rank_normalization"):
         normalise_rank(r, "softmax")
+    assert VAEConfig().rank_normalization == "quantile"
+
+
+def test_quantile_normalisation_is_blind_to_shift_and_scale():
+    r = np.random.default_rng(0).normal(size=200)
+    base = normalise_rank(r, "quantile")
+    for moved in (r + 40.0, 0.01 * r, 7.0 * r - 3.0, np.exp(r)):
+        for got, want in zip(normalise_rank(moved, "quantile"), base, strict=True):
+            np.testing.assert_array_equal(got, want)
+    # The paper's sigmoid(r) is not: shifted by 6 it saturates (the issue seen on our runs).
+    assert np.mean(normalise_rank(r - 6.0, "sigmoid")[1] < 0.01) > 0.5
+
+
+def test_rank_statistics_hand_values():
+    raw = np.array([1.0, 2.0, 3.0, 4.0])
+    stats = rank_statistics(raw, np.array([0.005, 0.5, 0.98, 0.995]))
+    assert stats["rank_raw_std"] == pytest.approx(np.sqrt(1.25))
+    assert stats["rank_raw_iqr"] == pytest.approx(1.5)  # 3.25 - 1.75
+    assert stats["rank_input_informative"] == pytest.approx(0.5)
+    assert stats["rank_input_std"] == pytest.approx(np.std([0.005, 0.5, 0.98, 0.995]))
+
+
+class ConstantDiscriminator(nn.Module):
+    """D returning fixed logits per row (its input ignored)."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = torch.as_tensor(logits, dtype=torch.float64)
+
+    def forward(self, mu, r=None):
+        return self.logits
+
+
+def _softplus(v):
+    return math.log1p(math.exp(v))
+
+
+def test_vae_adversarial_target_is_labeled_for_the_unlabeled_batch_too():
+    """VAAL eq. 2 / TA-VAAL eq. 5 and both official codes: BCE against 1 for L *and* U.
+
+    With D's logits +1 on the labeled row and -3 on the unlabeled row, target 1 for both gives
+    softplus(-1) + softplus(3); target 0 for U (the VAE helping D) would give softplus(-1) +
+    softplus(-3).
+    """
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    cfg = VAEConfig(beta=0.0, recon_weight=0.0, adversary_weight=2.0)
+    disc = ConstantDiscriminator([1.0, -3.0])
+    loss = vae_objective(x, x, x[:, :1], x[:, :1], disc(x), 1, cfg)
+    expected = _softplus(-1.0) + _softplus(3.0)
+    assert float(loss.adversarial) == pytest.approx(expected, rel=1e-12)
+    assert float(loss.total) == pytest.approx(2.0 * expected, rel=1e-12)
+    assert float(loss.adversarial) != pytest.approx(_softplus(-1.0) + _softplus(-3.0))
+
+
+def test_one_vae_step_moves_unlabeled_codes_towards_labeled():
+    """One VAE update driven by the adversarial term alone raises the (fixed, initial) D's
+    logit on the unlabeled batch: the VAE fools D, it does not help it."""
+    data = cluster_data()
+    cfg = VAEConfig(
+        latent_dim=2,
+        hidden=8,
+        disc_hidden=8,
+        batch_size=32,
+        iterations=1,
+        lr=0.05,
+        beta=0.0,
+        recon_weight=0.0,
+        adversary_weight=1.0,
+    )
+    seed_everything(0, 1, "query/adversary/init")  # as train_adversary does before building
+    initial_vae, initial_disc = build_adversary((2,), cfg, conditional=False)
+    trained = train_adversary(data, cfg, seed=0, stage=1, **QUIET)
+    x = data.bank[torch.from_numpy(data.unlabeled)]
+    initial_vae.eval()
+    trained.vae.eval()
+    initial_disc.eval()
+    with torch.no_grad():
+        before = initial_disc(initial_vae.encode(x)[0]).mean()
+        after = initial_disc(trained.vae.encode(x)[0]).mean()
+    assert after > before + 1e-3
 
 
 # ------------------------------------------------------------------------------ training on toys
@@ -403,6 +493,7 @@ STRATEGY_CONFIG = VAEConfig(
     beta=0.1,
     adversary_weight=0.1,
 )
+RANK_DIAGNOSTICS = {"rank_raw_std", "rank_raw_iqr", "rank_input_std", "rank_input_informative"}
 DIAGNOSTICS = {
     "vae_recon_mse",
     "mean_image_mse",
@@ -427,7 +518,11 @@ def test_vaal_query_contract_and_selection():
     assert (chosen >= 60).all()  # all from the cluster the labeled set does not cover
     table = result.scores
     assert table["index"].tolist() == ctx.candidates.tolist()
-    np.testing.assert_allclose(table["score"], 1.0 - table["disc_output"], atol=1e-12)
+    np.testing.assert_array_equal(table["score"], -table["disc_logit"])
+    np.testing.assert_allclose(table["disc_output"], _sigmoid(table["disc_logit"]), rtol=1e-12)
+    np.testing.assert_allclose(
+        table["unlabeled_probability"], 1.0 - table["disc_output"], atol=1e-12
+    )
     assert table["chosen"].sum() == 10
     assert set(table.loc[table["chosen"], "index"]) == set(chosen.tolist())
     assert DIAGNOSTICS <= set(result.diagnostics)
@@ -454,7 +549,7 @@ class InputTaps(TaskModel):
     """A 'task model' whose only tap is its input, so a ranker can be written by hand."""
 
     def __init__(self) -> None:
-        super().__init__(embedding_dim=2, num_classes=2, dropout=0.0)
+        super().__init__(features_dim=2, num_classes=2, dropout=0.0)
 
     def forward_features(self, x):
         return x, [x]
@@ -467,7 +562,32 @@ class FirstCoordinateRanker(nn.Module):
         return 3.0 * features[0][:, 1]
 
 
-@pytest.mark.parametrize("mode", ["sigmoid", "zscore_sigmoid", "official"])
+def test_selection_ranks_logits_not_rounded_probabilities(monkeypatch):
+    """Logits -40, -50, -60 all give 1 - P(labeled) == 1.0 in float64: ranking on that would
+    tie them and fall back to the smallest index. Ranking on the logit picks -60 first."""
+    import tavaal.strategies._adversarial as module
+
+    cfg = VAEConfig(latent_dim=2, hidden=8, disc_hidden=8, batch_size=16, iterations=1)
+    ctx = make_context(cfg, budget=3)
+    crafted = np.full(len(ctx.candidates), 5.0)
+    crafted[[2, 30, 55]] = [-40.0, -50.0, -60.0]  # the most confident at the largest index
+    real_score_rows = module.score_rows
+
+    def fake_score_rows(trained, data, positions, device=None, batch_size=512):
+        scores = real_score_rows(trained, data, positions, device, batch_size)
+        if len(positions) == len(ctx.candidates):
+            scores = dataclasses.replace(scores, logits=crafted.copy())
+        return scores
+
+    monkeypatch.setattr(module, "score_rows", fake_score_rows)
+    result = get_strategy("vaal").query(ctx)
+    assert result.chosen.tolist() == ctx.candidates[[55, 30, 2]].tolist()
+    picked = result.scores.set_index("index").loc[result.chosen]
+    assert (picked["unlabeled_probability"] == 1.0).all()  # reported, tied by rounding
+    assert picked["disc_logit"].tolist() == [-60.0, -50.0, -40.0]
+
+
+@pytest.mark.parametrize("mode", ["quantile", "sigmoid", "zscore_sigmoid", "official"])
 def test_tavaal_columns_follow_the_rank_normalisation(mode):
     models = TrainedModels(models=[InputTaps().eval()], ranker=FirstCoordinateRanker())
     cfg = VAEConfig(
@@ -484,23 +604,53 @@ def test_tavaal_columns_follow_the_rank_normalisation(mode):
     x = ctx.dataset.x_train
     r = 3.0 * x[ctx.candidates, 1].astype(np.float64)
     np.testing.assert_allclose(table["predicted_loss"], r, rtol=1e-6)
+    # Statistics over labeled + training pool (here the candidates).
+    everything = 3.0 * x[np.union1d(ctx.labeled, ctx.candidates), 1].astype(np.float64)
     if mode == "sigmoid":
         expected = _sigmoid(r)
     elif mode == "official":
         expected = r
-    else:  # statistics over labeled + training pool (here the candidates)
-        rows = np.union1d(ctx.labeled, ctx.candidates)
-        everything = 3.0 * x[rows, 1].astype(np.float64)
+    elif mode == "quantile":
+        below = (everything[None, :] < r[:, None]).sum(1)
+        expected = (below + 0.5) / len(everything)  # no ties: rank = below + 1
+    else:
         expected = _sigmoid((r - everything.mean()) / everything.std())
     np.testing.assert_allclose(table["rank_input"], expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(table["score"], 1.0 - table["disc_output"], atol=1e-12)
+    np.testing.assert_array_equal(table["score"], -table["disc_logit"])
     assert len(set(result.chosen.tolist())) == 10
-    assert DIAGNOSTICS <= set(result.diagnostics)
+    assert DIAGNOSTICS | RANK_DIAGNOSTICS <= set(result.diagnostics)
+
+
+class AffineRanker(nn.Module):
+    """FirstCoordinateRanker moved and stretched: a * 3 * x[:, 1] + b."""
+
+    def __init__(self, scale: float, shift: float) -> None:
+        super().__init__()
+        self.scale, self.shift = scale, shift
+
+    def forward(self, features):
+        return self.scale * 3.0 * features[0][:, 1] + self.shift
+
+
+def test_default_selection_is_blind_to_shift_and_scale_of_the_ranker():
+    """Both ranker losses ignore r's offset (and eq. 1 much of its scale), so the default
+    conditioning must too: the same picks, rank inputs and D outputs for a*r + b."""
+    cfg = VAEConfig(latent_dim=2, hidden=8, disc_hidden=8, batch_size=16, iterations=20)
+    results = []
+    for ranker in (FirstCoordinateRanker(), AffineRanker(4.0, 8.0), AffineRanker(0.25, -30.0)):
+        models = TrainedModels(models=[InputTaps().eval()], ranker=ranker)
+        results.append(get_strategy("tavaal").query(make_context(cfg, models, "tavaal")))
+    for other in results[1:]:
+        np.testing.assert_array_equal(other.chosen, results[0].chosen)
+        for column in ("rank_input", "disc_logit"):
+            np.testing.assert_array_equal(other.scores[column], results[0].scores[column])
+    # Quantiles (rank - 0.5) / 100 of the 100 rows: all but the two extremes inside (0.01, 0.99).
+    assert results[0].diagnostics["rank_input_informative"] == pytest.approx(0.98)
 
 
 def test_tavaal_needs_the_task_model_and_ranker():
     cls = strategy_class("tavaal")
-    assert cls.uses_task_model and cls.ranker_loss == "ranking"
+    assert cls.uses_task_model and cls.recipe.ranker_loss == "ranking"
     cfg = VAEConfig(latent_dim=2, hidden=8, disc_hidden=8, batch_size=16, iterations=2)
     with pytest.raises(CheckpointError, match="tavaal"):
         get_strategy("tavaal").query(make_context(cfg, method="tavaal"))

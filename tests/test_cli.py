@@ -9,6 +9,7 @@ import yaml
 
 from tavaal.cli import main
 from tavaal.data import load_dataset
+from tavaal.layout import ALL_METHODS, run_file
 from tavaal.pool import read_labeled, read_scores
 from tavaal.strategies import list_strategies, strategy_class
 
@@ -32,6 +33,7 @@ CONFIG = {
                 "lr": 0.05,
                 "milestones": [],
                 "augment": False,
+                "dropout": 0.3,
             },
             "ranker": {"detach_epoch": 1, "hidden": 16},
             "vae": {
@@ -64,7 +66,11 @@ def run_all(root, data_dir):
         ]
     )
     assert code == 0
-    return root / "results" / "tiny"
+    return root / "results"
+
+
+def path(results, method, stage, name):
+    return run_file(results, "tiny", method, 0, stage, name)
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +86,13 @@ def runs(tmp_path_factory):
 def test_two_stages_chain_correctly(runs, method):
     results, _, dataset = runs
     stage0 = read_labeled(
-        results / method / "seed0/stage0/labeled.parquet",
+        path(results, method, 0, "labeled.parquet"),
         dataset.y_train,
         0,
-        {"experiment": "tiny", "method": method, "seed": 0},
+        {"experiment": "tiny", "method": ALL_METHODS, "seed": 0},
     )
     stage1 = read_labeled(
-        results / method / "seed0/stage1/labeled.parquet",
+        path(results, method, 1, "labeled.parquet"),
         dataset.y_train,
         1,
         {"experiment": "tiny", "method": method, "seed": 0},
@@ -98,7 +104,7 @@ def test_two_stages_chain_correctly(runs, method):
     assert len(new) == BUDGET and len(stage1.indices) == INITIAL + BUDGET
     assert not new["score"].isna().any()
     assert (new["label"].to_numpy() == dataset.y_train[new["index"].to_numpy()]).all()
-    scores, meta = read_scores(results / method / "seed0/stage0/scores.parquet")
+    scores, meta = read_scores(path(results, method, 0, "scores.parquet"))
     assert len(scores) == 200 and scores["chosen"].sum() == BUDGET
     assert set(scores.loc[scores["chosen"], "index"]) == set(new["index"])
     assert not set(scores["index"]) & set(stage0.indices)
@@ -106,21 +112,22 @@ def test_two_stages_chain_correctly(runs, method):
     if strategy_class(method).uses_task_model:
         assert scores["true_loss"].ge(0).all()
     for stage in (0, 1):
-        assert (results / method / f"seed0/stage{stage}/metrics.json").exists()
+        assert path(results, method, stage, "metrics.json").exists()
 
 
 @pytest.mark.slow
-def test_initial_pool_is_shared_by_all_methods(runs):
-    results, _, dataset = runs
-    pools = {
-        m: read_labeled(results / m / "seed0/stage0/labeled.parquet").indices
-        for m in list_strategies()
-    }
-    reference = pools["random"]
-    assert all(np.array_equal(reference, pool) for pool in pools.values())
+def test_stage0_is_shared_by_all_methods(runs):
+    results, _, _ = runs
+    # One initial pool for every method, one stage-0 model per training recipe.
+    pools = {path(results, m, 0, "labeled.parquet") for m in list_strategies()}
+    assert pools == {results / "tiny/stage0/seed0/labeled.parquet"}
+    models = {path(results, m, 0, "model.pt") for m in list_strategies()}
+    assert sorted(p.parent.name for p in models) == [
+        "ensemble", "margin_ranker", "plain", "ranking_ranker"
+    ]
     # every method scores the same candidate subset at a stage
     subsets = {
-        m: set(read_scores(results / m / "seed0/stage0/scores.parquet")[0]["index"])
+        m: set(read_scores(path(results, m, 0, "scores.parquet"))[0]["index"])
         for m in list_strategies()
     }
     assert len({frozenset(s) for s in subsets.values()}) == 1
@@ -131,8 +138,8 @@ def test_initial_pool_is_shared_by_all_methods(runs):
 def test_same_config_and_seed_give_identical_index_files(runs, method):
     first, second, _ = runs
     for stage in (0, 1):
-        a = (first / method / f"seed0/stage{stage}/labeled.parquet").read_bytes()
-        b = (second / method / f"seed0/stage{stage}/labeled.parquet").read_bytes()
+        a = path(first, method, stage, "labeled.parquet").read_bytes()
+        b = path(second, method, stage, "labeled.parquet").read_bytes()
         assert a == b, f"{method} stage {stage} differs between two identical runs"
 
 
@@ -145,8 +152,8 @@ def test_discovery_commands(capsys):
 
 def test_inspect_reports_counts_and_overlap(runs, capsys):
     results, _, dataset = runs
-    a = results / "entropy/seed0/stage1/labeled.parquet"
-    b = results / "random/seed0/stage1/labeled.parquet"
+    a = path(results, "entropy", 1, "labeled.parquet")
+    b = path(results, "random", 1, "labeled.parquet")
     assert main(["inspect", str(a), "--against", str(b)]) == 0
     out = capsys.readouterr().out
     assert "rows: 60" in out
@@ -210,3 +217,19 @@ def test_missing_index_file_names_it(tmp_path):
         ]
     )
     assert code == 2
+
+
+def test_inspect_shows_a_labeled_files_own_error(tmp_path, capsys):
+    """A labeled file with a duplicated row: read_labeled's message, not a KeyError from
+    retrying it as a scores file."""
+    from tavaal.pool import make_table, write_labeled
+
+    bad = tmp_path / "labeled.parquet"
+    table = make_table(np.array([3, 5, 5]), np.array([0, 1, 1]), 0)
+    meta = {"experiment": "e", "method": "*", "seed": 0, "stage": 0, "settings_hash": "x"}
+    write_labeled(bad, table, meta)
+    assert main(["inspect", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"tavaal: error: {bad}: index 5 appears twice"
+    assert main(["inspect", str(tmp_path / "none.parquet")]) == 2
+    assert "index file not found" in capsys.readouterr().err

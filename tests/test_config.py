@@ -4,6 +4,7 @@ import pytest
 
 from tavaal.config import ExperimentConfig, experiment_from_config, load_config
 from tavaal.errors import ConfigError
+from tavaal.validation import check_experiment
 
 
 def minimal(**overrides):
@@ -45,8 +46,19 @@ def test_nested_values_are_coerced_and_frozen():
     ],
 )
 def test_bad_values_name_the_key(data, message):
+    # Values are checked when the config is read, names against the registries by
+    # check_experiment (the workflow and the CLI call both before any job).
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
-        ExperimentConfig.from_dict("x", data)
+        check_experiment(ExperimentConfig.from_dict("x", data))
+
+
+def test_mc_dropout_methods_need_the_experiments_dropout():
+    exp = ExperimentConfig.from_dict("x", minimal(methods=["random", "bald", "dbal"]))
+    with pytest.raises(ConfigError, match=r"experiments\.x\.train\.dropout: bald, dbal"):
+        check_experiment(exp)
+    check_experiment(
+        ExperimentConfig.from_dict("x", minimal(methods=["bald"], train={"dropout": 0.3}))
+    )
 
 
 def test_settings_hash_ignores_seeds_and_methods_but_not_settings():

@@ -26,7 +26,9 @@ def test_mc_dropout_passes(tmp_path):
     torch.manual_seed(0)
     plain = build_task_model("digits_cnn", digits.info.input_shape, 10, dropout=0.0)
     reference = forward_pool(plain, digits.x_train, indices, digits.info, "cpu").logits
-    probs = mc_dropout_probabilities(plain, digits.x_train, indices, digits.info, "cpu", 3, 7)
+    out = mc_dropout_probabilities(plain, digits.x_train, indices, digits.info, "cpu", 3, 7)
+    probs = out.probabilities
+    np.testing.assert_allclose(out.logits, reference, rtol=1e-5, atol=1e-5)
     # Without dropout every pass is the deterministic prediction.
     expected = torch.softmax(torch.from_numpy(reference), 1).numpy()
     for t in range(3):
@@ -36,6 +38,7 @@ def test_mc_dropout_passes(tmp_path):
     noisy = build_task_model("digits_cnn", digits.info.input_shape, 10, dropout=0.5)
     a = mc_dropout_probabilities(noisy, digits.x_train, indices, digits.info, "cpu", 4, 7, 16)
     b = mc_dropout_probabilities(noisy, digits.x_train, indices, digits.info, "cpu", 4, 7, 16)
+    a, b = a.probabilities, b.probabilities
     assert a.shape == (4, 40, 10)
     np.testing.assert_array_equal(a, b)  # seeded masks
     assert not np.allclose(a[0], a[1])  # passes differ

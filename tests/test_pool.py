@@ -14,9 +14,11 @@ from tavaal.pool import (
     make_table,
     read_labeled,
     read_scores,
+    validation_indices,
     write_labeled,
     write_scores,
 )
+from tavaal.seeding import numpy_rng
 
 META = {"experiment": "e", "method": "random", "seed": 0, "stage": 1, "settings_hash": "abc"}
 Y = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0], dtype=np.int64)
@@ -125,8 +127,24 @@ def test_candidate_subset_draws_without_replacement_from_the_pool(pool, size, se
 
 
 def test_initial_pool_too_large():
-    with pytest.raises(IndexFileError, match="exceeds the 5 training samples"):
+    with pytest.raises(IndexFileError, match="exceeds the 5 available training samples"):
         initial_indices(5, 6, 0)
+    with pytest.raises(IndexFileError, match="exceeds the 3 available training samples"):
+        initial_indices(5, 4, 0, excluded=np.array([0, 4]))
+
+
+def test_initial_pool_avoids_the_validation_split_and_is_unchanged_without_one():
+    held = validation_indices(1000, 200, 3)
+    assert len(held) == 200 and len(set(held.tolist())) == 200
+    assert np.array_equal(held, validation_indices(1000, 200, 3))
+    pool = initial_indices(1000, 100, 3, held)
+    assert not set(pool.tolist()) & set(held.tolist())
+    # No validation split: the same draw as before the option existed (range(n)).
+    assert np.array_equal(
+        initial_indices(1000, 100, 3, validation_indices(1000, 0, 3)), initial_indices(1000, 100, 3)
+    )
+    legacy = np.sort(numpy_rng(3, None, "initial_pool").choice(1000, size=100, replace=False))
+    assert np.array_equal(initial_indices(1000, 100, 3), legacy)
 
 
 def test_class_count_entropy_hand_values():

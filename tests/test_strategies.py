@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from tavaal.config import ExperimentConfig, QueryConfig, RankerConfig, VAEConfig
+from tavaal.config import ExperimentConfig, QueryConfig, RankerConfig, TrainConfig, VAEConfig
 from tavaal.data import DatasetInfo, PreparedDataset
 from tavaal.errors import CheckpointError
 from tavaal.inference import mc_dropout_probabilities
@@ -29,6 +29,7 @@ BASELINES = [
     "entropy",
     "bald",
     "var_ratio",
+    "dbal",
     "ensemble_varr",
     "coreset",
     "lloss",
@@ -43,6 +44,7 @@ METHOD_COLUMNS = {
     "entropy": {"entropy"},
     "bald": {"bald", "entropy"},
     "var_ratio": {"var_ratio", "entropy"},
+    "dbal": {"entropy"},
     "ensemble_varr": {"var_ratio", "entropy"},
     "coreset": {"min_distance"},
     "lloss": {"predicted_loss"},
@@ -58,9 +60,10 @@ EXPERIMENT = ExperimentConfig(
     initial_size=10,
     budget=5,
     subset_size=0,
+    train=TrainConfig(dropout=0.3),
     ranker=RankerConfig(hidden=8),
     vae=VAEConfig(latent_dim=4, hidden=16, disc_hidden=16, batch_size=16, epochs=1, iterations=4),
-    query=QueryConfig(mc_dropout=0.3, mc_samples=4, ensemble_size=3, inference_batch_size=16),
+    query=QueryConfig(mc_samples=4, ensemble_size=3, inference_batch_size=16),
 )
 
 
@@ -97,10 +100,10 @@ def make_models(method: str, num_classes: int, model_seed: int) -> TrainedModels
     if not cls.uses_task_model:
         return None
     torch.manual_seed(model_seed)
-    dropout = EXPERIMENT.query.mc_dropout if cls.mc_dropout else 0.0
-    members = EXPERIMENT.query.ensemble_size if cls.ensemble else 1
+    dropout = EXPERIMENT.train.dropout
+    members = EXPERIMENT.query.ensemble_size if cls.recipe.ensemble else 1
     models = [build_task_model("mlp", (2,), num_classes, dropout).eval() for _ in range(members)]
-    ranker = build_ranker(models[0], (2,), hidden=8).eval() if cls.ranker_loss else None
+    ranker = build_ranker(models[0], (2,), hidden=8).eval() if cls.recipe.ranker_loss else None
     return TrainedModels(models=models, ranker=ranker)
 
 
@@ -186,10 +189,12 @@ def test_baselines_are_registered():
     assert set(STRATEGIES) <= set(list_strategies())
     flags = {name: strategy_class(name) for name in BASELINES}
     assert not flags["random"].uses_task_model
-    assert flags["bald"].mc_dropout and flags["var_ratio"].mc_dropout
-    assert flags["ensemble_varr"].ensemble
-    assert flags["lloss"].ranker_loss == "margin" and flags["lloss_v2"].ranker_loss == "ranking"
-    assert all(flags[name].ranker_loss is None for name in ("entropy", "coreset", "random"))
+    assert all(flags[name].needs_dropout for name in ("bald", "var_ratio", "dbal"))
+    recipes = {name: cls.recipe.name for name, cls in flags.items()}
+    assert recipes["ensemble_varr"] == "ensemble"
+    assert recipes["lloss"] == "margin_ranker" and recipes["lloss_v2"] == "ranking_ranker"
+    plain = ("random", "entropy", "coreset", "bald", "var_ratio", "dbal")
+    assert all(recipes[name] == "plain" for name in plain)
 
 
 @pytest.mark.parametrize("method", STRATEGIES)
@@ -441,7 +446,8 @@ def test_ensemble_varr_picks_where_the_members_disagree():
 @pytest.mark.parametrize("method", ["var_ratio", "ensemble_varr"])
 def test_variation_ratio_ties_fall_back_to_entropy(method):
     # No dropout / identical members: every ratio is 0, so the picks are entropy's picks.
-    model = make_models("entropy", 3, 9).models[0]
+    torch.manual_seed(9)
+    model = build_task_model("mlp", (2,), 3, dropout=0.0).eval()
     members = [model] * (3 if method == "ensemble_varr" else 1)
     ctx = hand_context(method, TrainedModels(models=members), budget=9)
     result = get_strategy(method).query(ctx)
@@ -452,7 +458,7 @@ def test_variation_ratio_ties_fall_back_to_entropy(method):
     np.testing.assert_array_equal(result.chosen, by_entropy.chosen)
 
 
-@pytest.mark.parametrize("method", ["bald", "var_ratio"])
+@pytest.mark.parametrize("method", ["bald", "var_ratio", "dbal"])
 def test_mc_dropout_scores_match_the_formulas(method):
     models = make_models(method, 3, 10)
     ctx = hand_context(method, models)
@@ -467,9 +473,16 @@ def test_mc_dropout_scores_match_the_formulas(method):
         generator_seed=derive_seed(ctx.seed, ctx.stage, "query/mc_dropout"),
         # The dropout masks follow the batching, so use the strategy's batch size.
         batch_size=EXPERIMENT.query.inference_batch_size,
-    ).astype(np.float64)
-    expected = bald(probs) if method == "bald" else variation_ratio(probs)
-    np.testing.assert_allclose(result.scores[method], expected, atol=1e-6)
+    ).probabilities.astype(np.float64)
+    expected = {
+        "bald": bald(probs),
+        "var_ratio": variation_ratio(probs),
+        # DBAL (VAAL §4): max entropy of the mean MC-dropout prediction, not BALD.
+        "dbal": entropy(probs.mean(axis=0)),
+    }[method]
+    np.testing.assert_allclose(
+        result.scores[method if method != "dbal" else "score"], expected, atol=1e-6
+    )
     np.testing.assert_allclose(result.scores["entropy"], entropy(probs.mean(axis=0)), atol=1e-6)
     # Dropout is active, so the passes differ somewhere.
     assert probs.std(axis=0).max() > 0
@@ -482,7 +495,8 @@ def test_mc_dropout_scores_match_the_formulas(method):
 
 def test_bald_is_zero_without_dropout():
     # A model with p = 0: every pass is the same, so there is no disagreement to measure.
-    model = make_models("entropy", 2, 11).models[0]
+    torch.manual_seed(11)
+    model = build_task_model("mlp", (2,), 2, dropout=0.0).eval()
     lines = []
     ctx = hand_context("bald", TrainedModels(models=[model]))
     ctx.log = lines.append

@@ -3,10 +3,19 @@ import pytest
 import torch
 
 from tavaal.config import ExperimentConfig
-from tavaal.data import load_dataset
+from tavaal.data import load_dataset, to_tensor_batch
 from tavaal.errors import CheckpointError
-from tavaal.pool import initial_indices
-from tavaal.training import augment_images, load_task_models, train_task_learner
+from tavaal.pool import initial_indices, validation_indices
+from tavaal.strategies import strategy_class
+from tavaal.training import (
+    ENSEMBLE,
+    PLAIN,
+    RANKING_RANKER,
+    augment_images,
+    load_task_models,
+    train_task_learner,
+    training_hash,
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +33,7 @@ def moons_exp(**train):
             "model": "mlp",
             "methods": ["random", "lloss", "lloss_v2", "ensemble_varr", "bald"],
             "initial_size": 100,
-            "train": settings,
+            "train": {"dropout": 0.3, **settings},
             "ranker": {"detach_epoch": 20},
             "query": {"ensemble_size": 3},
         },
@@ -32,9 +41,11 @@ def moons_exp(**train):
 
 
 def train(exp, method, dataset, **kwargs):
+    """Train `method`'s model the way the workflow does: by its recipe."""
     idx = initial_indices(dataset.info.n_train, exp.initial_size, 0)
+    recipe = strategy_class(method).recipe
     return train_task_learner(
-        exp, method, dataset, idx, dataset.y_train[idx], 0, 0, "cpu", lambda line: None, **kwargs
+        exp, recipe, dataset, idx, dataset.y_train[idx], 0, 0, "cpu", lambda line: None, **kwargs
     )
 
 
@@ -108,24 +119,85 @@ def test_ranker_gradient_stops_at_detach_epoch(moons):
     assert not all(torch.equal(attached_a[k], attached_b[k]) for k in attached_a)
 
 
-def test_ensemble_trains_independent_members(moons, tmp_path):
+def test_ensemble_reports_the_ensembles_accuracy(moons, tmp_path):
     exp = moons_exp(epochs=3)
     checkpoint, metrics = train(exp, "ensemble_varr", moons)
     assert len(checkpoint["ensemble_members"]) == 2
     key = next(iter(checkpoint["model"]))  # the first layer's weight
     assert not torch.equal(checkpoint["model"][key], checkpoint["ensemble_members"][0][key])
-    assert 0.0 <= metrics["ensemble_accuracy"] <= 1.0
     path = tmp_path / "model.pt"
     torch.save(checkpoint, path)
-    loaded = load_task_models(path, exp, "ensemble_varr", moons.info)
+    loaded = load_task_models(path, exp, ENSEMBLE, moons.info)
     assert len(loaded.models) == 3 and loaded.ranker is None
+    # The learning curve shows the ensemble (mean of softmax), the members are kept aside.
+    x = to_tensor_batch(moons.x_test, moons.info)
+    labels = torch.from_numpy(np.array(moons.y_test))
+    with torch.no_grad():
+        probs = [torch.softmax(model(x).logits, 1) for model in loaded.models]
+    expected = float((torch.stack(probs).mean(0).argmax(1) == labels).float().mean())
+    members = [float((p.argmax(1) == labels).float().mean()) for p in probs]
+    assert metrics["accuracy"] == pytest.approx(expected)
+    assert metrics["member_accuracies"] == pytest.approx(members)
+    assert "ensemble_accuracy" not in metrics
 
 
-def test_mc_dropout_methods_get_dropout(moons):
-    exp = moons_exp(epochs=1)
-    checkpoint, _ = train(exp, "bald", moons)
-    assert checkpoint["dropout"] == exp.query.mc_dropout
-    assert train(exp, "random", moons)[0]["dropout"] == 0.0
+def test_dropout_is_the_experiments_so_baselines_train_identical_models(moons):
+    """Every method without a ranker trains the plain recipe: with the experiment's dropout,
+    bald's model is random's, entropy's, coreset's, ... on the same labeled set."""
+    exp = moons_exp(epochs=2)
+    plain = ("random", "entropy", "coreset", "bald", "var_ratio", "dbal", "vaal")
+    assert {strategy_class(m).recipe for m in plain} == {PLAIN}
+    assert len({training_hash(exp, strategy_class(m).recipe) for m in plain}) == 1
+    reference, reference_metrics = train(exp, "random", moons)
+    assert reference["dropout"] == 0.3
+    for method in ("bald", "entropy"):
+        checkpoint, metrics = train(exp, method, moons)
+        assert all(torch.equal(v, checkpoint["model"][k]) for k, v in reference["model"].items())
+        assert metrics["accuracy"] == reference_metrics["accuracy"]
+    assert strategy_class("tavaal").recipe == strategy_class("lloss_v2").recipe == RANKING_RANKER
+    assert training_hash(exp, PLAIN) != training_hash(exp, RANKING_RANKER)
+
+
+def test_iterations_mode_counts_optimizer_steps_and_milestones(moons):
+    # 100 labels in batches of 32: 4 steps a pass (the last batch holds 4). 10 steps end inside
+    # the third pass; the learning rate drops after steps 4 and 8 (VAAL's code: every quarter).
+    exp = moons_exp(iterations=10, milestones=[4, 8], gamma=0.1, lr=0.01)
+    checkpoint, metrics = train(exp, "random", moons)
+    assert checkpoint["iteration"] == 10 and checkpoint["epoch"] == 3
+    assert checkpoint["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.01 * 0.1**2)
+    assert metrics["iterations"] == 10
+    state = checkpoint["optimizer"]["state"]
+    assert int(state[0]["step"]) == 10  # Adam's own step count
+
+
+def test_validation_keeps_the_best_weights(moons, tmp_path):
+    exp = moons_exp(epochs=12, validation_size=100, validate_every=1, lr=0.05)
+    held = validation_indices(moons.info.n_train, 100, 0)
+    idx = initial_indices(moons.info.n_train, 60, 0, held)
+    assert not set(idx.tolist()) & set(held.tolist())
+    lines = []
+    checkpoint, metrics = train_task_learner(
+        exp,
+        PLAIN,
+        moons,
+        idx,
+        moons.y_train[idx],
+        0,
+        0,
+        "cpu",
+        lines.append,
+        validation=(held, moons.y_train[held]),
+    )
+    path = tmp_path / "model.pt"
+    torch.save(checkpoint, path)
+    model = load_task_models(path, exp, PLAIN, moons.info).models[0]
+    with torch.no_grad():
+        logits = model(to_tensor_batch(moons.x_train[held], moons.info)).logits
+    accuracy = float((logits.argmax(1).numpy() == moons.y_train[held]).mean())
+    # The kept weights are the reported best, not necessarily the last ones.
+    assert metrics["validation_accuracy"] == [pytest.approx(accuracy)]
+    assert 1 <= metrics["selected_step"][0] <= checkpoint["iteration"]
+    assert any("keeping the weights of step" in line for line in lines)
 
 
 class Interrupted(Exception):
@@ -167,7 +239,7 @@ def test_resume_file_from_other_settings_is_ignored(moons, tmp_path):
     idx = initial_indices(moons.info.n_train, exp.initial_size, 0)
     checkpoint, _ = train_task_learner(
         exp,
-        "random",
+        PLAIN,
         moons,
         idx,
         moons.y_train[idx],
@@ -189,13 +261,14 @@ def test_checkpoint_is_checked_on_load(moons, tmp_path):
     checkpoint, _ = train(exp, "lloss", moons)
     path = tmp_path / "model.pt"
     torch.save(checkpoint, path)
-    with pytest.raises(CheckpointError, match="written for method 'lloss'"):
-        load_task_models(path, exp, "lloss_v2", moons.info)
+    with pytest.raises(CheckpointError, match="written for recipe 'margin_ranker'"):
+        load_task_models(path, exp, RANKING_RANKER, moons.info)
+    margin = strategy_class("lloss").recipe
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
-        load_task_models(path, exp, "lloss", moons.info)
+        load_task_models(path, exp, margin, moons.info)
     with pytest.raises(CheckpointError, match="not found"):
-        load_task_models(tmp_path / "none.pt", exp, "lloss", moons.info)
+        load_task_models(tmp_path / "none.pt", exp, margin, moons.info)
 
 
 def test_images_train_on_digits(tmp_path):
@@ -219,7 +292,7 @@ def test_images_train_on_digits(tmp_path):
     )
     idx = initial_indices(digits.info.n_train, 300, 1)
     checkpoint, metrics = train_task_learner(
-        exp, "tavaal", digits, idx, digits.y_train[idx], 1, 0, "cpu", lambda line: None
+        exp, RANKING_RANKER, digits, idx, digits.y_train[idx], 1, 0, "cpu", lambda line: None
     )
     assert metrics["accuracy"] > 0.5  # ten classes: chance is 0.1
     assert checkpoint["ranker"] is not None

@@ -27,6 +27,7 @@ import yaml
 
 from tavaal.config import ExperimentConfig, QueryConfig, RankerConfig, TrainConfig, VAEConfig
 from tavaal.data import list_datasets
+from tavaal.layout import run_file
 from tavaal.models import list_task_models
 from tavaal.pool import read_labeled
 from tavaal.strategies import list_strategies, strategy_class
@@ -185,8 +186,12 @@ def expected_jobs(config: dict) -> Counter:
         stages = exp.get("stages", 10)
         runs = len(methods) * len(seeds)
         datasets.add(exp["dataset"])
-        counts["init_pool"] += runs
-        counts["train"] += runs * stages
+        # Stage 0 is shared: one pool per seed, one model per training recipe and seed.
+        recipes = {strategy_class(m).recipe.name for m in methods}
+        counts["init_pool"] += len(seeds)
+        counts["train_initial"] += len(recipes) * len(seeds)
+        if stages > 1:
+            counts["train"] += runs * (stages - 1)
         for stage in range(stages - 1):
             counts[f"query_stage{stage}"] += runs
         for rule in ("aggregate", "figure_accuracy", "figure_class_entropy", "tables"):
@@ -336,10 +341,13 @@ def test_query_reads_the_task_model_only_when_the_method_uses_it(tmp_path):
     for job in queries:
         stage = int(job["rule"].removeprefix("query_stage"))
         wildcards = dict(item.split("=") for item in job["wildcards"].split(", "))
-        run = f"results/tiny/{wildcards['method']}/seed{wildcards['seed']}"
-        expected = {f"{run}/stage{stage}/labeled.parquet", "data/moons"}
-        if strategy_class(wildcards["method"]).uses_task_model:
-            expected.add(f"{run}/stage{stage}/model.pt")
+        method, seed = wildcards["method"], int(wildcards["seed"])
+        run = f"results/tiny/{method}/seed{seed}"
+        # Stage 0's pool and model are the shared ones (tavaal.layout).
+        expected = {str(run_file("results", "tiny", method, seed, stage, "labeled.parquet"))}
+        expected.add("data/moons")
+        if strategy_class(method).uses_task_model:
+            expected.add(str(run_file("results", "tiny", method, seed, stage, "model.pt")))
         assert files(job["input"]) == expected
         assert files(job["output"]) == {
             f"{run}/stage{stage + 1}/labeled.parquet",
@@ -507,18 +515,66 @@ def test_rerun_policy(tiny_run, tmp_path):
     default = subprocess.run(
         [*base, "--workflow-profile", "none"], capture_output=True, text=True, check=True
     )
-    assert re.search(r"^train\s+12$", default.stdout + default.stderr, re.M)
+    assert re.search(r"^train\s+8$", default.stdout + default.stderr, re.M)
+    assert re.search(r"^train_initial\s+4$", default.stdout + default.stderr, re.M)
     # code_version invalidates every result on purpose.
     bumped = dry_run_counts(tiny_run, "all", *config, "--config", "code_version=2")
-    assert bumped["train"] == 12 and bumped["init_pool"] == 4 and bumped["query_stage1"] == 4
+    assert bumped["train"] == 8 and bumped["train_initial"] == 4
+    assert bumped["init_pool"] == 2 and bumped["query_stage1"] == 4
     # Adding a seed runs that seed's jobs and nothing else (figures aside).
     more = copy.deepcopy(TINY)
     more["experiments"]["tiny"]["seeds"] = [0, 1, 2]
     (tmp_path / "more.yaml").write_text(yaml.safe_dump(more))
     counts = dry_run_counts(tiny_run, "all", "--configfile", str(tmp_path / "more.yaml"))
     assert counts == Counter(
-        {"init_pool": 2, "train": 6, "query_stage0": 2, "query_stage1": 2, "all": 1}
+        {
+            "init_pool": 1,
+            "train_initial": 2,
+            "train": 4,
+            "query_stage0": 2,
+            "query_stage1": 2,
+            "all": 1,
+        }
     )
+
+
+@pytest.mark.slow
+def test_results_of_other_settings_are_never_replaced_silently(tiny_run, tmp_path):
+    """A settings change stops the run before any job and names the experiment; listing it in
+    replace_results reruns exactly what the change affects."""
+    workdir = tmp_path / "copy"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    changed = copy.deepcopy(TINY)
+    changed["experiments"]["tiny"]["vae"]["lr"] = 0.02  # only TA-VAAL's queries depend on it
+    (workdir / "changed.yaml").write_text(yaml.safe_dump(changed))
+    before = _mtimes(workdir)
+    result = snakemake(
+        workdir,
+        "all",
+        "--configfile",
+        str(workdir / "changed.yaml"),
+        "--cores",
+        "2",
+        *TRIGGERS,
+        check=False,
+    )
+    assert result.returncode != 0
+    text = result.stdout + result.stderr
+    assert "finished results were made with other settings" in text
+    assert "tiny (" in text and 'replace_results=["tiny"]' in text
+    # tavaal's 2 seeds x 2 queries: their labeled files (stages 1-2) and scores, nothing else.
+    assert "4 labeled.parquet, 4 scores.parquet" in text
+    assert _mtimes(workdir) == before  # no job ran, nothing was touched
+    # Replacing on purpose: only TA-VAAL's queries and what follows them rerun.
+    counts = dry_run_counts(
+        workdir,
+        "all",
+        "--configfile",
+        str(workdir / "changed.yaml"),
+        "--config",
+        'replace_results=["tiny"]',
+    )
+    assert counts == Counter({"query_stage0": 2, "query_stage1": 2, "train": 4, "all": 1})
 
 
 @pytest.mark.slow

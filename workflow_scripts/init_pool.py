@@ -1,8 +1,8 @@
-"""Rule init_pool: stage0/labeled.parquet, the same samples for every method of a seed."""
+"""Rule init_pool: the initial labeled pool of one (experiment, seed), shared by every method."""
 
 from pathlib import Path
 
-from tavaal.config import ExperimentConfig
+from tavaal.config import experiment_from_config
 from tavaal.stage import job_logger, run_init_pool
 
 # Set by the script preamble that Snakemake puts in front of this file.
@@ -11,8 +11,7 @@ snakemake = globals()["snakemake"]
 with job_logger(snakemake.log[0]) as log:
     wildcards = snakemake.wildcards
     run_init_pool(
-        ExperimentConfig.from_dict(wildcards.experiment, snakemake.params.settings),
-        wildcards.method,
+        experiment_from_config(snakemake.config, wildcards.experiment),
         int(wildcards.seed),
         data_dir=Path(snakemake.input.dataset).parent,
         labeled_out=Path(snakemake.output.labeled),

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from tavaal.config import ExperimentConfig
+from tavaal.config import experiment_from_config
 from tavaal.stage import job_logger, run_query
 
 # Set by the script preamble that Snakemake puts in front of this file.
@@ -13,7 +13,7 @@ with job_logger(snakemake.log[0]) as log:
     # Only methods that read the task model have the stage's model.pt among their inputs.
     model = snakemake.input.get("model")
     run_query(
-        ExperimentConfig.from_dict(wildcards.experiment, snakemake.params.settings),
+        experiment_from_config(snakemake.config, wildcards.experiment),
         wildcards.method,
         int(wildcards.seed),
         int(snakemake.params.stage),

@@ -26,7 +26,7 @@ from tavaal.data.registry import (
     register_dataset,
 )
 from tavaal.data.storage import FORMAT_VERSION, load_dataset, open_prepared, prepare_dataset
-from tavaal.data.tensors import to_tensor_batch
+from tavaal.data.tensors import to_tensor_batch, with_normalization
 
 __all__ = [
     "FORMAT_VERSION",
@@ -44,4 +44,5 @@ __all__ = [
     "register_dataset",
     "subsample_per_class",
     "to_tensor_batch",
+    "with_normalization",
 ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tavaal.data.registry import DatasetInfo
+from tavaal.data.registry import DatasetInfo, PreparedDataset
+from tavaal.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -48,3 +50,21 @@ def to_tensor_batch(x: torch.Tensor | np.ndarray, info: DatasetInfo) -> torch.Te
     mean = torch.tensor(info.mean, dtype=torch.float32, device=out.device).view(shape)
     std = torch.tensor(info.std, dtype=torch.float32, device=out.device).view(shape)
     return out.sub_(mean).div_(std)
+
+
+def with_normalization(dataset: PreparedDataset, mode: str) -> PreparedDataset:
+    """The dataset with the input scaling an experiment asks for (`normalization`).
+
+    "dataset": the per-channel (per-feature) mean and std of the train split, as prepared;
+    "half": mean = std = 0.5 per channel, i.e. images on [-1, 1] (VAAL's official code).
+    """
+    if mode == "dataset":
+        return dataset
+    if mode != "half":
+        raise ConfigError(f"normalization: unknown mode {mode!r}; known: dataset, half")
+    info = dataset.info
+    if info.kind != "image":
+        raise ConfigError(f"normalization: 'half' is for images; {info.name} holds vectors")
+    channels = info.input_shape[0]
+    half = (0.5,) * channels
+    return dataclasses.replace(dataset, info=dataclasses.replace(info, mean=half, std=half))

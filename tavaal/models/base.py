@@ -23,35 +23,56 @@ class TaskOutput:
 
 
 class TaskModel(nn.Module, ABC):
-    """A classifier whose head is ``embedding -> Dropout(p) -> Linear``.
+    """A classifier: a body (`forward_features`) and a head ``hidden -> Dropout(p) -> Linear``.
 
-    Subclasses build their body and implement `forward_features`; the shared head keeps the
-    dropout used by the MC-dropout baselines (bald, var_ratio) in one place.
+    `hidden` is empty for most task learners (the head is dropout + one linear layer on the
+    body's output) and holds ``Linear-ReLU-Dropout`` blocks for the VGG16 classifier; its
+    dropouts and the final one are the layers the MC-dropout methods sample. The embedding
+    (core-set's features) is the input of the final dropout.
     """
 
     # True where TA-VAAL §4.1 attaches a single-layer perceptron Ranker (the two-moons MLP)
     # instead of the Learning-Loss module (GAP -> FC -> ReLU per tap).
     linear_ranker: ClassVar[bool] = False
 
-    def __init__(self, embedding_dim: int, num_classes: int, dropout: float) -> None:
+    def __init__(
+        self,
+        features_dim: int,
+        num_classes: int,
+        dropout: float,
+        hidden_widths: tuple[int, ...] = (),
+    ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
-        self.embedding_dim = embedding_dim
+        layers: list[nn.Module] = []
+        width = features_dim
+        for index, hidden in enumerate(hidden_widths):
+            if index > 0:
+                layers.append(nn.Dropout(dropout))
+            layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
+            width = hidden
+        self.hidden = nn.Sequential(*layers)
+        self.embedding_dim = width
         self.num_classes = num_classes
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(embedding_dim, num_classes)
+        self.classifier = nn.Linear(width, num_classes)
 
     @abstractmethod
     def forward_features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Return (embedding (N, E), list of taps)."""
+        """Return (body output (N, F), list of taps)."""
+
+    def embed(self, features: Tensor) -> Tensor:
+        """The head's hidden layers: body output -> embedding (N, E)."""
+        return self.hidden(features)
 
     def forward(self, x: Tensor) -> TaskOutput:
-        embedding, features = self.forward_features(x)
+        features, taps = self.forward_features(x)
+        embedding = self.embed(features)
         logits = self.classifier(self.dropout(embedding))
-        return TaskOutput(logits=logits, embedding=embedding, features=features)
+        return TaskOutput(logits=logits, embedding=embedding, features=taps)
 
 
 Builder = Callable[[tuple[int, ...], int, float], TaskModel]

@@ -1,10 +1,15 @@
-"""VGG16 with batch norm, VAAL's task learner (VAAL §4.1), adapted to small images.
+"""VGG16 with batch norm, VAAL's task learner (VAAL §4.1), as VAAL's official code builds it.
 
 Five conv blocks (2, 2, 3, 3, 3 convs of 3x3 + BN + ReLU; 64-128-256-512-512 channels), each
-followed by a 2x2 max-pool. Pooling rule: a block pools only while its map is at least 2x2, so
-the map never vanishes: 32x32 pools five times (to 1x1), 28x28 four times (28-14-7-3-1), 8x8
-three times (8-4-2-1). The head is global average pooling -> 512-d embedding -> dropout ->
-linear, instead of ImageNet's 4096-wide FC layers, which small inputs do not need.
+followed by a 2x2 max-pool while the map is at least 2x2 (so it never vanishes: 32x32 pools five
+times, to 1x1; 28x28 four times, 28-14-7-3-1; 224x224 five times, to 7x7). Then the standard
+ImageNet head of VGG: an adaptive average pool to 7x7 (on small images it repeats the 1x1 map,
+as the official code does), flatten (25,088), Linear-ReLU-Dropout, Linear(4096)-ReLU, Dropout,
+Linear(classes); `train.dropout` is 0.5 in VGG's head and the VAAL presets.
+
+Initialisation as the official code (torchvision's VGG): Kaiming-normal convs (fan out), batch
+norm at identity, linear weights N(0, 0.01), zero biases. VAAL §4.1 says "Xavier
+initialization"; where text and code differ, our VAAL presets follow the code.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ VGG16_BLOCKS: tuple[tuple[int, ...], ...] = (
     (512, 512, 512),
     (512, 512, 512),
 )
+HEAD_POOL = 7
+HEAD_WIDTHS = (4096, 4096)
 
 
 class VGG(TaskModel):
@@ -31,8 +38,10 @@ class VGG(TaskModel):
         num_classes: int,
         blocks: tuple[tuple[int, ...], ...] = VGG16_BLOCKS,
         dropout: float = 0.0,
+        head_widths: tuple[int, ...] = HEAD_WIDTHS,
     ) -> None:
-        super().__init__(blocks[-1][-1], num_classes, dropout)
+        channels = blocks[-1][-1]
+        super().__init__(channels * HEAD_POOL * HEAD_POOL, num_classes, dropout, head_widths)
         current, h, w = input_shape
         stages = []
         for widths in blocks:
@@ -49,10 +58,16 @@ class VGG(TaskModel):
                 h, w = h // 2, w // 2
             stages.append(nn.Sequential(*layers))
         self.blocks = nn.ModuleList(stages)
-        # Xavier initialisation, as VAAL §4.1 states for its VGG16.
+        self.pool = nn.AdaptiveAvgPool2d(HEAD_POOL)
         for m in self.modules():
-            if isinstance(m, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, 0.01)
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -61,7 +76,7 @@ class VGG(TaskModel):
         for block in self.blocks:
             out = block(out)
             taps.append(out)
-        return out.mean(dim=(2, 3)), taps
+        return self.pool(out).flatten(1), taps
 
 
 @register_task_model("vgg16_bn")

@@ -36,6 +36,7 @@ def list_strategies() -> list[str]:
 from tavaal.strategies import (  # noqa: E402, F401
     bald,
     coreset,
+    dbal,
     ensemble_varr,
     entropy,
     lloss,

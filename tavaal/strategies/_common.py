@@ -30,15 +30,21 @@ def require_models(ctx: QueryContext, ranker: bool = False):
 
 
 def infer(ctx: QueryContext, model, indices: np.ndarray, ranker=None) -> InferenceOutput:
-    return forward_pool(
+    """One eval-mode pass over `indices`; the first model's logits on the candidates are kept
+    in the context for the stage runner's true loss."""
+    indices = np.asarray(indices, dtype=np.int64)
+    out = forward_pool(
         model,
         ctx.dataset.x_train,
-        np.asarray(indices, dtype=np.int64),
+        indices,
         ctx.dataset.info,
         ctx.device,
         batch_size=ctx.experiment.query.inference_batch_size,
         ranker=ranker,
     )
+    if ctx.models is not None and model is ctx.models.models[0]:
+        ctx.remember_logits(indices, out.logits)
+    return out
 
 
 def candidate_probabilities(ctx: QueryContext, model) -> np.ndarray:
@@ -53,10 +59,10 @@ def mc_probabilities(ctx: QueryContext, model) -> np.ndarray:
     """
     if not any(_is_active_dropout(m) for m in model.modules()):
         ctx.log(
-            f"{ctx.method}: the task model has no dropout with p > 0 (query.mc_dropout = "
-            f"{ctx.experiment.query.mc_dropout}); all MC passes agree"
+            f"{ctx.method}: the task model has no dropout with p > 0 (train.dropout = "
+            f"{ctx.experiment.train.dropout}); all MC passes agree"
         )
-    return mc_dropout_probabilities(
+    out = mc_dropout_probabilities(
         model,
         ctx.dataset.x_train,
         np.asarray(ctx.candidates, dtype=np.int64),
@@ -65,7 +71,9 @@ def mc_probabilities(ctx: QueryContext, model) -> np.ndarray:
         samples=ctx.experiment.query.mc_samples,
         generator_seed=derive_seed(ctx.seed, ctx.stage, "query/mc_dropout"),
         batch_size=ctx.experiment.query.inference_batch_size,
-    ).astype(np.float64)
+    )
+    ctx.remember_logits(ctx.candidates, out.logits)
+    return out.probabilities.astype(np.float64)
 
 
 def log_done(ctx: QueryContext, started: float) -> float:

@@ -15,7 +15,7 @@ from tavaal.uncertainty import bald, entropy
 class Bald(Strategy):
     name = "bald"
     uses_task_model = True
-    mc_dropout = True
+    needs_dropout = True
 
     def query(self, ctx: QueryContext) -> QueryResult:
         started = time.perf_counter()

@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 
 from tavaal.seeding import numpy_rng, torch_generator
+from tavaal.training import PLAIN, TrainedModels, TrainingRecipe
 
 if TYPE_CHECKING:
     import torch
 
     from tavaal.config import ExperimentConfig
     from tavaal.data import PreparedDataset
-    from tavaal.training import TrainedModels
 
 
 @dataclass
@@ -40,6 +40,19 @@ class QueryContext:
     # Where a long query (VAE/D training) keeps a resumable state, and how often (iterations).
     resume_path: Path | None = None
     checkpoint_every: int = 0
+    # Eval-mode logits of models[0] on the candidates, once a strategy has computed them: the
+    # stage runner reuses them for the true loss instead of a second pass.
+    candidate_logits: np.ndarray | None = None
+
+    def remember_logits(self, indices: np.ndarray, logits: np.ndarray) -> None:
+        """Keep the candidates' rows of `logits` (one row per entry of `indices`) if all are
+        there."""
+        indices = np.asarray(indices, dtype=np.int64)
+        order = np.argsort(indices, kind="stable")
+        where = np.searchsorted(indices[order], self.candidates)
+        inside = where < len(indices)
+        if inside.all() and (indices[order][where] == self.candidates).all():
+            self.candidate_logits = np.asarray(logits)[order[where]]
 
     def rng(self, role: str) -> np.random.Generator:
         return numpy_rng(self.seed, self.stage, f"query/{role}")
@@ -61,14 +74,13 @@ class Strategy(ABC):
     name: ClassVar[str]
     # The query reads the stage's task checkpoint (so the workflow adds model.pt to its inputs).
     uses_task_model: ClassVar[bool] = False
-    # Which ranker the task learner trains with: None, "margin" (Learning Loss) or "ranking"
-    # (TA-VAAL eq. 1). Only these methods train a ranker (the official TA-VAAL code trains one
-    # for every method, which changes the baselines).
-    ranker_loss: ClassVar[str | None] = None
-    # Task learner trained with dropout before the classifier (MC-dropout methods).
-    mc_dropout: ClassVar[bool] = False
-    # Train query.ensemble_size independent task learners.
-    ensemble: ClassVar[bool] = False
+    # How the task learner this method queries with is trained (`tavaal.training`): a plain
+    # classifier, with a margin-loss or ranking-loss ranker, or an ensemble. Only the ranker
+    # methods train a ranker (the official TA-VAAL code trains one for every method, which
+    # changes the baselines).
+    recipe: ClassVar[TrainingRecipe] = PLAIN
+    # The query samples the task learner's dropout (MC dropout): train.dropout must be > 0.
+    needs_dropout: ClassVar[bool] = False
 
     @abstractmethod
     def query(self, ctx: QueryContext) -> QueryResult:

@@ -16,6 +16,7 @@ from tavaal.strategies._common import (
     require_models,
 )
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table, top_k
+from tavaal.training import ENSEMBLE
 from tavaal.uncertainty import entropy, variation_ratio, with_tie_break
 
 
@@ -23,7 +24,7 @@ from tavaal.uncertainty import entropy, variation_ratio, with_tie_break
 class EnsembleVarRatio(Strategy):
     name = "ensemble_varr"
     uses_task_model = True
-    ensemble = True
+    recipe = ENSEMBLE
 
     def query(self, ctx: QueryContext) -> QueryResult:
         started = time.perf_counter()

@@ -10,6 +10,7 @@ import numpy as np
 from tavaal.strategies import register_strategy
 from tavaal.strategies._common import infer, log_done, mean_summary, require_models
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table, top_k
+from tavaal.training import MARGIN_RANKER
 
 
 class PredictedLoss(Strategy):
@@ -37,4 +38,4 @@ class PredictedLoss(Strategy):
 @register_strategy
 class LearningLoss(PredictedLoss):
     name = "lloss"
-    ranker_loss = "margin"
+    recipe = MARGIN_RANKER

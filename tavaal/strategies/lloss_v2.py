@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from tavaal.strategies import register_strategy
 from tavaal.strategies.lloss import PredictedLoss
+from tavaal.training import RANKING_RANKER
 
 
 @register_strategy
 class LearningLossV2(PredictedLoss):
     name = "lloss_v2"
-    ranker_loss = "ranking"
+    recipe = RANKING_RANKER

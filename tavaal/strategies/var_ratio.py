@@ -16,7 +16,7 @@ from tavaal.uncertainty import entropy, variation_ratio, with_tie_break
 class VarRatio(Strategy):
     name = "var_ratio"
     uses_task_model = True
-    mc_dropout = True
+    needs_dropout = True
 
     def query(self, ctx: QueryContext) -> QueryResult:
         started = time.perf_counter()

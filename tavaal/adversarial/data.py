@@ -1,0 +1,148 @@
+"""What the adversary trains on: the inputs of labeled + training pool on the device, which rows
+are labeled, TA-VAAL's rank conditions, and the seeded epoch-style batch stream."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from tavaal.inference import batches, load_inputs
+from tavaal.seeding import torch_generator
+
+if TYPE_CHECKING:
+    from tavaal.data import DatasetInfo
+
+# Keep the normalised float inputs of the query on the device up to this size; above it keep the
+# raw (uint8 for images, 4x smaller) rows there and normalise each batch on the fly.
+DEFAULT_MAX_CACHED_BYTES = 2 * 1024**3
+
+
+class InputBank:
+    """The normalised inputs of one query's training set (labeled + pool), on the device.
+
+    Rows are addressed by position. Normalisation is that of the task learner
+    (`tavaal.data.to_tensor_batch`, through `tavaal.inference.load_inputs`).
+    """
+
+    def __init__(
+        self, normalised: Tensor | None = None, raw: Tensor | None = None, info=None
+    ) -> None:
+        if (normalised is None) == (raw is None):
+            raise ValueError("InputBank needs exactly one of normalised or raw rows")
+        self.normalised = normalised
+        self.raw = raw
+        self.info = info
+
+    @classmethod
+    def from_tensor(cls, x: Tensor) -> InputBank:
+        """A bank over already normalised rows (N, ...)."""
+        return cls(normalised=x.float())
+
+    @classmethod
+    def load(
+        cls,
+        x: np.ndarray,
+        indices: np.ndarray,
+        info: DatasetInfo,
+        device,
+        max_cached_bytes: int = DEFAULT_MAX_CACHED_BYTES,
+        chunk: int = 4096,
+    ) -> InputBank:
+        indices = np.asarray(indices, dtype=np.int64)
+        per_row = 4 * math.prod(info.input_shape)
+        if len(indices) * per_row <= max_cached_bytes:
+            parts = [load_inputs(x, part, info, device) for part in batches(indices, chunk)]
+            if not parts:
+                return cls(normalised=torch.zeros((0, *info.input_shape), device=device))
+            return cls(normalised=torch.cat(parts))
+        order = np.argsort(indices, kind="stable")
+        rows = np.empty((len(indices), *x.shape[1:]), dtype=x.dtype)
+        rows[order] = np.asarray(x[indices[order]])
+        return cls(raw=torch.from_numpy(rows).to(device), info=info)
+
+    def __len__(self) -> int:
+        return len(self.normalised if self.normalised is not None else self.raw)
+
+    @property
+    def device(self) -> torch.device:
+        return (self.normalised if self.normalised is not None else self.raw).device
+
+    def __getitem__(self, positions: Tensor) -> Tensor:
+        if self.normalised is not None:
+            return self.normalised[positions]
+        from tavaal.data import to_tensor_batch
+
+        return to_tensor_batch(self.raw[positions], self.info)
+
+
+@dataclass
+class AdversarialData:
+    """What the adversary trains on: bank positions of L and U, and the TA-VAAL conditions.
+
+    `decoder_r` / `disc_r`: per bank row, float (N,), both or neither (VAAL).
+    `indices`: the dataset index of each bank row (only used to fingerprint checkpoints).
+    """
+
+    bank: InputBank
+    labeled: np.ndarray
+    unlabeled: np.ndarray
+    decoder_r: np.ndarray | None = None
+    disc_r: np.ndarray | None = None
+    indices: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.labeled = np.asarray(self.labeled, dtype=np.int64)
+        self.unlabeled = np.asarray(self.unlabeled, dtype=np.int64)
+        if (self.decoder_r is None) != (self.disc_r is None):
+            raise ValueError("decoder_r and disc_r must be given together (TA-VAAL) or not at all")
+        if len(self.labeled) == 0 or len(self.unlabeled) == 0:
+            raise ValueError(
+                f"the adversary needs labeled and unlabeled points, got {len(self.labeled)} "
+                f"and {len(self.unlabeled)}"
+            )
+        for name in ("decoder_r", "disc_r"):
+            value = getattr(self, name)
+            if value is not None:
+                value = np.asarray(value, dtype=np.float32).reshape(-1)
+                if len(value) != len(self.bank):
+                    raise ValueError(f"{name} has {len(value)} values for {len(self.bank)} rows")
+                setattr(self, name, value)
+
+    @property
+    def conditional(self) -> bool:
+        return self.decoder_r is not None
+
+
+class BatchCycler:
+    """Epoch-style batches over `n` items: the stream of per-epoch seeded permutations.
+
+    Draw k is items [k*B, (k+1)*B) of that stream, a function of (seed, stage, role, k) only.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, stage: int, role: str) -> None:
+        self.n, self.batch_size = n, batch_size
+        self.seed, self.stage, self.role = seed, stage, role
+        self._cache: dict[int, Tensor] = {}
+
+    def _perm(self, epoch: int) -> Tensor:
+        if epoch not in self._cache:
+            if len(self._cache) > 4:
+                self._cache.clear()
+            gen = torch_generator(self.seed, self.stage, f"{self.role}/epoch{epoch}")
+            self._cache[epoch] = torch.randperm(self.n, generator=gen)
+        return self._cache[epoch]
+
+    def draw(self, k: int) -> Tensor:
+        start = k * self.batch_size
+        parts, pos = [], start
+        while pos < start + self.batch_size:
+            epoch, offset = divmod(pos, self.n)
+            take = min(self.n - offset, start + self.batch_size - pos)
+            parts.append(self._perm(epoch)[offset : offset + take])
+            pos += take
+        return torch.cat(parts)

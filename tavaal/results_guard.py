@@ -1,0 +1,99 @@
+"""Finished results are never replaced silently by a run with other settings.
+
+Every result file records the hash of the settings that produced it: the index files
+(labeled.parquet, scores.parquet) in their parquet metadata, metrics.json as a key. Snakemake
+reruns a job whose params changed and overwrites its outputs; before any job runs, the workflow
+compares the hashes of an experiment's existing files with those its current settings would
+write, and stops when they differ unless the experiment is listed in `replace_results`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from tavaal.config import ExperimentConfig, settings_hash
+from tavaal.errors import ConfigError
+from tavaal.layout import run_file
+from tavaal.strategies import strategy_class
+from tavaal.training import training_hash
+
+
+@dataclass(frozen=True)
+class StaleFile:
+    path: Path
+    found: str
+    expected: str
+
+
+def stale_results(results_dir: str | Path, exp: ExperimentConfig) -> list[StaleFile]:
+    """Existing files of `exp` under `results_dir` whose settings hash differs from the one the
+    experiment's current settings give them."""
+    expected: dict[Path, str] = {}
+    for seed in exp.seeds:
+        for method in exp.methods:
+            recipe_hash = training_hash(exp, strategy_class(method).recipe)
+            for stage in range(exp.stages):
+                expected[run_file(results_dir, exp.name, method, seed, stage, "metrics.json")] = (
+                    recipe_hash
+                )
+                labeled = run_file(results_dir, exp.name, method, seed, stage, "labeled.parquet")
+                expected[labeled] = (
+                    settings_hash(exp.pool_settings()) if stage == 0 else exp.settings_hash(method)
+                )
+                if stage + 1 < exp.stages:
+                    scores = run_file(results_dir, exp.name, method, seed, stage, "scores.parquet")
+                    expected[scores] = exp.settings_hash(method)
+    stale = []
+    for path, want in expected.items():
+        found = _recorded_hash(path)
+        if found is not None and found != want:
+            stale.append(StaleFile(path, found, want))
+    return stale
+
+
+def check_results_match(
+    results_dir: str | Path,
+    experiments: dict[str, ExperimentConfig],
+    replace: list[str] | tuple[str, ...] = (),
+) -> None:
+    """One ConfigError naming every experiment whose finished results the run would replace."""
+    problems, names = [], []
+    for name, exp in experiments.items():
+        if name in replace:
+            continue
+        stale = stale_results(results_dir, exp)
+        if stale:
+            kinds = Counter(path.path.name for path in stale)
+            listing = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+            problems.append(f"{name} ({listing}; e.g. {stale[0].path})")
+            names.append(f'"{name}"')
+    if problems:
+        raise ConfigError(
+            "finished results were made with other settings and this run would replace them: "
+            f"{'; '.join(problems)}. To keep both, give the changed experiment a new name under "
+            "`experiments:`; to replace them on purpose, run with "
+            f"--config 'replace_results=[{', '.join(names)}]'"
+        )
+
+
+def _recorded_hash(path: Path) -> str | None:
+    """The settings hash a result file records, or None when the file does not exist (or
+    records none: older files are reported by the readers themselves)."""
+    if not path.exists():
+        return None
+    if path.suffix == ".json":
+        try:
+            return json.loads(path.read_text()).get("settings_hash")
+        except (OSError, ValueError):
+            return None
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, ValueError):
+        return None
+    value = metadata.get(b"settings_hash")
+    return value.decode() if value is not None else None

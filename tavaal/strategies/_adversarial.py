@@ -1,0 +1,118 @@
+"""The query of VAAL and TA-VAAL: train the adversary on labeled + training pool, score the
+candidates, pick the lowest D logits (VAAL Alg. 2, TA-VAAL eq. 7).
+
+Selection ranks candidates on D's logit itself, lowest first. In float64, 1 - sigmoid(logit)
+rounds to exactly 1.0 for every logit below about -36.7, so ranking on P(unlabeled) would tie a
+confident discriminator's candidates and hand the choice to the index tie-break.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tavaal.adversarial import (
+    DEFAULT_MAX_CACHED_BYTES,
+    AdversarialData,
+    InputBank,
+    adversary_diagnostics,
+    normalise_rank,
+    rank_statistics,
+    score_rows,
+    sigmoid,
+    train_adversary,
+    training_iterations,
+)
+from tavaal.errors import CheckpointError, IndexFileError
+from tavaal.strategies._common import infer
+from tavaal.strategies.base import QueryContext, QueryResult, score_table, top_k
+
+
+def adversarial_query(
+    ctx: QueryContext,
+    conditional: bool,
+    max_cached_bytes: int = DEFAULT_MAX_CACHED_BYTES,
+) -> QueryResult:
+    """Train the adversary for one query and pick ctx.budget candidates (TA-VAAL if conditional).
+
+    Columns: disc_logit (D's logit), disc_output (P(labeled)), unlabeled_probability
+    (1 - P(labeled), the "likelihood of being unlabeled" the papers plot), and for TA-VAAL
+    predicted_loss (raw Ranker output r) and rank_input (what D got as r). score = -disc_logit.
+    """
+    cfg = ctx.experiment.vae
+    info = ctx.dataset.info
+    labeled = np.asarray(ctx.labeled, dtype=np.int64)
+    candidates = np.asarray(ctx.candidates, dtype=np.int64)
+    pool = candidates if cfg.train_on == "subset" else np.asarray(ctx.unlabeled, dtype=np.int64)
+    overlap = np.intersect1d(labeled, pool)
+    if len(overlap):
+        raise IndexFileError(f"index {int(overlap[0])} is both labeled and in the unlabeled pool")
+    missing = np.setdiff1d(candidates, pool)
+    if len(missing):
+        raise IndexFileError(f"candidate index {int(missing[0])} is not in the unlabeled pool")
+    indices = np.union1d(labeled, pool)  # sorted: sequential reads of the memory map
+    lab_pos = np.searchsorted(indices, labeled)
+    pool_pos = np.searchsorted(indices, pool)
+    cand_pos = np.searchsorted(indices, candidates)
+    batch_size = ctx.experiment.query.inference_batch_size
+
+    raw_r = decoder_r = disc_r = None
+    if conditional:
+        models = ctx.models
+        if models is None or models.ranker is None:
+            raise CheckpointError(
+                f"method {ctx.method!r} needs the stage's model.pt with its Ranker "
+                f"(seed {ctx.seed}, stage {ctx.stage})"
+            )
+        out = infer(ctx, models.models[0], indices, ranker=models.ranker)
+        raw_r = np.asarray(out.predicted_loss, dtype=np.float32)
+        decoder_r, disc_r = normalise_rank(raw_r, cfg.rank_normalization)
+
+    bank = InputBank.load(ctx.dataset.x_train, indices, info, ctx.device, max_cached_bytes)
+    data = AdversarialData(
+        bank=bank,
+        labeled=lab_pos,
+        unlabeled=pool_pos,
+        decoder_r=decoder_r,
+        disc_r=disc_r,
+        indices=indices,
+    )
+    iterations = training_iterations(cfg, len(labeled), len(pool))
+    ctx.log(
+        f"{ctx.method}: training VAE + discriminator on {len(labeled)} labeled + {len(pool)} "
+        f"unlabeled ({cfg.train_on}), {iterations} iterations"
+    )
+    trained = train_adversary(
+        data,
+        cfg,
+        seed=ctx.seed,
+        stage=ctx.stage,
+        device=ctx.device,
+        log=ctx.log,
+        checkpoint_path=ctx.resume_path,
+        checkpoint_every=ctx.checkpoint_every,
+    )
+    cand_scores = score_rows(trained, data, cand_pos, ctx.device, batch_size)
+    lab_scores = score_rows(trained, data, lab_pos, ctx.device, batch_size)
+    diagnostics = adversary_diagnostics(trained, cand_scores, lab_scores)
+    if conditional:
+        diagnostics.update(rank_statistics(raw_r, data.disc_r))
+    ctx.log(
+        f"{ctx.method}: recon MSE {diagnostics['vae_recon_mse']:.4f} (mean image "
+        f"{diagnostics['mean_image_mse']:.4f}), latent std {diagnostics['latent_mu_std']:.4f}, "
+        f"D AUC {diagnostics['disc_auc']:.3f}"
+    )
+    logits = cand_scores.logits.astype(np.float64)
+    chosen = top_k(candidates, -logits, ctx.budget)
+    columns = {
+        "disc_logit": logits,
+        "disc_output": sigmoid(logits),
+        "unlabeled_probability": sigmoid(-logits),
+    }
+    if conditional:
+        columns["predicted_loss"] = raw_r[cand_pos].astype(np.float64)
+        columns["rank_input"] = data.disc_r[cand_pos].astype(np.float64)
+    return QueryResult(
+        chosen=chosen,
+        scores=score_table(candidates, -logits, chosen, **columns),
+        diagnostics=diagnostics,
+    )
