@@ -1,7 +1,7 @@
 # Aggregation, figures and tables of one experiment. All cheap except the figures that run a
 # task model (loss_vs_likelihood, selection), which stay small: one forward pass per method.
 # Every figure and table also reads summary.parquet, so `--forcerun aggregate` redraws them all
-# (e.g. after a change of tavaal/report.py; see the README's rerun policy).
+# (e.g. after a change of tavaal/report/; see the README's rerun policy).
 
 
 rule aggregate:

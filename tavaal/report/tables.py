@@ -1,0 +1,197 @@
+"""The tables of one experiment, built from its summary, and their csv / markdown files."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tavaal.report.statistics import (
+    aulc_per_seed,
+    improvement_curves,
+    learning_curves,
+    t_interval,
+)
+from tavaal.report.style import in_method_order, method_label
+
+# Diagnostics of the adversarial part shown in the health table, in this order.
+HEALTH_COLUMNS = [
+    "vae_recon_mse",
+    "mean_image_mse",
+    "latent_mu_std",
+    "disc_auc",
+    "disc_output_mean",
+    "disc_output_std",
+    "iterations",
+]
+
+
+def aulc_table(
+    summary: pd.DataFrame, baseline: str = "random", confidence: float = 0.95
+) -> pd.DataFrame:
+    """AULC per method (mean, std over seeds) and its paired-seed difference to the baseline
+    with a t confidence interval. Without the baseline the difference columns are NaN."""
+    per_seed = aulc_per_seed(summary)
+    base = per_seed[per_seed["method"] == baseline].set_index("seed")["aulc"]
+    rows = []
+    for method, group in per_seed.groupby("method", sort=False):
+        row = {
+            "method": method,
+            "aulc_mean": group["aulc"].mean(),
+            "aulc_std": group["aulc"].std(),
+            "seeds": len(group),
+            "diff_mean": math.nan,
+            "diff_ci_low": math.nan,
+            "diff_ci_high": math.nan,
+            "pairs": 0,
+        }
+        diffs = (group.set_index("seed")["aulc"] - base).dropna()
+        if len(base) and len(diffs):
+            low, high = t_interval(diffs.to_numpy(), confidence)
+            row.update(diff_mean=diffs.mean(), diff_ci_low=low, diff_ci_high=high, pairs=len(diffs))
+        rows.append(row)
+    return in_method_order(pd.DataFrame(rows))
+
+
+def default_targets(summary: pd.DataFrame, baseline: str = "random") -> list[float]:
+    """The baseline's mean accuracies at the stages after the first, floored to 4 decimals (so
+    the baseline itself reaches each at its stage), sorted and without repeats; without the
+    baseline, 5 evenly spaced accuracies."""
+    curves = learning_curves(summary)
+    base = curves[(curves["method"] == baseline) & (curves["stage"] > 0)]
+    if len(base):
+        return sorted({math.floor(v * 1e4) / 1e4 for v in base["mean"]})
+    low, high = curves["mean"].min(), curves["mean"].max()
+    return sorted({round(float(v), 4) for v in np.linspace(low, high, 5)})
+
+
+def labels_to_reach(
+    summary: pd.DataFrame, targets: Sequence[float], baseline: str = "random"
+) -> pd.DataFrame:
+    """Labels each method needs before its mean accuracy (over seeds) first reaches each target
+    (VAAL §4.1); NaN when it never does. saved_vs_baseline: the baseline's labels minus these."""
+    curves = learning_curves(summary)
+    rows = []
+    for target in targets:
+        needed = {}
+        for method, group in curves.groupby("method", sort=False):
+            group = group.sort_values("stage")
+            reached = group[group["mean"] >= target]
+            needed[method] = float(reached["labels"].iloc[0]) if len(reached) else math.nan
+        for method, labels in needed.items():
+            saved = needed.get(baseline, math.nan) - labels
+            rows.append(
+                {
+                    "target_accuracy": float(target),
+                    "method": method,
+                    "labels": labels,
+                    "saved_vs_baseline": saved,
+                }
+            )
+    frame = pd.DataFrame(rows, columns=["target_accuracy", "method", "labels", "saved_vs_baseline"])
+    return in_method_order(frame, first="target_accuracy")
+
+
+def accuracy_table(summary: pd.DataFrame, baseline: str = "random") -> pd.DataFrame:
+    """Learning curves with the paired difference to the baseline, per (method, stage)."""
+    curves = learning_curves(summary).rename(
+        columns={"mean": "accuracy_mean", "std": "accuracy_std", "n": "seeds"}
+    )
+    if baseline in set(summary["method"]):
+        diff = improvement_curves(summary, baseline)[["method", "stage", "mean", "std"]]
+        diff = diff.rename(columns={"mean": "diff_mean", "std": "diff_std"})
+        curves = curves.merge(diff, on=["method", "stage"], how="left")
+    else:
+        curves["diff_mean"] = math.nan
+        curves["diff_std"] = math.nan
+    return in_method_order(curves)
+
+
+def sampling_time_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Seconds per query (VAAL Table 1): mean, std, min, max over all queries of a method."""
+    queries = summary.dropna(subset=["query_seconds"])
+    table = (
+        queries.groupby("method", sort=False)["query_seconds"]
+        .agg(mean_seconds="mean", std_seconds="std", min_seconds="min", max_seconds="max")
+        .reset_index()
+    )
+    table["queries"] = queries.groupby("method", sort=False).size().to_numpy()
+    return in_method_order(table)
+
+
+def adversarial_health_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Diagnostics of the VAE/D of every query, mean over seeds, per (method, stage).
+
+    recon_ratio = vae_recon_mse / mean_image_mse: near 1 the VAE reconstructs no better than
+    the mean image (collapsed); disc_auc near 0.5: D cannot tell labeled from unlabeled, and the
+    selection is close to random (DESIGN.md, "Outputs people look at").
+    """
+    present = [c for c in HEALTH_COLUMNS if f"diag_{c}" in summary]
+    if not present:
+        return pd.DataFrame(columns=["method", "stage", "labels", "seeds"])
+    columns = [f"diag_{c}" for c in present]
+    rows = summary.dropna(subset=columns, how="all").copy()
+    if "diag_vae_recon_mse" in rows and "diag_mean_image_mse" in rows:
+        rows["diag_recon_ratio"] = rows["diag_vae_recon_mse"] / rows["diag_mean_image_mse"]
+        columns.insert(present.index("mean_image_mse") + 1, "diag_recon_ratio")
+    table = rows.groupby(["method", "stage"], sort=False).agg(
+        labels=("labels", "first"), seeds=("seed", "count"), **{c: (c, "mean") for c in columns}
+    )
+    table = table.reset_index().rename(columns={c: c.removeprefix("diag_") for c in columns})
+    return in_method_order(table)
+
+
+def markdown_table(frame: pd.DataFrame, formats: Mapping[str, str] | None = None) -> str:
+    """GitHub-flavoured markdown; NaN shown as an em dash."""
+    formats = dict(formats or {})
+
+    def cell(column, value) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "—"
+        if column in formats:
+            return format(value, formats[column])
+        if isinstance(value, float | np.floating):
+            return f"{value:.4g}"
+        return str(value)
+
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = [
+        "| " + " | ".join(cell(c, v) for c, v in zip(frame.columns, row, strict=True)) + " |"
+        for row in frame.itertuples(index=False)
+    ]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def write_table(
+    frame: pd.DataFrame,
+    csv_path: str | Path,
+    md_path: str | Path,
+    markdown: str | None = None,
+    title: str | None = None,
+) -> None:
+    """The frame as CSV and as markdown (`markdown` replaces the default rendering)."""
+    for path in (csv_path, md_path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(csv_path, index=False, float_format="%.6g")
+    text = markdown if markdown is not None else markdown_table(frame)
+    Path(md_path).write_text((f"## {title}\n\n" if title else "") + text)
+
+
+def accuracy_markdown(table: pd.DataFrame) -> str:
+    """Labels x methods, test accuracy in percent "mean ± std"; paired difference in brackets."""
+    wide = {}
+    for row in table.itertuples(index=False):
+        text = f"{100 * row.accuracy_mean:.1f} ± {_pct(row.accuracy_std)}"
+        if not math.isnan(row.diff_mean) and row.diff_mean != 0:
+            text += f" ({100 * row.diff_mean:+.1f})"
+        wide.setdefault(int(row.labels), {})[method_label(row.method)] = text
+    frame = pd.DataFrame.from_dict(wide, orient="index").rename_axis("labels").reset_index()
+    return markdown_table(frame)
+
+
+def _pct(value: float) -> str:
+    return "—" if math.isnan(value) else f"{100 * value:.1f}"
