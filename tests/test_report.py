@@ -225,6 +225,54 @@ def test_plot_class_entropy_has_two_panels_of_method_lines():
         assert reference[0].get_ydata()[0] == pytest.approx(math.log(2))
 
 
+def _band(ax, index):
+    """Lower and upper edge of the index-th shaded band (fill_between) of an axes."""
+    vertices = ax.collections[index].get_paths()[0].vertices
+    x, y = vertices[:, 0], vertices[:, 1]
+    points = len(set(x))
+    return y[1 : points + 1], y[points + 2 : 2 * points + 2][::-1]
+
+
+def test_class_entropy_bands_stay_within_zero_and_log_k():
+    # Three seeds, one batch of a single class (entropy 0), two nearly balanced: mean ± std
+    # would reach below 0 and above log 2; the band drawn is the lowest to the highest seed.
+    log2 = math.log(2)
+    summary = make_summary({"random": [[0.0, log2], [0.0, log2], [0.6, 0.05]]}, labels=(10, 20))
+    summary = summary.assign(
+        labeled_class_entropy=summary["accuracy"],
+        selected_class_entropy=summary["accuracy"],
+        num_classes=2,
+    )
+    curves = report.learning_curves(summary, "selected_class_entropy")
+    assert ((curves["mean"] - curves["std"]) < 0).any()
+    assert ((curves["mean"] + curves["std"]) > log2).any()
+    fig = report.plot_class_entropy(summary)
+    for ax in fig.axes:
+        low, high = _band(ax, 0)
+        np.testing.assert_allclose(low, [0.0, 0.05])
+        np.testing.assert_allclose(high, [0.6, log2])
+    assert "lowest to highest seed" in fig._suptitle.get_text()
+
+
+def test_label_axes_have_integer_ticks_at_the_stage_counts():
+    fig = report.plot_accuracy(TOY)
+    (ax,) = fig.axes
+    assert list(ax.get_xticks()) == [10, 20, 30]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["10", "20", "30"]
+    improvement = report.plot_improvement(TOY, "random")
+    assert list(improvement.axes[0].get_xticks()) == [10, 20, 30]
+    entropy = report.plot_class_entropy(
+        TOY.assign(labeled_class_entropy=0.5, selected_class_entropy=0.25, num_classes=2)
+    )
+    assert all(list(ax.get_xticks()) == [10, 20, 30] for ax in entropy.axes)
+    # Too many stages to tick each: matplotlib's ticks, integers only.
+    # (labels 1 ... 21 would get ticks at 2.5, 7.5, ... by default).
+    many = make_summary({"random": [[0.5] * 21]}, labels=range(1, 22))
+    ticks = report.plot_accuracy(many).axes[0].get_xticks()
+    assert len(ticks) < 21
+    assert all(float(t).is_integer() for t in ticks)
+
+
 def test_histogram_loss_and_selection_figures():
     rng = np.random.default_rng(0)
     frames = {

@@ -17,12 +17,15 @@ from tavaal.report.style import in_method_order
 
 
 def learning_curves(summary: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
-    """Mean, standard deviation (ddof 1) and count over seeds per (method, stage)."""
+    """Per (method, stage), over seeds: mean, standard deviation (ddof 1), lowest and highest
+    value, and count."""
     grouped = summary.groupby(["method", "stage"], sort=False)
     curves = grouped.agg(
         labels=("labels", "first"),
         mean=(metric, "mean"),
         std=(metric, "std"),
+        min=(metric, "min"),
+        max=(metric, "max"),
         n=(metric, "count"),
     ).reset_index()
     return in_method_order(curves)

@@ -97,9 +97,8 @@ def labels_to_reach(
 
 def accuracy_table(summary: pd.DataFrame, baseline: str = "random") -> pd.DataFrame:
     """Learning curves with the paired difference to the baseline, per (method, stage)."""
-    curves = learning_curves(summary).rename(
-        columns={"mean": "accuracy_mean", "std": "accuracy_std", "n": "seeds"}
-    )
+    curves = learning_curves(summary)[["method", "stage", "labels", "mean", "std", "n"]]
+    curves = curves.rename(columns={"mean": "accuracy_mean", "std": "accuracy_std", "n": "seeds"})
     if baseline in set(summary["method"]):
         diff = improvement_curves(summary, baseline)[["method", "stage", "mean", "std"]]
         diff = diff.rename(columns={"mean": "diff_mean", "std": "diff_std"})

@@ -1,15 +1,21 @@
-"""What every figure shares: saving, mean-and-band curves, the experiment's name."""
+"""What every figure shares: saving, mean-and-band curves, the labeled-samples axis, the
+experiment's name."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from tavaal.report.style import method_color, method_label
+
+# With more stages than this, ticks at every stage's label count would overlap.
+MAX_STAGE_TICKS = 12
 
 
 def save_figure(fig: Figure, path: str | Path) -> None:
@@ -19,14 +25,35 @@ def save_figure(fig: Figure, path: str | Path) -> None:
     plt.close(fig)
 
 
-def draw_curve(ax, curves: pd.DataFrame, method: str) -> None:
+def draw_curve(ax, curves: pd.DataFrame, method: str, band: str = "std") -> None:
+    """One method of `learning_curves`: the mean over seeds as a line and a shaded band, either
+    ±1 standard deviation (band="std") or the lowest to the highest seed (band="range"). The
+    range stays inside the values' own bounds (an entropy within [0, log K]); mean ± std need not.
+    """
     group = curves[curves["method"] == method].sort_values("stage")
     x = group["labels"].to_numpy(np.float64)
     mean = group["mean"].to_numpy(np.float64)
-    std = np.nan_to_num(group["std"].to_numpy(np.float64))
+    if band == "std":
+        std = np.nan_to_num(group["std"].to_numpy(np.float64))
+        low, high = mean - std, mean + std
+    elif band == "range":
+        low, high = group["min"].to_numpy(np.float64), group["max"].to_numpy(np.float64)
+    else:
+        raise ValueError(f"band must be 'std' or 'range', not {band!r}")
     color = method_color(method)
     ax.plot(x, mean, marker="o", markersize=3, color=color, label=method_label(method))
-    ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
+    ax.fill_between(x, low, high, color=color, alpha=0.15, linewidth=0)
+
+
+def label_count_axis(ax, labels: Iterable[float]) -> None:
+    """The x axis of labeled-sample counts: ticks at the stages' counts, or integer ticks
+    when there are too many stages to label each."""
+    counts = sorted({int(value) for value in labels})
+    ax.set_xlabel("labeled samples")
+    if len(counts) <= MAX_STAGE_TICKS:
+        ax.set_xticks(counts)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def experiment_name(summary: pd.DataFrame) -> str:

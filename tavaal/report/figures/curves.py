@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tavaal.report.figures.common import draw_curve, experiment_name
+from tavaal.report.figures.common import draw_curve, experiment_name, label_count_axis
 from tavaal.report.statistics import improvement_curves, learning_curves
 from tavaal.report.style import method_label, method_order
 
@@ -17,7 +17,7 @@ def plot_accuracy(summary: pd.DataFrame, title: str | None = None) -> Figure:
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in method_order(curves["method"]):
         draw_curve(ax, curves.assign(mean=100 * curves["mean"], std=100 * curves["std"]), method)
-    ax.set_xlabel("labeled samples")
+    label_count_axis(ax, curves["labels"])
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title or f"{experiment_name(summary)}: accuracy (mean ± std over seeds)")
     ax.grid(alpha=0.3)
@@ -32,7 +32,7 @@ def plot_improvement(summary: pd.DataFrame, baseline: str = "random") -> Figure:
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in method_order(curves["method"]):
         draw_curve(ax, curves, method)
-    ax.set_xlabel("labeled samples")
+    label_count_axis(ax, curves["labels"])
     ax.set_ylabel(f"accuracy − {method_label(baseline)} (percentage points)")
     ax.set_title(f"{experiment_name(summary)}: improvement over {method_label(baseline)}")
     ax.grid(alpha=0.3)

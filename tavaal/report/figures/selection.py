@@ -14,13 +14,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from tavaal.pool import read_labeled
-from tavaal.report.figures.common import draw_curve, experiment_name
+from tavaal.report.figures.common import draw_curve, experiment_name, label_count_axis
 from tavaal.report.statistics import learning_curves
 from tavaal.report.style import method_label, method_order
 
 
 def plot_class_entropy(summary: pd.DataFrame) -> Figure:
-    """Class-count entropy of the labeled set and of each selected batch (TA-VAAL Fig. 7a)."""
+    """Class-count entropy of the labeled set and of each selected batch (TA-VAAL Fig. 7a):
+    mean over seeds, band from the lowest to the highest seed. An entropy lies in [0, log K]
+    and so does that band; mean ± std would not (few seeds, values near either bound)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     panels = [
         ("labeled_class_entropy", "labeled set"),
@@ -29,7 +31,7 @@ def plot_class_entropy(summary: pd.DataFrame) -> Figure:
     for ax, (column, what) in zip(axes, panels, strict=True):
         curves = learning_curves(summary, column)
         for method in method_order(curves["method"]):
-            draw_curve(ax, curves, method)
+            draw_curve(ax, curves, method, band="range")
         if "num_classes" in summary:
             ax.axhline(
                 math.log(int(summary["num_classes"].iloc[0])),
@@ -38,12 +40,15 @@ def plot_class_entropy(summary: pd.DataFrame) -> Figure:
                 linewidth=1,
                 label="_balanced",
             )
-        ax.set_xlabel("labeled samples")
+        label_count_axis(ax, curves["labels"])
         ax.set_ylabel("class-count entropy (nats)")
         ax.set_title(f"{what}")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{experiment_name(summary)}: class-count entropy (dashed: balanced)")
+    fig.suptitle(
+        f"{experiment_name(summary)}: class-count entropy, mean over seeds, "
+        "band: lowest to highest seed (dashed: balanced, log K)"
+    )
     return fig
 
 
