@@ -147,12 +147,12 @@ def test_default_targets_are_the_baselines_mean_accuracies_floored():
     assert list(random_rows["labels"]) == [20, 30]
 
 
-def test_accuracy_table_and_markdown():
+def test_accuracy_table_and_its_display():
     table = report.accuracy_table(TOY, "random")
     row = table[(table["method"] == "tavaal") & (table["stage"] == 2)].iloc[0]
     assert row["accuracy_mean"] == pytest.approx(0.85)
     assert row["diff_mean"] == pytest.approx(0.2)
-    text = report.accuracy_markdown(table)
+    text = report.markdown_table(report.accuracy_display(table))
     lines = text.strip().splitlines()
     assert lines[0] == "| labels | Random | VAAL | TA-VAAL |"
     assert lines[-1].startswith("| 30 | 65.0 ± 7.1 | 65.0 ± 14.1 (+0.0) | 85.0 ± 7.1 (+20.0) |")
@@ -163,6 +163,34 @@ def test_markdown_table_shows_missing_values_as_dashes():
     assert report.markdown_table(frame) == (
         "| method | value |\n|---|---|\n| a | 0.1235 |\n| b | — |\n"
     )
+
+
+def test_table_files_hold_the_same_cells(tmp_path):
+    frame = pd.DataFrame({"method": ["a<b", "c"], "value": [0.123456, math.nan], "n": [3, 4]})
+    paths = [tmp_path / f"t.{ext}" for ext in ("csv", "md", "html")]
+    report.write_table(frame, *paths, title="Some & title")
+    assert paths[0].read_text() == "method,value,n\na<b,0.123456,3\nc,,4\n"
+    assert paths[1].read_text() == (
+        "## Some & title\n\n| method | value | n |\n|---|---|---|\n"
+        "| a<b | 0.1235 | 3 |\n| c | — | 4 |\n"
+    )
+    page = paths[2].read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<h2>Some &amp; title</h2>" in page
+    assert "<th>method</th><th>value</th><th>n</th>" in page
+    assert "<tr><td>a&lt;b</td><td>0.1235</td><td>3</td></tr>" in page
+    assert "<tr><td>c</td><td>—</td><td>4</td></tr>" in page
+    # Self-contained: the report shows it in an iframe from a data: URI.
+    assert "<link" not in page and "src=" not in page
+
+
+def test_write_table_shows_the_display_frame_and_keeps_the_csv_raw(tmp_path):
+    table = report.accuracy_table(TOY, "random")
+    paths = [tmp_path / f"accuracy.{ext}" for ext in ("csv", "md", "html")]
+    report.write_table(table, *paths, display=report.accuracy_display(table))
+    assert pd.read_csv(paths[0])["accuracy_mean"].iloc[-1] == pytest.approx(0.85)
+    assert "| 30 | 65.0 ± 7.1 | 65.0 ± 14.1 (+0.0) | 85.0 ± 7.1 (+20.0) |" in paths[1].read_text()
+    assert "<td>85.0 ± 7.1 (+20.0)</td>" in paths[2].read_text()
 
 
 def test_sampling_time_and_health_tables():

@@ -7,8 +7,10 @@ because the workflow's `configfile:` is resolved in the working directory.
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -25,6 +27,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from tavaal import report
 from tavaal.config import ExperimentConfig, QueryConfig, RankerConfig, TrainConfig, VAEConfig
 from tavaal.data import list_datasets
 from tavaal.models import list_task_models
@@ -84,7 +87,7 @@ TINY_FIGURES = [
     *(
         f"tables/{name}.{ext}"
         for name in ("accuracy", "aulc", "labels_to_reach", "sampling_time", "adversarial_health")
-        for ext in ("csv", "md")
+        for ext in ("csv", "md", "html")
     ),
 ]
 
@@ -521,6 +524,18 @@ def test_rerun_policy(tiny_run, tmp_path):
     )
 
 
+def report_entries(html: str, variable: str) -> dict:
+    """A JSON object that Snakemake's report.html assigns to a script variable."""
+    match = re.search(rf"var {variable} = (\{{.*?\}});\n", html, re.S)
+    assert match, f"no {variable} in report.html"
+    return json.loads(match.group(1))
+
+
+def embedded_file(entry: dict) -> str:
+    """The text of a file the report embeds as a base64 data: URI."""
+    return base64.b64decode(entry["data_uri"].split(";base64,", 1)[1]).decode()
+
+
 @pytest.mark.slow
 def test_report_html(tiny_run):
     snakemake(
@@ -533,6 +548,26 @@ def test_report_html(tiny_run):
     )
     html = (tiny_run / "report.html").read_text(errors="replace")
     assert "loss_vs_likelihood.png" in html
+    categories = report_entries(html, "categories")
+    results = report_entries(html, "results")
+    # Figures and tables grouped by experiment; tables as html pages, not csv downloads.
+    tables = {Path(path).name for path in categories["tiny"]["Tables"]}
+    assert tables == {
+        f"{name}.html"
+        for name in ("accuracy", "aulc", "labels_to_reach", "sampling_time", "adversarial_health")
+    }
+    assert not any(path.endswith(".csv") for path in results)
+    pages = {Path(path).name: embedded_file(entry) for path, entry in results.items()}
+    # Numbers recomputed from the summary (the csv files are rounded to 6 digits).
+    summary = report.read_summary(tiny_run / "results/tiny/summary.parquet")
+    accuracy = report.accuracy_table(summary)
+    last = accuracy[accuracy["method"] == "tavaal"].iloc[-1]
+    shown = f"{100 * last['accuracy_mean']:.1f} ± {100 * last['accuracy_std']:.1f}"
+    assert f"<td>{shown} ({100 * last['diff_mean']:+.1f})</td>" in pages["accuracy.html"]
+    aulc = report.aulc_table(summary).set_index("method")
+    assert f"<td>{aulc.loc['tavaal', 'diff_ci_low']:.4g}</td>" in pages["aulc.html"]
+    seconds = report.sampling_time_table(summary).set_index("method")
+    assert f"<td>{seconds.loc['random', 'mean_seconds']:.4g}</td>" in pages["sampling_time.html"]
 
 
 @pytest.mark.slow

@@ -6,7 +6,8 @@ One module per concern:
   seed, stage);
 - `statistics`: learning curves, paired differences by seed, t intervals, area under the
   learning curve: the one place every table and figure takes its numbers from;
-- `tables`: the tables of one experiment and their csv / markdown files;
+- `tables`: the tables of one experiment;
+- `table_files`: tables as csv, markdown and self-contained html files;
 - `figures`: learning curves, selected samples, the adversarial part;
 - `style`: method names, colours and order.
 
@@ -41,21 +42,19 @@ from tavaal.report.summary import (
     read_summary,
     write_summary,
 )
+from tavaal.report.table_files import accuracy_display, html_table, markdown_table, write_table
 from tavaal.report.tables import (
-    accuracy_markdown,
     accuracy_table,
     adversarial_health_table,
     aulc_table,
     default_targets,
     labels_to_reach,
-    markdown_table,
     sampling_time_table,
-    write_table,
 )
 
 __all__ = [
     "SelectionPanel",
-    "accuracy_markdown",
+    "accuracy_display",
     "accuracy_table",
     "adversarial_health_table",
     "aggregate_experiment",
@@ -65,6 +64,7 @@ __all__ = [
     "default_targets",
     "discriminator_histogram_figure",
     "improvement_curves",
+    "html_table",
     "labels_to_reach",
     "learning_curves",
     "loss_vs_likelihood_figure",

@@ -1,10 +1,9 @@
-"""The tables of one experiment, built from its summary, and their csv / markdown files."""
+"""The tables of one experiment, built from its summary (files: `table_files`)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,7 @@ from tavaal.report.statistics import (
     learning_curves,
     t_interval,
 )
-from tavaal.report.style import in_method_order, method_label
+from tavaal.report.style import in_method_order
 
 # Diagnostics of the adversarial part shown in the health table, in this order.
 HEALTH_COLUMNS = [
@@ -141,56 +140,3 @@ def adversarial_health_table(summary: pd.DataFrame) -> pd.DataFrame:
     )
     table = table.reset_index().rename(columns={c: c.removeprefix("diag_") for c in columns})
     return in_method_order(table)
-
-
-def markdown_table(frame: pd.DataFrame, formats: Mapping[str, str] | None = None) -> str:
-    """GitHub-flavoured markdown; NaN shown as an em dash."""
-    formats = dict(formats or {})
-
-    def cell(column, value) -> str:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return "—"
-        if column in formats:
-            return format(value, formats[column])
-        if isinstance(value, float | np.floating):
-            return f"{value:.4g}"
-        return str(value)
-
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = [
-        "| " + " | ".join(cell(c, v) for c, v in zip(frame.columns, row, strict=True)) + " |"
-        for row in frame.itertuples(index=False)
-    ]
-    return "\n".join([header, rule, *body]) + "\n"
-
-
-def write_table(
-    frame: pd.DataFrame,
-    csv_path: str | Path,
-    md_path: str | Path,
-    markdown: str | None = None,
-    title: str | None = None,
-) -> None:
-    """The frame as CSV and as markdown (`markdown` replaces the default rendering)."""
-    for path in (csv_path, md_path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(csv_path, index=False, float_format="%.6g")
-    text = markdown if markdown is not None else markdown_table(frame)
-    Path(md_path).write_text((f"## {title}\n\n" if title else "") + text)
-
-
-def accuracy_markdown(table: pd.DataFrame) -> str:
-    """Labels x methods, test accuracy in percent "mean ± std"; paired difference in brackets."""
-    wide = {}
-    for row in table.itertuples(index=False):
-        text = f"{100 * row.accuracy_mean:.1f} ± {_pct(row.accuracy_std)}"
-        if not math.isnan(row.diff_mean) and row.diff_mean != 0:
-            text += f" ({100 * row.diff_mean:+.1f})"
-        wide.setdefault(int(row.labels), {})[method_label(row.method)] = text
-    frame = pd.DataFrame.from_dict(wide, orient="index").rename_axis("labels").reset_index()
-    return markdown_table(frame)
-
-
-def _pct(value: float) -> str:
-    return "—" if math.isnan(value) else f"{100 * value:.1f}"
