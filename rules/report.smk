@@ -104,12 +104,22 @@ rule figure_loss_vs_likelihood:
     input:
         unpack(loss_likelihood_input),
     output:
-        report(
+        figure=report(
             figure("loss_vs_likelihood"),
             caption="../report/loss_vs_likelihood.rst",
             category="{experiment}",
             subcategory="Adversarial part",
             labels={"experiment": "{experiment}", "figure": "true loss vs likelihood"},
+        ),
+        # The figure's numbers (Spearman's rho per method), which the README results quote.
+        csv=table("loss_vs_likelihood", "csv"),
+        md=table("loss_vs_likelihood", "md"),
+        html=report(
+            table("loss_vs_likelihood", "html"),
+            caption="../report/tables/loss_vs_likelihood.rst",
+            category="{experiment}",
+            subcategory="Tables",
+            labels={"experiment": "{experiment}", "table": "loss_vs_likelihood"},
         ),
     log:
         "logs/{experiment}/figures/loss_vs_likelihood.log",
@@ -233,3 +243,4 @@ rule table_adversarial_health:
         SOFTWARE
     script:
         "../workflow_scripts/table_adversarial_health.py"
+

@@ -301,19 +301,27 @@ def test_label_axes_have_integer_ticks_at_the_stage_counts():
     assert all(float(t).is_integer() for t in ticks)
 
 
-def test_histogram_loss_and_selection_figures():
+def _query_frames(seeds=(0, 0)) -> dict[str, pd.DataFrame]:
+    """Scores of the last query of VAAL and TA-VAAL: 50 candidates each, the first 5 chosen."""
     rng = np.random.default_rng(0)
-    frames = {
+    return {
         method: pd.DataFrame(
             {
                 "index": np.arange(50),
                 "disc_output": rng.uniform(size=50),
                 "true_loss": rng.uniform(size=50),
                 "chosen": np.arange(50) < 5,
+                "experiment": "toy",
+                "seed": seed,
+                "stage": 3,
             }
         )
-        for method in ("tavaal", "vaal")
+        for method, seed in zip(("tavaal", "vaal"), seeds, strict=True)
     }
+
+
+def test_histogram_loss_and_selection_figures():
+    frames = _query_frames()
     hist = report.plot_discriminator_histogram(frames, stage=3)
     (ax,) = hist.axes
     legend = [text.get_text().split(" (")[0] for text in ax.get_legend().get_texts()]
@@ -323,12 +331,76 @@ def test_histogram_loss_and_selection_figures():
     assert [ax.get_title().split(" (")[0] for ax in scatter.axes] == ["VAAL", "TA-VAAL"]
     gx, gy = np.meshgrid(np.linspace(-1, 1, 5), np.linspace(-1, 1, 5))
     panels = [
-        report.SelectionPanel(m, np.array([0, 1]), np.array([2]), gx, gy, (gx > 0).astype(float))
+        report.SelectionPanel(m, 1, np.array([0, 1]), np.array([2]), gx, gy, (gx > 0).astype(float))
         for m in ("tavaal", "random")
     ]
-    points = rng.normal(size=(10, 2))
+    points = np.random.default_rng(1).normal(size=(10, 2))
     selection = report.plot_selection(points, np.arange(10) % 2, panels, stage=1)
     assert [ax.get_title() for ax in selection.axes] == ["Random", "TA-VAAL"]
+
+
+def test_figure_titles_name_the_seeds_they_show():
+    pooled = report.plot_discriminator_histogram(_query_frames(seeds=(0, 1)), stage=3)
+    assert pooled.axes[0].get_title().endswith("(stage 3), seeds 0, 1 pooled")
+    one = report.plot_loss_vs_likelihood(_query_frames(seeds=(2, 2)), stage=3)
+    assert one._suptitle.get_text() == "true loss vs likelihood at query stage 3, seed 2"
+    gx, gy = np.meshgrid(np.linspace(-1, 1, 5), np.linspace(-1, 1, 5))
+    panel = report.SelectionPanel("random", 4, np.array([0]), np.array([1]), gx, gy, gx > 0)
+    selection = report.plot_selection(np.zeros((3, 2)), np.array([0, 1, 0]), [panel], stage=1)
+    assert selection._suptitle.get_text().startswith("points selected at query stage 1, seed 4 ")
+
+
+def test_loss_axis_shows_zero_and_large_losses_apart():
+    # A confident task learner: most losses exactly 0, a few near 1e-4, one of 100.
+    frames = _query_frames()
+    loss = np.zeros(50)
+    loss[:10] = 1e-4
+    loss[10] = 100.0
+    frames = {m: f.assign(true_loss=loss) for m, f in frames.items()}
+    fig = report.plot_loss_vs_likelihood(frames, stage=3)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        assert ax.get_yscale() == "symlog"
+
+        def height(y, ax=ax):  # 0 at the bottom of the axes, 1 at the top
+            return ax.transAxes.inverted().transform(ax.transData.transform((0.5, y)))[1]
+
+        # On a linear axis up to 100, 0 and 1e-4 would be the same pixel row.
+        assert height(1e-4) - height(0.0) > 0.2
+        assert 0 <= height(0.0) < height(100.0) <= 1
+        assert "39 of 50 with loss <" in ax.get_legend().get_texts()[0].get_text()
+
+
+def test_loss_likelihood_correlation_is_spearmans_rho_of_loss_and_likelihood():
+    # Likelihood 1 - D rises 0.1 ... 0.4; loss ranks 1, 3, 2, 4: rho = 1 - 6 * 2 / (4 * 15).
+    rho, p_value = report.loss_likelihood_correlation([0.9, 0.8, 0.7, 0.6], [1.0, 3.0, 2.0, 4.0])
+    assert rho == pytest.approx(0.8)
+    assert 0 < p_value < 1
+    rho, _ = report.loss_likelihood_correlation([0.9, 0.8, 0.7, 0.6], [4.0, 3.0, 2.0, 1.0])
+    assert rho == pytest.approx(-1.0)
+    assert all(math.isnan(v) for v in report.loss_likelihood_correlation([0.5] * 4, range(4)))
+    assert all(math.isnan(v) for v in report.loss_likelihood_correlation([0.1, 0.2], [1, 2]))
+
+
+def test_loss_likelihood_table_per_method():
+    frames = {
+        "vaal": pd.DataFrame(
+            {
+                "disc_output": [0.9, 0.8, 0.7, 0.6],
+                "true_loss": [1.0, 3.0, 2.0, 4.0],
+                "chosen": [False, False, True, True],
+                "experiment": "toy",
+                "seed": 0,
+                "stage": 2,
+            }
+        )
+    }
+    row = report.loss_likelihood_table(frames).iloc[0]
+    assert (row["experiment"], row["method"], row["seed"], row["stage"]) == ("toy", "vaal", 0, 2)
+    assert row["candidates"] == 4
+    assert row["spearman_rho"] == pytest.approx(0.8)
+    assert row["chosen_true_loss"] == pytest.approx(3.0)
+    assert row["candidate_true_loss"] == pytest.approx(2.5)
 
 
 def _write_run(tmp_path, method, seed, stages, num_classes=3):

@@ -16,7 +16,7 @@ The workflow scripts and the tests import what they use from here.
 
 from tavaal.report.figures.adversarial import (
     discriminator_histogram_figure,
-    loss_vs_likelihood_figure,
+    loss_likelihood_frames,
     plot_discriminator_histogram,
     plot_loss_vs_likelihood,
 )
@@ -32,6 +32,7 @@ from tavaal.report.statistics import (
     area_under_curve,
     improvement_curves,
     learning_curves,
+    loss_likelihood_correlation,
     paired_differences,
     t_interval,
 )
@@ -49,6 +50,7 @@ from tavaal.report.tables import (
     aulc_table,
     default_targets,
     labels_to_reach,
+    loss_likelihood_table,
     sampling_time_table,
 )
 
@@ -67,7 +69,9 @@ __all__ = [
     "html_table",
     "labels_to_reach",
     "learning_curves",
-    "loss_vs_likelihood_figure",
+    "loss_likelihood_correlation",
+    "loss_likelihood_frames",
+    "loss_likelihood_table",
     "markdown_table",
     "method_order",
     "paired_differences",

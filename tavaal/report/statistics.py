@@ -97,3 +97,20 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float
     mean = float(x.mean())
     half = float(stats.t.ppf((1 + confidence) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
     return mean - half, mean + half
+
+
+def loss_likelihood_correlation(
+    disc_output: Sequence[float], true_loss: Sequence[float]
+) -> tuple[float, float]:
+    """Spearman's ρ between the true task loss of the candidates of one query and their
+    likelihood of being unlabeled, 1 − P(labeled), with its two-sided p-value (TA-VAAL Fig. 8):
+    ρ > 0 when the adversary ranks high-loss samples first, as task awareness should. NaNs with
+    fewer than three candidates or when either is constant (no ranking to compare)."""
+    from scipy import stats
+
+    likelihood = 1.0 - np.asarray(disc_output, dtype=np.float64)
+    loss = np.asarray(true_loss, dtype=np.float64)
+    if len(loss) < 3 or np.ptp(likelihood) == 0 or np.ptp(loss) == 0:
+        return math.nan, math.nan
+    result = stats.spearmanr(likelihood, loss)
+    return float(result.statistic), float(result.pvalue)

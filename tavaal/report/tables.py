@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -12,6 +12,7 @@ from tavaal.report.statistics import (
     aulc_per_seed,
     improvement_curves,
     learning_curves,
+    loss_likelihood_correlation,
     t_interval,
 )
 from tavaal.report.style import in_method_order
@@ -140,3 +141,28 @@ def adversarial_health_table(summary: pd.DataFrame) -> pd.DataFrame:
     )
     table = table.reset_index().rename(columns={c: c.removeprefix("diag_") for c in columns})
     return in_method_order(table)
+
+
+def loss_likelihood_table(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per method, for the query of `loss_likelihood_frames` (one seed, one stage): Spearman's ρ
+    of the true loss with the likelihood of being unlabeled and its p-value, and the mean true
+    loss of the selected samples next to that of all candidates (TA-VAAL Fig. 8)."""
+    rows = []
+    for method, frame in frames.items():
+        chosen = frame["chosen"].to_numpy(bool)
+        loss = frame["true_loss"].to_numpy(np.float64)
+        rho, p_value = loss_likelihood_correlation(frame["disc_output"], loss)
+        rows.append(
+            {
+                "experiment": frame["experiment"].iloc[0],
+                "method": method,
+                "seed": int(frame["seed"].iloc[0]),
+                "stage": int(frame["stage"].iloc[0]),
+                "candidates": len(frame),
+                "spearman_rho": rho,
+                "p_value": p_value,
+                "chosen_true_loss": float(loss[chosen].mean()) if chosen.any() else math.nan,
+                "candidate_true_loss": float(loss.mean()),
+            }
+        )
+    return in_method_order(pd.DataFrame(rows))

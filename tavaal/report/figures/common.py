@@ -56,6 +56,14 @@ def label_count_axis(ax, labels: Iterable[float]) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def seeds_shown(seeds: Iterable[int]) -> str:
+    """Which seeds a figure shows, for its title: "seed 0" or "seeds 0, 1, 2 pooled"."""
+    distinct = sorted({int(seed) for seed in seeds})
+    if len(distinct) == 1:
+        return f"seed {distinct[0]}"
+    return f"seeds {', '.join(map(str, distinct))} pooled"
+
+
 def experiment_name(summary: pd.DataFrame) -> str:
     names = summary["experiment"].unique() if "experiment" in summary else []
     return str(names[0]) if len(names) == 1 else "experiment"

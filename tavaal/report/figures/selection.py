@@ -14,7 +14,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from tavaal.pool import read_labeled
-from tavaal.report.figures.common import draw_curve, experiment_name, label_count_axis
+from tavaal.report.figures.common import (
+    draw_curve,
+    experiment_name,
+    label_count_axis,
+    seeds_shown,
+)
 from tavaal.report.statistics import learning_curves
 from tavaal.report.style import method_label, method_order
 
@@ -57,6 +62,7 @@ class SelectionPanel:
     """One method's panel of the two-moons figure."""
 
     method: str
+    seed: int
     labeled: np.ndarray  # indices labeled before the query
     chosen: np.ndarray  # indices the query selected
     grid_x: np.ndarray  # (R, R) grid coordinates
@@ -110,7 +116,10 @@ def plot_selection(
         ax.set_xlabel("x1")
     axes[0][0].set_ylabel("x2")
     axes[0][0].legend(fontsize=8, loc="lower left")
-    fig.suptitle(f"points selected at query stage {stage} (grey: pool, triangles: minority class)")
+    fig.suptitle(
+        f"points selected at query stage {stage}, {seeds_shown(p.seed for p in panels)} "
+        "(grey: pool, triangles: minority class)"
+    )
     return fig
 
 
@@ -169,6 +178,7 @@ def selection_figure(
         panels.append(
             SelectionPanel(
                 method=method,
+                seed=int(labeled.metadata["seed"]),
                 labeled=labeled.indices[added <= stage],
                 chosen=labeled.indices[added == stage + 1],
                 grid_x=gx,
