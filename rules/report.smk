@@ -244,3 +244,26 @@ rule table_adversarial_health:
     script:
         "../workflow_scripts/table_adversarial_health.py"
 
+
+rule readme_results:
+    """The README's results section for the experiments of this run (README, "What it shows"):
+    `tavaal readme-update README.md results/readme_results.md` puts it in."""
+    input:
+        summaries=expand(f"{EXP_DIR}/summary.parquet", experiment=list(EXPERIMENTS)),
+        # Spearman's rho of the true loss vs likelihood, from the figure that computes it.
+        loss_likelihood=[
+            table("loss_vs_likelihood", "csv").format(experiment=name)
+            for name in EXPERIMENTS
+            if has_queries(name) and adversarial_methods(name)
+        ],
+    output:
+        f"{RESULTS}/readme_results.md",
+    log:
+        "logs/readme_results.log",
+    params:
+        baseline=REPORT["baseline"],
+        confidence=REPORT["confidence"],
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/readme_results.py"

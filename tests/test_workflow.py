@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tavaal import report
+from tavaal import cli, report
 from tavaal.config import ExperimentConfig, QueryConfig, RankerConfig, TrainConfig, VAEConfig
 from tavaal.data import list_datasets
 from tavaal.models import list_task_models
@@ -86,7 +86,14 @@ TINY_FIGURES = [
     "figures/selection.png",
     *(
         f"tables/{name}.{ext}"
-        for name in ("accuracy", "aulc", "labels_to_reach", "sampling_time", "adversarial_health")
+        for name in (
+            "accuracy",
+            "aulc",
+            "labels_to_reach",
+            "sampling_time",
+            "adversarial_health",
+            "loss_vs_likelihood",
+        )
         for ext in ("csv", "md", "html")
     ),
 ]
@@ -554,7 +561,14 @@ def test_report_html(tiny_run):
     tables = {Path(path).name for path in categories["tiny"]["Tables"]}
     assert tables == {
         f"{name}.html"
-        for name in ("accuracy", "aulc", "labels_to_reach", "sampling_time", "adversarial_health")
+        for name in (
+            "accuracy",
+            "aulc",
+            "labels_to_reach",
+            "sampling_time",
+            "adversarial_health",
+            "loss_vs_likelihood",
+        )
     }
     assert not any(path.endswith(".csv") for path in results)
     pages = {Path(path).name: embedded_file(entry) for path, entry in results.items()}
@@ -568,6 +582,29 @@ def test_report_html(tiny_run):
     assert f"<td>{aulc.loc['tavaal', 'diff_ci_low']:.4g}</td>" in pages["aulc.html"]
     seconds = report.sampling_time_table(summary).set_index("method")
     assert f"<td>{seconds.loc['random', 'mean_seconds']:.4g}</td>" in pages["sampling_time.html"]
+
+
+@pytest.mark.slow
+def test_readme_results_of_a_tiny_run(tiny_run, tmp_path):
+    config = ["--configfile", str(tiny_run / "tiny.yaml")]
+    snakemake(tiny_run, "readme_results", *config, "--cores", "1", *TRIGGERS)
+    section_path = tiny_run / "results" / "readme_results.md"
+    section = section_path.read_text()
+    assert "#### `tiny`" in section
+    assert "methods: Random and TA-VAAL." in section
+    # Spearman's rho as the loss-vs-likelihood figure computed it.
+    table = pd.read_csv(tiny_run / "results/tiny/tables/loss_vs_likelihood.csv")
+    rho = table.set_index("method").loc["tavaal", "spearman_rho"]
+    shown = re.search(r"^\| TA-VAAL \| ([+−]\d\.\d\d) \| (?:< )?\d\.\d{3} \|", section, re.M)
+    assert shown and float(shown.group(1).replace("−", "-")) == pytest.approx(rho, abs=0.006)
+    readme = tmp_path / "README.md"
+    shutil.copy(REPO / "README.md", readme)
+    assert cli.main(["readme-update", str(readme), str(section_path)]) == 0
+    text = readme.read_text()
+    assert section.strip() in text
+    original = (REPO / "README.md").read_text()
+    assert text.split("<!-- results:begin -->")[0] == original.split("<!-- results:begin -->")[0]
+    assert text.split("<!-- results:end -->")[1] == original.split("<!-- results:end -->")[1]
 
 
 @pytest.mark.slow

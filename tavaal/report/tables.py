@@ -143,6 +143,38 @@ def adversarial_health_table(summary: pd.DataFrame) -> pd.DataFrame:
     return in_method_order(table)
 
 
+def class_entropy_ranges(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per method, the lowest and highest class-count entropy (TA-VAAL Fig. 7a) over seeds and
+    queries of the batch a query added (batch_*) and of the labeled set after it (labeled_*).
+    Stage 0, the initial pool every method shares, is left out."""
+    queried = summary[summary["stage"] > 0]
+    table = queried.groupby("method", sort=False).agg(
+        batch_min=("selected_class_entropy", "min"),
+        batch_max=("selected_class_entropy", "max"),
+        labeled_min=("labeled_class_entropy", "min"),
+        labeled_max=("labeled_class_entropy", "max"),
+    )
+    return in_method_order(table.reset_index())
+
+
+def adversarial_health_ranges(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per method with a VAE and discriminator, the lowest and highest recon_ratio and disc_auc
+    over every query of every seed (see `adversarial_health_table` for what they mean)."""
+    needed = ["diag_vae_recon_mse", "diag_mean_image_mse", "diag_disc_auc"]
+    columns = ["method", "recon_ratio_min", "recon_ratio_max", "disc_auc_min", "disc_auc_max"]
+    if not set(needed) <= set(summary):
+        return pd.DataFrame(columns=columns)
+    rows = summary.dropna(subset=needed)
+    rows = rows.assign(recon_ratio=rows["diag_vae_recon_mse"] / rows["diag_mean_image_mse"])
+    table = rows.groupby("method", sort=False).agg(
+        recon_ratio_min=("recon_ratio", "min"),
+        recon_ratio_max=("recon_ratio", "max"),
+        disc_auc_min=("diag_disc_auc", "min"),
+        disc_auc_max=("diag_disc_auc", "max"),
+    )
+    return in_method_order(table.reset_index()[columns])
+
+
 def loss_likelihood_table(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Per method, for the query of `loss_likelihood_frames` (one seed, one stage): Spearman's ρ
     of the true loss with the likelihood of being unlabeled and its p-value, and the mean true
