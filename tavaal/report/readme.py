@@ -79,9 +79,8 @@ def experiment_section(
     blocks += _accuracy(summary, baseline, has_baseline)
     if has_baseline:
         blocks += _aulc(summary, baseline, confidence)
-    if {"selected_class_entropy", "labeled_class_entropy"} <= set(summary) and (
-        summary["stage"] > 0
-    ).any():
+    entropies = {"selected_class_entropy", "labeled_class_entropy"} <= set(summary)
+    if entropies and (summary["stage"] > 0).any():
         blocks += _class_entropy(summary, baseline)
     health = adversarial_health_ranges(summary)
     if len(health):
