@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -49,6 +52,23 @@ def test_method_order_follows_the_papers():
         "tavaal",
         "zzz",
     ]
+
+
+def test_method_colors_are_the_same_in_every_process():
+    # Each figure is drawn by its own job: an unregistered method must keep its colour.
+    code = "from tavaal.report.style import method_color; print(method_color('my_method'))"
+    colors = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(colors) == 1
+    assert report.method_color("vaal") != report.method_color("tavaal")
 
 
 def test_learning_curves_mean_and_std_over_seeds():

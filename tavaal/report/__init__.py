@@ -36,7 +36,7 @@ from tavaal.report.statistics import (
     paired_differences,
     t_interval,
 )
-from tavaal.report.style import method_order
+from tavaal.report.style import method_color, method_label, method_order
 from tavaal.report.summary import (
     aggregate_experiment,
     build_summary,
@@ -73,6 +73,8 @@ __all__ = [
     "loss_likelihood_frames",
     "loss_likelihood_table",
     "markdown_table",
+    "method_color",
+    "method_label",
     "method_order",
     "paired_differences",
     "plot_accuracy",

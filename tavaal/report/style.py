@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 
 import matplotlib
@@ -36,7 +37,8 @@ def method_label(method: str) -> str:
 def method_color(method: str):
     """One fixed colour per method, the same in every figure of every experiment."""
     known = list(METHOD_LABELS)
-    position = known.index(method) if method in known else len(known) + hash(method) % 5
+    # crc32, not hash(): str hashes differ between processes, and every figure is its own job.
+    position = known.index(method) if method in known else len(known) + zlib.crc32(method.encode())
     return matplotlib.colormaps["tab10"](position % 10)
 
 
