@@ -109,10 +109,10 @@ def test_accuracy_table_with_paired_differences(section):
     assert "| labels | Random | Entropy | Core-set | VAAL |" in section
     assert "| 10 | 50.0 ± 0.0 | 50.0 ± 0.0 | 50.0 ± 0.0 | 50.0 ± 0.0 |" in section
     # Entropy at 20 labels: 70, 80, 70 -> 73.3 ± 5.8, +13.3 over random's 60.
-    assert "| 20 | 60.0 ± 0.0 | 73.3 ± 5.8 (+13.3) | 51.7 ± 2.9 (-8.3) | 61.0 ± 3.6 (+1.0) |" in (
+    assert "| 20 | 60.0 ± 0.0 | 73.3 ± 5.8 (+13.3) | 51.7 ± 2.9 (−8.3) | 61.0 ± 3.6 (+1.0) |" in (
         section
     )
-    assert "| 30 | 70.0 ± 0.0 | 86.7 ± 5.8 (+16.7) | 61.7 ± 2.9 (-8.3) | 71.7 ± 2.9 (+1.7) |" in (
+    assert "| 30 | 70.0 ± 0.0 | 86.7 ± 5.8 (+16.7) | 61.7 ± 2.9 (−8.3) | 71.7 ± 2.9 (+1.7) |" in (
         section
     )
     assert "At 30 labels the highest mean accuracy is Entropy's (86.7%)." in section
@@ -163,9 +163,10 @@ def test_loss_likelihood_row_and_sentence(section):
 
 
 def test_sampling_time_per_method(section):
-    # Four queries of 5 s x 1.0, 1.1, 1.2: mean 5.5.
-    assert "| VAAL | 5.50 | 5.00–6.00 | 6 |" in section
-    assert "| Random | 0.01 | 0.01–0.01 | 6 |" in section
+    # Two queries per seed of 5 s x 1.0, 1.1, 1.2: mean 5.5.
+    assert "| VAAL | 5.5 | 5–6 | 6 |" in section
+    assert "| Random | 0.011 | 0.01–0.012 | 6 |" in section
+    assert "| Core-set | 1.7 | 1.5–1.8 | 6 |" in section
     assert "Fastest on average: Random; slowest: VAAL." in section
 
 
@@ -181,6 +182,16 @@ def test_words_change_with_the_numbers():
     assert "VAAL: no detectable relation of likelihood and true loss (p ≥ 0.05)" in text
     assert "its picks' mean true loss is no higher than the candidates'" in text
     assert "| VAAL | −0.05 | 0.700 |" in text
+
+
+def test_no_negative_zero_and_tiny_times_are_bounded():
+    summary = synthetic_summary()
+    vaal_batches = (summary["method"] == "vaal") & (summary["stage"] > 0)
+    summary.loc[vaal_batches & (summary["seed"] == 0), "selected_class_entropy"] = -0.0
+    summary.loc[summary["method"] == "random", "query_seconds"] *= 0.01
+    text = experiment_section(summary)
+    assert "| VAAL | 0.00–0.30 |" in text
+    assert "| Random | 0.00011 | 0.0001–0.00012 | 6 |" in text
 
 
 def test_interval_verdicts():

@@ -577,7 +577,8 @@ def test_report_html(tiny_run):
     accuracy = report.accuracy_table(summary)
     last = accuracy[accuracy["method"] == "tavaal"].iloc[-1]
     shown = f"{100 * last['accuracy_mean']:.1f} ± {100 * last['accuracy_std']:.1f}"
-    assert f"<td>{shown} ({100 * last['diff_mean']:+.1f})</td>" in pages["accuracy.html"]
+    difference = f"{round(100 * last['diff_mean'], 1) + 0.0:+.1f}".replace("-", "−")
+    assert f"<td>{shown} ({difference})</td>" in pages["accuracy.html"]
     aulc = report.aulc_table(summary).set_index("method")
     assert f"<td>{aulc.loc['tavaal', 'diff_ci_low']:.4g}</td>" in pages["aulc.html"]
     seconds = report.sampling_time_table(summary).set_index("method")

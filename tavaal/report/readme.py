@@ -13,13 +13,14 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from tavaal.errors import ReadmeError
 from tavaal.report.statistics import learning_curves
 from tavaal.report.style import in_method_order, method_label, method_order
 from tavaal.report.summary import read_summary
-from tavaal.report.table_files import accuracy_display, markdown_table
+from tavaal.report.table_files import accuracy_display, markdown_table, signed
 from tavaal.report.tables import (
     accuracy_table,
     adversarial_health_ranges,
@@ -130,7 +131,7 @@ def _aulc(summary: pd.DataFrame, baseline: str, confidence: float) -> list[str]:
             {
                 "method": method_label(row.method),
                 "AULC": f"{row.aulc_mean:.3f}",
-                f"− {base}": _signed(row.diff_mean, 3),
+                f"− {base}": signed(row.diff_mean, 3),
                 f"{confidence:.0%} interval": _interval(row.diff_ci_low, row.diff_ci_high),
             }
         )
@@ -259,15 +260,15 @@ def _loss_likelihood(table: pd.DataFrame, alpha: float) -> list[str]:
         rows.append(
             {
                 "method": name,
-                "Spearman ρ": _signed(row.spearman_rho, 2),
+                "Spearman ρ": signed(row.spearman_rho, 2),
                 "p": _p_value(row.p_value),
                 "mean loss of the picks": f"{row.chosen_true_loss:.3g}",
                 "of all candidates": f"{row.candidate_true_loss:.3g}",
             }
         )
         if row.p_value < alpha:
-            trend = "rises" if row.spearman_rho > 0 else "falls"
-            relation = f"the likelihood {trend} with the true loss (p < {alpha:g})"
+            trend = "rises with" if row.spearman_rho > 0 else "falls as"
+            relation = f"the likelihood {trend} the true loss (p < {alpha:g})"
         else:
             relation = f"no detectable relation of likelihood and true loss (p ≥ {alpha:g})"
         picks = "higher" if row.chosen_true_loss > row.candidate_true_loss else "no higher"
@@ -283,8 +284,8 @@ def _sampling_time(summary: pd.DataFrame) -> list[str]:
     rows = [
         {
             "method": method_label(row.method),
-            "seconds": f"{row.mean_seconds:.2f}",
-            "fastest–slowest": _span(row.min_seconds, row.max_seconds, 2),
+            "seconds": _seconds(row.mean_seconds),
+            "fastest–slowest": f"{_seconds(row.min_seconds)}–{_seconds(row.max_seconds)}",
             "queries": int(row.queries),
         }
         for row in table.itertuples(index=False)
@@ -316,22 +317,26 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _signed(value: float, digits: int) -> str:
-    """+0.165 / −0.013, with a true minus sign; "—" when missing."""
-    if math.isnan(value):
-        return "—"
-    text = f"{value:+.{digits}f}"
-    return text.replace("-", "−")
-
-
 def _interval(low: float, high: float) -> str:
     if math.isnan(low) or math.isnan(high):
         return "—"
-    return f"[{_signed(low, 3)}, {_signed(high, 3)}]"
+    return f"[{signed(low, 3)}, {signed(high, 3)}]"
 
 
 def _span(low: float, high: float, digits: int) -> str:
-    return f"{low:.{digits}f}–{high:.{digits}f}"
+    return f"{_fixed(low, digits)}–{_fixed(high, digits)}"
+
+
+def _fixed(value: float, digits: int) -> str:
+    """Fixed-point, without the "-0.00" that an entropy of -0.0 or -1e-17 would print."""
+    return f"{round(value, digits) + 0.0:.{digits}f}"
+
+
+def _seconds(value: float) -> str:
+    """Two significant digits, never in exponent notation (a random query takes ~1e-4 s)."""
+    if value >= 10:
+        return f"{value:.0f}"
+    return np.format_float_positional(value, precision=2, fractional=False, trim="-")
 
 
 def _p_value(p: float) -> str:

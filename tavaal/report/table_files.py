@@ -82,9 +82,17 @@ def accuracy_display(table: pd.DataFrame) -> pd.DataFrame:
     for row in table.itertuples(index=False):
         text = f"{100 * row.accuracy_mean:.1f} ± {_percent(row.accuracy_std)}"
         if not math.isnan(row.diff_mean) and row.diff_mean != 0:
-            text += f" ({100 * row.diff_mean:+.1f})"
+            text += f" ({signed(100 * row.diff_mean, 1)})"
         wide.setdefault(int(row.labels), {})[method_label(row.method)] = text
     return pd.DataFrame.from_dict(wide, orient="index").rename_axis("labels").reset_index()
+
+
+def signed(value: float, digits: int) -> str:
+    """+0.165 / −0.013: always a sign, and a true minus; "—" when missing."""
+    if math.isnan(value):
+        return "—"
+    # + 0.0 turns a -0.0 (or what rounds to it) into 0.0, which prints as "+0.0", not "−0.0".
+    return f"{round(value, digits) + 0.0:+.{digits}f}".replace("-", "−")
 
 
 def _percent(value: float) -> str:
