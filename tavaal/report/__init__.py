@@ -9,7 +9,8 @@ One module per concern:
 - `tables`: the tables of one experiment;
 - `table_files`: tables as csv, markdown and self-contained html files;
 - `figures`: learning curves, selected samples, the adversarial part;
-- `style`: method names, colours and order.
+- `style`: method names, colours and order;
+- `readme`: the README's results section, rendered from a run's files, and its splice.
 
 The workflow scripts and the tests import what they use from here.
 """
