@@ -571,7 +571,11 @@ def test_report_html(tiny_run):
         )
     }
     assert not any(path.endswith(".csv") for path in results)
-    pages = {Path(path).name: embedded_file(entry) for path, entry in results.items()}
+    pages = {
+        Path(path).name: embedded_file(entry)
+        for path, entry in results.items()
+        if path.endswith(".html")
+    }
     # Numbers recomputed from the summary (the csv files are rounded to 6 digits).
     summary = report.read_summary(tiny_run / "results/tiny/summary.parquet")
     accuracy = report.accuracy_table(summary)
