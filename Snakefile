@@ -56,3 +56,4 @@ localrules:
     tables,
     table_sampling_time,
     table_adversarial_health,
+    readme_results,

@@ -1,7 +1,7 @@
 # Aggregation, figures and tables of one experiment. All cheap except the figures that run a
 # task model (loss_vs_likelihood, selection), which stay small: one forward pass per method.
 # Every figure and table also reads summary.parquet, so `--forcerun aggregate` redraws them all
-# (e.g. after a change of tavaal/report.py; see the README's rerun policy).
+# (e.g. after a change of tavaal/report/; see the README's rerun policy).
 
 
 rule aggregate:
@@ -104,12 +104,22 @@ rule figure_loss_vs_likelihood:
     input:
         unpack(loss_likelihood_input),
     output:
-        report(
+        figure=report(
             figure("loss_vs_likelihood"),
             caption="../report/loss_vs_likelihood.rst",
             category="{experiment}",
             subcategory="Adversarial part",
             labels={"experiment": "{experiment}", "figure": "true loss vs likelihood"},
+        ),
+        # The figure's numbers (Spearman's rho per method), which the README results quote.
+        csv=table("loss_vs_likelihood", "csv"),
+        md=table("loss_vs_likelihood", "md"),
+        html=report(
+            table("loss_vs_likelihood", "html"),
+            caption="../report/tables/loss_vs_likelihood.rst",
+            category="{experiment}",
+            subcategory="Tables",
+            labels={"experiment": "{experiment}", "table": "loss_vs_likelihood"},
         ),
     log:
         "logs/{experiment}/figures/loss_vs_likelihood.log",
@@ -153,27 +163,34 @@ rule tables:
     input:
         summary_input,
     output:
-        accuracy_csv=report(
-            table("accuracy", "csv"),
+        # The html pages are what `snakemake --report` shows (csv only as downloads).
+        accuracy_csv=table("accuracy", "csv"),
+        accuracy_md=table("accuracy", "md"),
+        accuracy_html=report(
+            table("accuracy", "html"),
+            caption="../report/tables/accuracy.rst",
             category="{experiment}",
             subcategory="Tables",
             labels={"experiment": "{experiment}", "table": "accuracy"},
         ),
-        accuracy_md=table("accuracy", "md"),
-        aulc_csv=report(
-            table("aulc", "csv"),
+        aulc_csv=table("aulc", "csv"),
+        aulc_md=table("aulc", "md"),
+        aulc_html=report(
+            table("aulc", "html"),
+            caption="../report/tables/aulc.rst",
             category="{experiment}",
             subcategory="Tables",
             labels={"experiment": "{experiment}", "table": "aulc"},
         ),
-        aulc_md=table("aulc", "md"),
-        reach_csv=report(
-            table("labels_to_reach", "csv"),
+        reach_csv=table("labels_to_reach", "csv"),
+        reach_md=table("labels_to_reach", "md"),
+        reach_html=report(
+            table("labels_to_reach", "html"),
+            caption="../report/tables/labels_to_reach.rst",
             category="{experiment}",
             subcategory="Tables",
             labels={"experiment": "{experiment}", "table": "labels_to_reach"},
         ),
-        reach_md=table("labels_to_reach", "md"),
     log:
         "logs/{experiment}/tables/tables.log",
     params:
@@ -190,13 +207,15 @@ rule table_sampling_time:
     input:
         summary_input,
     output:
-        csv=report(
-            table("sampling_time", "csv"),
+        csv=table("sampling_time", "csv"),
+        md=table("sampling_time", "md"),
+        html=report(
+            table("sampling_time", "html"),
+            caption="../report/tables/sampling_time.rst",
             category="{experiment}",
             subcategory="Tables",
             labels={"experiment": "{experiment}", "table": "sampling_time"},
         ),
-        md=table("sampling_time", "md"),
     log:
         "logs/{experiment}/tables/sampling_time.log",
     conda:
@@ -209,16 +228,42 @@ rule table_adversarial_health:
     input:
         summary_input,
     output:
-        csv=report(
-            table("adversarial_health", "csv"),
+        csv=table("adversarial_health", "csv"),
+        md=table("adversarial_health", "md"),
+        html=report(
+            table("adversarial_health", "html"),
+            caption="../report/tables/adversarial_health.rst",
             category="{experiment}",
             subcategory="Tables",
             labels={"experiment": "{experiment}", "table": "adversarial_health"},
         ),
-        md=table("adversarial_health", "md"),
     log:
         "logs/{experiment}/tables/adversarial_health.log",
     conda:
         SOFTWARE
     script:
         "../workflow_scripts/table_adversarial_health.py"
+
+
+rule readme_results:
+    """The README's results section for the experiments of this run (README, "What it shows"):
+    `tavaal readme-update README.md results/readme_results.md` puts it in."""
+    input:
+        summaries=expand(f"{EXP_DIR}/summary.parquet", experiment=list(EXPERIMENTS)),
+        # Spearman's rho of the true loss vs likelihood, from the figure that computes it.
+        loss_likelihood=[
+            table("loss_vs_likelihood", "csv").format(experiment=name)
+            for name in EXPERIMENTS
+            if has_queries(name) and adversarial_methods(name)
+        ],
+    output:
+        f"{RESULTS}/readme_results.md",
+    log:
+        "logs/readme_results.log",
+    params:
+        baseline=REPORT["baseline"],
+        confidence=REPORT["confidence"],
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/readme_results.py"

@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="summarise a labeled.parquet or scores.parquet")
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--against", type=Path, help="another labeled.parquet to compare with")
+
+    readme = sub.add_parser(
+        "readme-update",
+        help="replace the README's results section (between its results markers) with a file "
+        "that `snakemake readme_results` wrote",
+    )
+    readme.add_argument("readme", type=Path, help="e.g. README.md")
+    readme.add_argument("section", type=Path, help="e.g. results/readme_results.md")
     return parser
 
 
@@ -298,6 +306,14 @@ def _inspect(args) -> int:
     return 0
 
 
+def _readme_update(args) -> int:
+    from tavaal.report.readme import update_readme
+
+    update_readme(args.readme, args.section)
+    print(f"{args.readme}: results section replaced by {args.section}")
+    return 0
+
+
 COMMANDS = {
     "methods": _methods,
     "datasets": _datasets,
@@ -307,6 +323,7 @@ COMMANDS = {
     "query": _query,
     "run": _run,
     "inspect": _inspect,
+    "readme-update": _readme_update,
 }
 
 

@@ -19,3 +19,8 @@ class IndexFileError(TavaalError):
 
 class CheckpointError(TavaalError):
     """A model checkpoint is missing, corrupt or does not match the experiment."""
+
+
+class ReadmeError(TavaalError):
+    """The README has no single generated section to replace (its markers are missing or
+    repeated)."""

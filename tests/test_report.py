@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -49,6 +52,23 @@ def test_method_order_follows_the_papers():
         "tavaal",
         "zzz",
     ]
+
+
+def test_method_colors_are_the_same_in_every_process():
+    # Each figure is drawn by its own job: an unregistered method must keep its colour.
+    code = "from tavaal.report.style import method_color; print(method_color('my_method'))"
+    colors = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(colors) == 1
+    assert report.method_color("vaal") != report.method_color("tavaal")
 
 
 def test_learning_curves_mean_and_std_over_seeds():
@@ -147,12 +167,12 @@ def test_default_targets_are_the_baselines_mean_accuracies_floored():
     assert list(random_rows["labels"]) == [20, 30]
 
 
-def test_accuracy_table_and_markdown():
+def test_accuracy_table_and_its_display():
     table = report.accuracy_table(TOY, "random")
     row = table[(table["method"] == "tavaal") & (table["stage"] == 2)].iloc[0]
     assert row["accuracy_mean"] == pytest.approx(0.85)
     assert row["diff_mean"] == pytest.approx(0.2)
-    text = report.accuracy_markdown(table)
+    text = report.markdown_table(report.accuracy_display(table))
     lines = text.strip().splitlines()
     assert lines[0] == "| labels | Random | VAAL | TA-VAAL |"
     assert lines[-1].startswith("| 30 | 65.0 ± 7.1 | 65.0 ± 14.1 (+0.0) | 85.0 ± 7.1 (+20.0) |")
@@ -163,6 +183,34 @@ def test_markdown_table_shows_missing_values_as_dashes():
     assert report.markdown_table(frame) == (
         "| method | value |\n|---|---|\n| a | 0.1235 |\n| b | — |\n"
     )
+
+
+def test_table_files_hold_the_same_cells(tmp_path):
+    frame = pd.DataFrame({"method": ["a<b", "c"], "value": [0.123456, math.nan], "n": [3, 4]})
+    paths = [tmp_path / f"t.{ext}" for ext in ("csv", "md", "html")]
+    report.write_table(frame, *paths, title="Some & title")
+    assert paths[0].read_text() == "method,value,n\na<b,0.123456,3\nc,,4\n"
+    assert paths[1].read_text() == (
+        "## Some & title\n\n| method | value | n |\n|---|---|---|\n"
+        "| a<b | 0.1235 | 3 |\n| c | — | 4 |\n"
+    )
+    page = paths[2].read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<h2>Some &amp; title</h2>" in page
+    assert "<th>method</th><th>value</th><th>n</th>" in page
+    assert "<tr><td>a&lt;b</td><td>0.1235</td><td>3</td></tr>" in page
+    assert "<tr><td>c</td><td>—</td><td>4</td></tr>" in page
+    # Self-contained: the report shows it in an iframe from a data: URI.
+    assert "<link" not in page and "src=" not in page
+
+
+def test_write_table_shows_the_display_frame_and_keeps_the_csv_raw(tmp_path):
+    table = report.accuracy_table(TOY, "random")
+    paths = [tmp_path / f"accuracy.{ext}" for ext in ("csv", "md", "html")]
+    report.write_table(table, *paths, display=report.accuracy_display(table))
+    assert pd.read_csv(paths[0])["accuracy_mean"].iloc[-1] == pytest.approx(0.85)
+    assert "| 30 | 65.0 ± 7.1 | 65.0 ± 14.1 (+0.0) | 85.0 ± 7.1 (+20.0) |" in paths[1].read_text()
+    assert "<td>85.0 ± 7.1 (+20.0)</td>" in paths[2].read_text()
 
 
 def test_sampling_time_and_health_tables():
@@ -225,19 +273,75 @@ def test_plot_class_entropy_has_two_panels_of_method_lines():
         assert reference[0].get_ydata()[0] == pytest.approx(math.log(2))
 
 
-def test_histogram_loss_and_selection_figures():
+def _band(ax, index):
+    """Lower and upper edge of the index-th shaded band (fill_between) of an axes."""
+    vertices = ax.collections[index].get_paths()[0].vertices
+    x, y = vertices[:, 0], vertices[:, 1]
+    points = len(set(x))
+    return y[1 : points + 1], y[points + 2 : 2 * points + 2][::-1]
+
+
+def test_class_entropy_bands_stay_within_zero_and_log_k():
+    # Three seeds, one batch of a single class (entropy 0), two nearly balanced: mean ± std
+    # would reach below 0 and above log 2; the band drawn is the lowest to the highest seed.
+    log2 = math.log(2)
+    summary = make_summary({"random": [[0.0, log2], [0.0, log2], [0.6, 0.05]]}, labels=(10, 20))
+    summary = summary.assign(
+        labeled_class_entropy=summary["accuracy"],
+        selected_class_entropy=summary["accuracy"],
+        num_classes=2,
+    )
+    curves = report.learning_curves(summary, "selected_class_entropy")
+    assert ((curves["mean"] - curves["std"]) < 0).any()
+    assert ((curves["mean"] + curves["std"]) > log2).any()
+    fig = report.plot_class_entropy(summary)
+    for ax in fig.axes:
+        low, high = _band(ax, 0)
+        np.testing.assert_allclose(low, [0.0, 0.05])
+        np.testing.assert_allclose(high, [0.6, log2])
+    assert "lowest to highest seed" in fig._suptitle.get_text()
+
+
+def test_label_axes_have_integer_ticks_at_the_stage_counts():
+    fig = report.plot_accuracy(TOY)
+    (ax,) = fig.axes
+    assert list(ax.get_xticks()) == [10, 20, 30]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["10", "20", "30"]
+    improvement = report.plot_improvement(TOY, "random")
+    assert list(improvement.axes[0].get_xticks()) == [10, 20, 30]
+    entropy = report.plot_class_entropy(
+        TOY.assign(labeled_class_entropy=0.5, selected_class_entropy=0.25, num_classes=2)
+    )
+    assert all(list(ax.get_xticks()) == [10, 20, 30] for ax in entropy.axes)
+    # Too many stages to tick each: matplotlib's ticks, integers only.
+    # (labels 1 ... 21 would get ticks at 2.5, 7.5, ... by default).
+    many = make_summary({"random": [[0.5] * 21]}, labels=range(1, 22))
+    ticks = report.plot_accuracy(many).axes[0].get_xticks()
+    assert len(ticks) < 21
+    assert all(float(t).is_integer() for t in ticks)
+
+
+def _query_frames(seeds=(0, 0)) -> dict[str, pd.DataFrame]:
+    """Scores of the last query of VAAL and TA-VAAL: 50 candidates each, the first 5 chosen."""
     rng = np.random.default_rng(0)
-    frames = {
+    return {
         method: pd.DataFrame(
             {
                 "index": np.arange(50),
                 "disc_output": rng.uniform(size=50),
                 "true_loss": rng.uniform(size=50),
                 "chosen": np.arange(50) < 5,
+                "experiment": "toy",
+                "seed": seed,
+                "stage": 3,
             }
         )
-        for method in ("tavaal", "vaal")
+        for method, seed in zip(("tavaal", "vaal"), seeds, strict=True)
     }
+
+
+def test_histogram_loss_and_selection_figures():
+    frames = _query_frames()
     hist = report.plot_discriminator_histogram(frames, stage=3)
     (ax,) = hist.axes
     legend = [text.get_text().split(" (")[0] for text in ax.get_legend().get_texts()]
@@ -247,12 +351,76 @@ def test_histogram_loss_and_selection_figures():
     assert [ax.get_title().split(" (")[0] for ax in scatter.axes] == ["VAAL", "TA-VAAL"]
     gx, gy = np.meshgrid(np.linspace(-1, 1, 5), np.linspace(-1, 1, 5))
     panels = [
-        report.SelectionPanel(m, np.array([0, 1]), np.array([2]), gx, gy, (gx > 0).astype(float))
+        report.SelectionPanel(m, 1, np.array([0, 1]), np.array([2]), gx, gy, (gx > 0).astype(float))
         for m in ("tavaal", "random")
     ]
-    points = rng.normal(size=(10, 2))
+    points = np.random.default_rng(1).normal(size=(10, 2))
     selection = report.plot_selection(points, np.arange(10) % 2, panels, stage=1)
     assert [ax.get_title() for ax in selection.axes] == ["Random", "TA-VAAL"]
+
+
+def test_figure_titles_name_the_seeds_they_show():
+    pooled = report.plot_discriminator_histogram(_query_frames(seeds=(0, 1)), stage=3)
+    assert pooled.axes[0].get_title().endswith("(stage 3), seeds 0, 1 pooled")
+    one = report.plot_loss_vs_likelihood(_query_frames(seeds=(2, 2)), stage=3)
+    assert one._suptitle.get_text() == "true loss vs likelihood at query stage 3, seed 2"
+    gx, gy = np.meshgrid(np.linspace(-1, 1, 5), np.linspace(-1, 1, 5))
+    panel = report.SelectionPanel("random", 4, np.array([0]), np.array([1]), gx, gy, gx > 0)
+    selection = report.plot_selection(np.zeros((3, 2)), np.array([0, 1, 0]), [panel], stage=1)
+    assert selection._suptitle.get_text().startswith("points selected at query stage 1, seed 4 ")
+
+
+def test_loss_axis_shows_zero_and_large_losses_apart():
+    # A confident task learner: most losses exactly 0, a few near 1e-4, one of 100.
+    frames = _query_frames()
+    loss = np.zeros(50)
+    loss[:10] = 1e-4
+    loss[10] = 100.0
+    frames = {m: f.assign(true_loss=loss) for m, f in frames.items()}
+    fig = report.plot_loss_vs_likelihood(frames, stage=3)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        assert ax.get_yscale() == "symlog"
+
+        def height(y, ax=ax):  # 0 at the bottom of the axes, 1 at the top
+            return ax.transAxes.inverted().transform(ax.transData.transform((0.5, y)))[1]
+
+        # On a linear axis up to 100, 0 and 1e-4 would be the same pixel row.
+        assert height(1e-4) - height(0.0) > 0.2
+        assert 0 <= height(0.0) < height(100.0) <= 1
+        assert "39 of 50 with loss <" in ax.get_legend().get_texts()[0].get_text()
+
+
+def test_loss_likelihood_correlation_is_spearmans_rho_of_loss_and_likelihood():
+    # Likelihood 1 - D rises 0.1 ... 0.4; loss ranks 1, 3, 2, 4: rho = 1 - 6 * 2 / (4 * 15).
+    rho, p_value = report.loss_likelihood_correlation([0.9, 0.8, 0.7, 0.6], [1.0, 3.0, 2.0, 4.0])
+    assert rho == pytest.approx(0.8)
+    assert 0 < p_value < 1
+    rho, _ = report.loss_likelihood_correlation([0.9, 0.8, 0.7, 0.6], [4.0, 3.0, 2.0, 1.0])
+    assert rho == pytest.approx(-1.0)
+    assert all(math.isnan(v) for v in report.loss_likelihood_correlation([0.5] * 4, range(4)))
+    assert all(math.isnan(v) for v in report.loss_likelihood_correlation([0.1, 0.2], [1, 2]))
+
+
+def test_loss_likelihood_table_per_method():
+    frames = {
+        "vaal": pd.DataFrame(
+            {
+                "disc_output": [0.9, 0.8, 0.7, 0.6],
+                "true_loss": [1.0, 3.0, 2.0, 4.0],
+                "chosen": [False, False, True, True],
+                "experiment": "toy",
+                "seed": 0,
+                "stage": 2,
+            }
+        )
+    }
+    row = report.loss_likelihood_table(frames).iloc[0]
+    assert (row["experiment"], row["method"], row["seed"], row["stage"]) == ("toy", "vaal", 0, 2)
+    assert row["candidates"] == 4
+    assert row["spearman_rho"] == pytest.approx(0.8)
+    assert row["chosen_true_loss"] == pytest.approx(3.0)
+    assert row["candidate_true_loss"] == pytest.approx(2.5)
 
 
 def _write_run(tmp_path, method, seed, stages, num_classes=3):

@@ -7,8 +7,10 @@ because the workflow's `configfile:` is resolved in the working directory.
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -25,6 +27,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from tavaal import cli, report
 from tavaal.config import ExperimentConfig, QueryConfig, RankerConfig, TrainConfig, VAEConfig
 from tavaal.data import list_datasets
 from tavaal.layout import run_file
@@ -84,8 +87,15 @@ TINY_FIGURES = [
     "figures/selection.png",
     *(
         f"tables/{name}.{ext}"
-        for name in ("accuracy", "aulc", "labels_to_reach", "sampling_time", "adversarial_health")
-        for ext in ("csv", "md")
+        for name in (
+            "accuracy",
+            "aulc",
+            "labels_to_reach",
+            "sampling_time",
+            "adversarial_health",
+            "loss_vs_likelihood",
+        )
+        for ext in ("csv", "md", "html")
     ),
 ]
 
@@ -538,6 +548,18 @@ def test_rerun_policy(tiny_run, tmp_path):
     )
 
 
+def report_entries(html: str, variable: str) -> dict:
+    """A JSON object that Snakemake's report.html assigns to a script variable."""
+    match = re.search(rf"var {variable} = (\{{.*?\}});\n", html, re.S)
+    assert match, f"no {variable} in report.html"
+    return json.loads(match.group(1))
+
+
+def embedded_file(entry: dict) -> str:
+    """The text of a file the report embeds as a base64 data: URI."""
+    return base64.b64decode(entry["data_uri"].split(";base64,", 1)[1]).decode()
+
+
 @pytest.mark.slow
 def test_results_of_other_settings_are_never_replaced_silently(tiny_run, tmp_path):
     """A settings change stops the run before any job and names the experiment; listing it in
@@ -589,6 +611,61 @@ def test_report_html(tiny_run):
     )
     html = (tiny_run / "report.html").read_text(errors="replace")
     assert "loss_vs_likelihood.png" in html
+    categories = report_entries(html, "categories")
+    results = report_entries(html, "results")
+    # Figures and tables grouped by experiment; tables as html pages, not csv downloads.
+    tables = {Path(path).name for path in categories["tiny"]["Tables"]}
+    assert tables == {
+        f"{name}.html"
+        for name in (
+            "accuracy",
+            "aulc",
+            "labels_to_reach",
+            "sampling_time",
+            "adversarial_health",
+            "loss_vs_likelihood",
+        )
+    }
+    assert not any(path.endswith(".csv") for path in results)
+    pages = {
+        Path(path).name: embedded_file(entry)
+        for path, entry in results.items()
+        if path.endswith(".html")
+    }
+    # Numbers recomputed from the summary (the csv files are rounded to 6 digits).
+    summary = report.read_summary(tiny_run / "results/tiny/summary.parquet")
+    accuracy = report.accuracy_table(summary)
+    last = accuracy[accuracy["method"] == "tavaal"].iloc[-1]
+    shown = f"{100 * last['accuracy_mean']:.1f} ± {100 * last['accuracy_std']:.1f}"
+    difference = f"{round(100 * last['diff_mean'], 1) + 0.0:+.1f}".replace("-", "−")
+    assert f"<td>{shown} ({difference})</td>" in pages["accuracy.html"]
+    aulc = report.aulc_table(summary).set_index("method")
+    assert f"<td>{aulc.loc['tavaal', 'diff_ci_low']:.4g}</td>" in pages["aulc.html"]
+    seconds = report.sampling_time_table(summary).set_index("method")
+    assert f"<td>{seconds.loc['random', 'mean_seconds']:.4g}</td>" in pages["sampling_time.html"]
+
+
+@pytest.mark.slow
+def test_readme_results_of_a_tiny_run(tiny_run, tmp_path):
+    config = ["--configfile", str(tiny_run / "tiny.yaml")]
+    snakemake(tiny_run, "readme_results", *config, "--cores", "1", *TRIGGERS)
+    section_path = tiny_run / "results" / "readme_results.md"
+    section = section_path.read_text()
+    assert "#### `tiny`" in section
+    assert "methods: Random and TA-VAAL." in section
+    # Spearman's rho as the loss-vs-likelihood figure computed it.
+    table = pd.read_csv(tiny_run / "results/tiny/tables/loss_vs_likelihood.csv")
+    rho = table.set_index("method").loc["tavaal", "spearman_rho"]
+    shown = re.search(r"^\| TA-VAAL \| ([+−]\d\.\d\d) \| (?:< )?\d\.\d{3} \|", section, re.M)
+    assert shown and float(shown.group(1).replace("−", "-")) == pytest.approx(rho, abs=0.006)
+    readme = tmp_path / "README.md"
+    shutil.copy(REPO / "README.md", readme)
+    assert cli.main(["readme-update", str(readme), str(section_path)]) == 0
+    text = readme.read_text()
+    assert section.strip() in text
+    original = (REPO / "README.md").read_text()
+    assert text.split("<!-- results:begin -->")[0] == original.split("<!-- results:begin -->")[0]
+    assert text.split("<!-- results:end -->")[1] == original.split("<!-- results:end -->")[1]
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ with job_logger(snakemake.log[0]) as log:
         table,
         snakemake.output.csv,
         snakemake.output.md,
+        snakemake.output.html,
         title="Health of the adversarial part (mean over seeds)",
     )
     log(f"{len(table)} (method, stage) rows")

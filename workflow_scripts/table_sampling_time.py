@@ -8,5 +8,6 @@ snakemake = globals()["snakemake"]
 
 with job_logger(snakemake.log[0]) as log:
     table = sampling_time_table(read_summary(snakemake.input[0]))
-    write_table(table, snakemake.output.csv, snakemake.output.md, title="Seconds per query")
+    out = snakemake.output
+    write_table(table, out.csv, out.md, out.html, title="Seconds per query")
     log(f"{len(table)} methods")

@@ -14,7 +14,8 @@ with job_logger(snakemake.log[0]) as log:
         accuracy,
         out.accuracy_csv,
         out.accuracy_md,
-        report.accuracy_markdown(accuracy),
+        out.accuracy_html,
+        display=report.accuracy_display(accuracy),
         title="Test accuracy (%), mean ± std over seeds (paired difference to the baseline)",
     )
     aulc = report.aulc_table(summary, baseline, snakemake.params.confidence)
@@ -22,9 +23,12 @@ with job_logger(snakemake.log[0]) as log:
         aulc,
         out.aulc_csv,
         out.aulc_md,
+        out.aulc_html,
         title=f"Area under the learning curve, difference to {baseline} paired by seed",
     )
     targets = snakemake.params.targets or report.default_targets(summary, baseline)
     reach = report.labels_to_reach(summary, targets, baseline)
-    report.write_table(reach, out.reach_csv, out.reach_md, title="Labels needed to reach")
+    report.write_table(
+        reach, out.reach_csv, out.reach_md, out.reach_html, title="Labels needed to reach"
+    )
     log(f"tables for {len(accuracy)} (method, stage) rows, {len(targets)} accuracy targets")

@@ -1,0 +1,116 @@
+"""The statistics every table and figure uses.
+
+Comparisons with the baseline (random sampling by default) are paired by seed: every method of
+a seed starts from the same initial pool (tavaal.pool.initial_indices), so the difference of two
+methods at a stage of one seed removes the luck of that pool (TA-VAAL Fig. 3-5).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from tavaal.report.style import in_method_order
+
+
+def learning_curves(summary: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Per (method, stage), over seeds: mean, standard deviation (ddof 1), lowest and highest
+    value, and count."""
+    grouped = summary.groupby(["method", "stage"], sort=False)
+    curves = grouped.agg(
+        labels=("labels", "first"),
+        mean=(metric, "mean"),
+        std=(metric, "std"),
+        min=(metric, "min"),
+        max=(metric, "max"),
+        n=(metric, "count"),
+    ).reset_index()
+    return in_method_order(curves)
+
+
+def paired_differences(
+    summary: pd.DataFrame, baseline: str = "random", metric: str = "accuracy"
+) -> pd.DataFrame:
+    """metric(method) - metric(baseline) for every (method, seed, stage) the baseline also has."""
+    if baseline not in set(summary["method"]):
+        raise ValueError(f"baseline method {baseline!r} is not in the summary")
+    base = summary.loc[summary["method"] == baseline, ["seed", "stage", metric]]
+    base = base.rename(columns={metric: "baseline"})
+    pairs = summary[["method", "seed", "stage", "labels", metric]].merge(
+        base, on=["seed", "stage"], how="inner"
+    )
+    pairs["difference"] = pairs[metric] - pairs["baseline"]
+    return in_method_order(pairs[["method", "seed", "stage", "labels", "difference"]])
+
+
+def improvement_curves(
+    summary: pd.DataFrame, baseline: str = "random", metric: str = "accuracy"
+) -> pd.DataFrame:
+    """Mean and std over seeds of the paired difference to the baseline, per (method, stage)."""
+    pairs = paired_differences(summary, baseline, metric)
+    curves = (
+        pairs.groupby(["method", "stage"], sort=False)
+        .agg(
+            labels=("labels", "first"),
+            mean=("difference", "mean"),
+            std=("difference", "std"),
+            n=("difference", "count"),
+        )
+        .reset_index()
+    )
+    return in_method_order(curves)
+
+
+def area_under_curve(labels: Sequence[float], values: Sequence[float]) -> float:
+    """Trapezoid area under the learning curve divided by the label range: the curve's mean
+    accuracy over the labels spent. One point: its value."""
+    x = np.asarray(labels, dtype=np.float64)
+    y = np.asarray(values, dtype=np.float64)
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    if len(x) == 0:
+        return math.nan
+    if len(x) == 1 or x[-1] == x[0]:
+        return float(y.mean())
+    area = float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))
+    return area / float(x[-1] - x[0])
+
+
+def aulc_per_seed(summary: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    rows = [
+        {"method": method, "seed": seed, "aulc": area_under_curve(g["labels"], g[metric])}
+        for (method, seed), g in summary.groupby(["method", "seed"], sort=False)
+    ]
+    return in_method_order(pd.DataFrame(rows))
+
+
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided Student-t confidence interval of the mean; NaNs when fewer than two values."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < 2:
+        return math.nan, math.nan
+    mean = float(x.mean())
+    half = float(stats.t.ppf((1 + confidence) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return mean - half, mean + half
+
+
+def loss_likelihood_correlation(
+    disc_output: Sequence[float], true_loss: Sequence[float]
+) -> tuple[float, float]:
+    """Spearman's ρ between the true task loss of the candidates of one query and their
+    likelihood of being unlabeled, 1 − P(labeled), with its two-sided p-value (TA-VAAL Fig. 8):
+    ρ > 0 when the adversary ranks high-loss samples first, as task awareness should. NaNs with
+    fewer than three candidates or when either is constant (no ranking to compare)."""
+    from scipy import stats
+
+    likelihood = 1.0 - np.asarray(disc_output, dtype=np.float64)
+    loss = np.asarray(true_loss, dtype=np.float64)
+    if len(loss) < 3 or np.ptp(likelihood) == 0 or np.ptp(loss) == 0:
+        return math.nan, math.nan
+    result = stats.spearmanr(likelihood, loss)
+    return float(result.statistic), float(result.pvalue)

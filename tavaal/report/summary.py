@@ -1,0 +1,153 @@
+"""One experiment's per-stage files as one tidy frame: summary.parquet.
+
+`build_summary` reads the metrics.json, labeled.parquet and scores.parquet of every (method,
+seed, stage) into one row per (method, seed, stage). Every table and most figures are functions
+of that frame alone, so they are unit-testable on hand-made frames.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tavaal.pool import class_count_entropy, read_labeled, read_scores
+from tavaal.report.style import method_order
+
+KEYS = ["experiment", "method", "seed", "stage"]
+
+
+def read_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per metrics.json; the per-class accuracies become min_class_accuracy."""
+    rows = []
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        per_class = [v for v in data.get("per_class_accuracy") or [] if v is not None]
+        row = {
+            key: value
+            for key, value in data.items()
+            if key != "per_class_accuracy" and not isinstance(value, list | dict)
+        }
+        row["min_class_accuracy"] = min(per_class) if per_class else math.nan
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        raise ValueError("no metrics files to aggregate")
+    return frame
+
+
+def selection_statistics(labeled_paths: Iterable[str | Path], num_classes: int) -> pd.DataFrame:
+    """Per (method, seed, stage), from the last index file of each run (it holds every stage).
+
+    selected_class_entropy: class-count entropy of the samples added at that stage (stage 0: the
+    initial pool); labeled_class_entropy: of the whole labeled set at that stage (TA-VAAL Fig. 7a).
+    """
+    rows = []
+    for path in labeled_paths:
+        labeled = read_labeled(path)
+        meta = labeled.metadata
+        added = labeled.table["stage_added"].to_numpy()
+        labels = labeled.labels
+        for stage in range(labeled.stage + 1):
+            batch = labels[added == stage]
+            rows.append(
+                {
+                    "experiment": meta["experiment"],
+                    "method": meta["method"],
+                    "seed": int(meta["seed"]),
+                    "stage": stage,
+                    "selected": len(batch),
+                    "selected_class_entropy": class_count_entropy(batch, num_classes),
+                    "labeled_class_entropy": class_count_entropy(
+                        labels[added <= stage], num_classes
+                    ),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def query_statistics(scores_paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Per query (method, seed, stage): time, candidates, diagnostics (diag_*), true losses."""
+    rows = []
+    for path in scores_paths:
+        scores, meta = read_scores(path)
+        row = {
+            "experiment": meta["experiment"],
+            "method": meta["method"],
+            "seed": int(meta["seed"]),
+            "stage": int(meta["stage"]),
+            "query_seconds": float(meta["query_seconds"]),
+            "candidates": len(scores),
+        }
+        for key, value in sorted((meta.get("diagnostics") or {}).items()):
+            row[f"diag_{key}"] = float(value)
+        if "true_loss" in scores:
+            chosen = scores["chosen"].to_numpy(bool)
+            loss = scores["true_loss"].to_numpy(np.float64)
+            # Task awareness in one number: do the picks have a higher loss than the candidates?
+            row["chosen_true_loss"] = float(loss[chosen].mean()) if chosen.any() else math.nan
+            row["candidate_true_loss"] = float(loss.mean())
+        rows.append(row)
+    return pd.DataFrame(rows, columns=None if rows else KEYS)
+
+
+def build_summary(
+    metrics_paths: Iterable[str | Path],
+    labeled_paths: Iterable[str | Path],
+    scores_paths: Iterable[str | Path],
+    num_classes: int,
+) -> pd.DataFrame:
+    """Every metric row of one experiment: one row per (method, seed, stage).
+
+    Query columns (query_seconds, diag_*, ...) belong to the query made at that stage and are
+    empty at the last stage, which has no query.
+    """
+    metrics = read_metrics(metrics_paths).drop(columns=["labeled_class_entropy"], errors="ignore")
+    selection = selection_statistics(labeled_paths, num_classes)
+    queries = query_statistics(scores_paths)
+    summary = metrics.merge(selection, on=KEYS, how="left", validate="one_to_one")
+    summary = summary.merge(queries, on=KEYS, how="left", validate="one_to_one")
+    summary["num_classes"] = num_classes
+    summary["seed"] = summary["seed"].astype(np.int64)
+    summary["stage"] = summary["stage"].astype(np.int64)
+    first = KEYS + ["labels", "accuracy", "test_loss", "train_seconds", "query_seconds"]
+    columns = [c for c in first if c in summary] + [c for c in summary if c not in first]
+    order = {m: i for i, m in enumerate(method_order(summary["method"]))}
+    summary = summary.assign(_order=summary["method"].map(order))
+    summary = summary.sort_values(["_order", "seed", "stage"]).drop(columns="_order")
+    return summary[columns].reset_index(drop=True)
+
+
+def aggregate_experiment(
+    metrics_paths: Sequence[str | Path],
+    labeled_paths: Sequence[str | Path],
+    scores_paths: Sequence[str | Path],
+    dataset_dir: str | Path,
+) -> pd.DataFrame:
+    """`build_summary` with the number of classes read from the prepared dataset."""
+    from tavaal.data import load_dataset
+
+    dataset_dir = Path(dataset_dir)
+    info = load_dataset(dataset_dir.name, dataset_dir.parent).info
+    return build_summary(metrics_paths, labeled_paths, scores_paths, info.num_classes)
+
+
+def write_summary(summary: pd.DataFrame, path: str | Path) -> None:
+    """Parquet, written atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        summary.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_summary(path: str | Path) -> pd.DataFrame:
+    return pd.read_parquet(path)

@@ -1,0 +1,19 @@
+"""Rule readme_results: the README's results section for the experiments of this run."""
+
+from pathlib import Path
+
+from tavaal.report.readme import results_section
+from tavaal.stage import job_logger
+
+# Set by the script preamble that Snakemake puts in front of this file.
+snakemake = globals()["snakemake"]
+
+with job_logger(snakemake.log[0]) as log:
+    text = results_section(
+        snakemake.input.summaries,
+        snakemake.input.loss_likelihood,
+        snakemake.params.baseline,
+        snakemake.params.confidence,
+    )
+    Path(snakemake.output[0]).write_text(text)
+    log(f"wrote {snakemake.output[0]}; put it in the README with `tavaal readme-update`")
