@@ -7,6 +7,8 @@ dataset through the real code path (`prepare_dataset` -> torchvision's dataset c
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from raw_formats import (
@@ -148,3 +150,18 @@ def test_damaged_idx_file_becomes_dataset_error(tmp_path):
     path.write_bytes(b"\x00\x00\x0c\x01")  # int32 labels: torchvision refuses them
     with pytest.raises(DatasetError, match="could not read the raw files"):
         prepare_dataset("fashion_mnist", tmp_path)
+
+
+def test_meta_records_where_the_raw_files_came_from(tmp_path, monkeypatch):
+    write_cifar10(tmp_path / "raw")
+    trust_checksums(monkeypatch, datasets.CIFAR10, tmp_path / "raw" / "cifar10")
+    write_fashion_mnist(tmp_path / "raw", compressed=False)
+    for name in ("cifar10", "fashion_mnist"):
+        prepare_dataset(name, tmp_path)
+    cifar = json.loads((tmp_path / "cifar10" / "meta.json").read_text())
+    assert cifar["source"] == str(tmp_path / "raw" / "cifar10" / "cifar-10-batches-py")
+    assert cifar["raw_md5_verified"] is True  # torchvision checked every file's md5 sum
+    fashion = json.loads((tmp_path / "fashion_mnist" / "meta.json").read_text())
+    assert fashion["source"] == str(tmp_path / "raw" / "fashion_mnist" / "FashionMNIST" / "raw")
+    assert fashion["raw_md5_verified"] is False  # it checks only what it downloads
+    assert load_dataset("cifar10", tmp_path).info.n_train == 200  # the reader ignores both keys

@@ -11,8 +11,8 @@ looked up without preparing it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -47,6 +47,14 @@ class PreparedDataset:
     y_test: np.ndarray
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Where a builder read its raw files; recorded in ``meta.json``, never needed to load."""
+
+    folder: Path
+    md5_verified: bool  # every file read matched a known md5 sum
+
+
 @dataclass
 class Splits:
     """What a builder returns: in-memory arrays in the canonical dtypes and layouts."""
@@ -56,6 +64,7 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     classes: tuple[str, ...]
+    provenance: Provenance | None = None  # None: generated or shipped, no raw files read
 
     @property
     def kind(self) -> Literal["image", "vector"]:
@@ -69,11 +78,14 @@ class BuildContext:
     `name` is the dataset being prepared (for messages: a derived dataset such as
     ``cifar10_imb10`` reads the raw files of ``cifar10``); `raw_root` is ``data_dir/raw``, under
     which each raw source has its own folder (``raw/cifar10``, ``raw/svhn``, ...).
+    `raw_sources` maps a raw source to a folder that already holds its files, read in place
+    instead (`tavaal.data.raw_sources`); nothing is downloaded for those.
     """
 
     name: str
     raw_root: Path
     download: bool
+    raw_sources: Mapping[str, Path] = field(default_factory=dict)
 
 
 Builder = Callable[[BuildContext], Splits]

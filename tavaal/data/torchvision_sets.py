@@ -1,6 +1,7 @@
-"""Datasets read through torchvision's own dataset classes.
+"""Datasets read through torchvision's own dataset classes, or from a folder the user has.
 
-Raw files live under ``data_dir/raw/<source>/``, which is passed to torchvision as its ``root``:
+By default raw files live under ``data_dir/raw/<source>/``, which is passed to torchvision as its
+``root``:
 
 ==============  ============================================================================
 source          files torchvision reads (``download`` fetches and extracts them)
@@ -15,6 +16,9 @@ fashion_mnist   ``raw/fashion_mnist/FashionMNIST/raw/{train,t10k}-{images-idx3,l
 The imbalanced CIFAR-10 variants read ``raw/cifar10``. torchvision checks the md5 sums of the
 CIFAR and SVHN files, so a damaged file is reported rather than silently read. torchvision is
 imported inside the builders: it costs seconds and most jobs never need it.
+
+A source given a folder of its own (`BuildContext.raw_sources`) is read in place from there
+instead, by `tavaal.data.raw_sources`, which accepts more layouts and verifies every file.
 """
 
 from __future__ import annotations
@@ -29,24 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from tavaal.data import raw_sources
 from tavaal.data.imbalance import imbalance_train, ratio_counts
-from tavaal.data.registry import BuildContext, Splits, fixed_seed, register_dataset
+from tavaal.data.raw_sources import LAYOUTS
+from tavaal.data.registry import BuildContext, Provenance, Splits, fixed_seed, register_dataset
 from tavaal.errors import DatasetError
-
-CIFAR10_FILES = (
-    "cifar-10-batches-py",
-    ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
-     "test_batch", "batches.meta"),
-)
-CIFAR100_FILES = ("cifar-100-python", ("train", "test", "meta"))
-SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")
-FASHION_MNIST_FOLDER = Path("FashionMNIST", "raw")
-FASHION_MNIST_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
 
 # TA-VAAL CVPR §4.3: "randomly reducing the number of samples that were associated with the
 # first 5 classes"; the imbalance ratio is the per-class size of the last five classes over
@@ -75,15 +66,20 @@ _READ_ERRORS = (
 )
 
 
-def _require(ctx: BuildContext, folder: Path, expected: list[Path]) -> None:
-    """One error listing every missing file when they cannot be downloaded."""
-    missing = [path for path in expected if not path.is_file()]
+def _require(ctx: BuildContext, root: Path, source: str) -> Path:
+    """The folder torchvision reads `source` from; one error listing every missing file when
+    they cannot be downloaded."""
+    layout = LAYOUTS[source]
+    folder = root / layout.subfolder
+    missing = [name for name in layout.names if not (folder / name).is_file()]
     if missing and not ctx.download:
-        names = ", ".join(str(path.relative_to(folder)) for path in missing)
+        names = ", ".join(str(Path(layout.subfolder, name)) for name in missing)
         raise DatasetError(
-            f"dataset {ctx.name!r}: raw files not found in {folder} (missing: {names}); "
-            f"run `tavaal prepare {ctx.name} --download` (or set download: true) to fetch them"
+            f"dataset {ctx.name!r}: raw files not found in {root} (missing: {names}); "
+            f"run `tavaal prepare {ctx.name} --download` (or set download: true) to fetch them, "
+            f"or `tavaal prepare {ctx.name} --source DIR` to read them from a folder you have"
         )
+    return folder
 
 
 def _read(ctx: BuildContext, folder: Path, open_split: Callable[[], Any]) -> Any:
@@ -117,14 +113,14 @@ def _checked(ctx: BuildContext, splits: Splits, image_shape: tuple[int, int, int
 
 
 def _cifar(ctx: BuildContext, source: str) -> Splits:
+    if source in ctx.raw_sources:
+        splits = raw_sources.read_cifar(ctx.name, source, ctx.raw_sources[source])
+        return _checked(ctx, splits, (32, 32, 3))
     from torchvision import datasets
 
-    dataset_cls, (base_folder, files) = {
-        "cifar10": (datasets.CIFAR10, CIFAR10_FILES),
-        "cifar100": (datasets.CIFAR100, CIFAR100_FILES),
-    }[source]
+    dataset_cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[source]
     root = ctx.raw_root / source
-    _require(ctx, root, [root / base_folder / name for name in files])
+    folder = _require(ctx, root, source)
     root.mkdir(parents=True, exist_ok=True)
     train = _read(ctx, root, lambda: dataset_cls(str(root), train=True, download=ctx.download))
     test = _read(ctx, root, lambda: dataset_cls(str(root), train=False, download=False))
@@ -135,6 +131,8 @@ def _cifar(ctx: BuildContext, source: str) -> Splits:
         x_test=np.ascontiguousarray(test.data, dtype=np.uint8),
         y_test=np.asarray(test.targets, dtype=np.int64),
         classes=tuple(str(name) for name in train.classes),
+        # torchvision's constructor checks every file's md5 sum.
+        provenance=Provenance(folder=folder.absolute(), md5_verified=True),
     )
     return _checked(ctx, splits, (32, 32, 3))
 
@@ -157,10 +155,13 @@ def build_svhn(ctx: BuildContext) -> Splits:
 
     The .mat files label the digit 0 as 10; torchvision maps it to 0, so labels are the digits.
     """
+    if "svhn" in ctx.raw_sources:
+        splits = raw_sources.read_svhn(ctx.name, ctx.raw_sources["svhn"])
+        return _checked(ctx, splits, (32, 32, 3))
     from torchvision import datasets
 
     root = ctx.raw_root / "svhn"
-    _require(ctx, root, [root / name for name in SVHN_FILES])
+    folder = _require(ctx, root, "svhn")
     root.mkdir(parents=True, exist_ok=True)
     train = _read(ctx, root, lambda: datasets.SVHN(str(root), split="train", download=ctx.download))
     test = _read(ctx, root, lambda: datasets.SVHN(str(root), split="test", download=ctx.download))
@@ -171,13 +172,15 @@ def build_svhn(ctx: BuildContext) -> Splits:
         x_test=np.ascontiguousarray(test.data.transpose(0, 2, 3, 1), dtype=np.uint8),
         y_test=np.asarray(test.labels, dtype=np.int64),
         classes=tuple(str(digit) for digit in range(10)),
+        # torchvision's constructor checks the split file's md5 sum.
+        provenance=Provenance(folder=folder.absolute(), md5_verified=True),
     )
     return _checked(ctx, splits, (32, 32, 3))
 
 
 def _gunzip_missing(folder: Path) -> None:
     """Extract ``name.gz`` where only the download is present (torchvision reads ``name``)."""
-    for name in FASHION_MNIST_FILES:
+    for name in LAYOUTS["fashion_mnist"].names:
         target, packed = folder / name, folder / f"{name}.gz"
         if target.is_file() or not packed.is_file():
             continue
@@ -194,13 +197,16 @@ def _gunzip_missing(folder: Path) -> None:
 @register_dataset("fashion_mnist", raw_source="fashion_mnist", n_train=60000, n_test=10000)
 def build_fashion_mnist(ctx: BuildContext) -> Splits:
     """Fashion-MNIST (60,000 / 10,000 images 28x28x1) via torchvision.datasets.FashionMNIST."""
+    if "fashion_mnist" in ctx.raw_sources:
+        splits = raw_sources.read_fashion_mnist(ctx.name, ctx.raw_sources["fashion_mnist"])
+        return _checked(ctx, splits, (28, 28, 1))
     from torchvision import datasets
 
     root = ctx.raw_root / "fashion_mnist"
-    folder = root / FASHION_MNIST_FOLDER
+    folder = root / LAYOUTS["fashion_mnist"].subfolder
     if folder.is_dir():
         _gunzip_missing(folder)
-    _require(ctx, root, [folder / name for name in FASHION_MNIST_FILES])
+    _require(ctx, root, "fashion_mnist")
     root.mkdir(parents=True, exist_ok=True)
     make = datasets.FashionMNIST
     train = _read(ctx, root, lambda: make(str(root), train=True, download=ctx.download))
@@ -211,6 +217,8 @@ def build_fashion_mnist(ctx: BuildContext) -> Splits:
         x_test=np.ascontiguousarray(test.data.numpy(), dtype=np.uint8)[..., None],
         y_test=test.targets.numpy().astype(np.int64),
         classes=tuple(str(name) for name in datasets.FashionMNIST.classes),
+        # torchvision checks the md5 sums of what it downloads, not of the files it finds.
+        provenance=Provenance(folder=folder.absolute(), md5_verified=False),
     )
     return _checked(ctx, splits, (28, 28, 1))
 
