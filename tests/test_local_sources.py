@@ -5,6 +5,11 @@ accepted layout, prepare them through `tavaal.data.raw_sources` and compare the 
 torchvision reads from the same files (the download path). The md5 sums of the real files cannot
 match tiny ones, so `trust` points `LAYOUTS` at the sums of the files written, exactly as
 test_torchvision_formats.py does for torchvision's lists.
+
+The last tests prepare the real Fashion-MNIST from Debian's ``dataset-fashion-mnist`` package,
+through the library, the CLI and the workflow's prepare_dataset rule. They skip when it is not
+installed, unless TAVAAL_REQUIRE_FASHION_MNIST=1 (set by .ci/run, which installs it): then they
+fail.
 """
 
 from __future__ import annotations
@@ -13,7 +18,12 @@ import dataclasses
 import gzip
 import hashlib
 import json
+import os
+import shutil
 import struct
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +40,11 @@ from raw_formats import (
 from torchvision import datasets
 
 from tavaal.cli import main
-from tavaal.data import load_dataset, prepare_dataset
+from tavaal.data import known_split_sizes, load_dataset, open_prepared, prepare_dataset
 from tavaal.data.raw_sources import LAYOUTS, RawFile
 from tavaal.errors import DatasetError
 
+REPO = Path(__file__).resolve().parents[1]
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 TORCHVISION = {
     "cifar10": datasets.CIFAR10,
@@ -293,3 +304,112 @@ def test_cli_source_errors(tmp_path, capsys):
     assert exit_.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
 
+
+# ---------------------------------------------------------------- the real Fashion-MNIST
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+REQUIRE_ENV = "TAVAAL_REQUIRE_FASHION_MNIST"
+
+
+def _required() -> bool:
+    return os.environ.get(REQUIRE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="module")
+def debian_folder() -> Path:
+    missing = [
+        name for name in LAYOUTS["fashion_mnist"].names
+        if not (DEBIAN_FASHION_MNIST / f"{name}.gz").is_file()
+    ]
+    if missing:
+        reason = f"Debian's dataset-fashion-mnist is not installed ({DEBIAN_FASHION_MNIST})"
+        if _required():
+            pytest.fail(f"{REQUIRE_ENV} is set but {reason}", pytrace=False)
+        pytest.skip(reason)
+    return DEBIAN_FASHION_MNIST
+
+
+@pytest.fixture(scope="module")
+def real(debian_folder, tmp_path_factory):
+    """The real Fashion-MNIST, prepared once from the package folder; with the seconds it took."""
+    before = snapshot(debian_folder)
+    data_dir = tmp_path_factory.mktemp("fashion")
+    start = time.perf_counter()
+    prepare_dataset("fashion_mnist", data_dir, raw_sources={"fashion_mnist": debian_folder})
+    seconds = time.perf_counter() - start
+    assert snapshot(debian_folder) == before
+    return open_prepared("fashion_mnist", data_dir), data_dir, seconds
+
+
+def _idx_gz(path: Path, magic: int) -> np.ndarray:
+    """Parsed here, independently of tavaal: the big-endian header, then unsigned bytes."""
+    data = gzip.decompress(path.read_bytes())
+    ndim = magic & 0xFF
+    assert struct.unpack(">I", data[:4]) == (magic,)
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def test_real_fashion_mnist_from_the_debian_package(real, debian_folder):
+    ds, data_dir, seconds = real
+    assert ds.x_train.shape == (60000, 28, 28, 1) and ds.x_test.shape == (10000, 28, 28, 1)
+    assert ds.x_train.dtype == np.uint8 and ds.y_train.dtype == np.int64
+    assert np.bincount(ds.y_train).tolist() == [6000] * 10
+    assert np.bincount(ds.y_test).tolist() == [1000] * 10
+    assert (ds.info.n_train, ds.info.n_test) == known_split_sizes("fashion_mnist")
+    assert ds.info.classes[0] == "T-shirt/top" and ds.info.classes[9] == "Ankle boot"
+    # The usual normalisation constants of Fashion-MNIST, exactly 0.2860406 and 0.3530242.
+    assert round(ds.info.mean[0], 4) == 0.2860 and round(ds.info.std[0], 4) == 0.3530
+    # Facts computed once from the raw files: pixel sums, the first labels (ankle boot first).
+    assert int(ds.x_train.sum(dtype=np.int64)) == 3_431_114_169
+    assert int(ds.x_test.sum(dtype=np.int64)) == 573_469_082
+    assert int(ds.x_train[0].sum(dtype=np.int64)) == 76_247 and ds.x_train[0, 14, 14, 0] == 217
+    assert ds.y_train[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
+    assert ds.y_test[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]
+    # Every value against the package's files, parsed here: idx3 magic 0x803, idx1 magic 0x801.
+    for prefix, part in (("train", "train"), ("t10k", "test")):
+        images = _idx_gz(debian_folder / f"{prefix}-images-idx3-ubyte.gz", 0x803)
+        labels = _idx_gz(debian_folder / f"{prefix}-labels-idx1-ubyte.gz", 0x801)
+        assert np.array_equal(getattr(ds, f"x_{part}")[..., 0], images)
+        assert np.array_equal(getattr(ds, f"y_{part}"), labels)
+    recorded = meta(data_dir, "fashion_mnist")
+    assert recorded["source"] == str(debian_folder) and recorded["raw_md5_verified"] is True
+    # About a second with 2 cores; the generous bound catches a slow path, not jitter.
+    assert seconds < 30
+
+
+def test_real_fashion_mnist_through_the_cli(real, debian_folder, tmp_path, capsys):
+    _, library_dir, _ = real
+    before = snapshot(debian_folder)
+    code = main(
+        ["prepare", "fashion_mnist", "--source", str(debian_folder), "--data-dir", str(tmp_path)]
+    )
+    assert code == 0
+    assert capsys.readouterr().out.startswith(
+        "fashion_mnist: 60000 train / 10000 test, 10 classes, input (1, 28, 28)"
+    )
+    assert snapshot(debian_folder) == before
+    for name in ("x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy", "meta.json"):
+        library = (library_dir / "fashion_mnist" / name).read_bytes()
+        assert (tmp_path / "fashion_mnist" / name).read_bytes() == library, name
+
+
+@pytest.mark.slow  # Snakemake's start-up: about 15 s
+def test_real_fashion_mnist_through_the_workflow_rule(real, debian_folder, tmp_path):
+    _, library_dir, _ = real
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    # The rule's dataset wildcard is limited to the datasets of the experiments run.
+    extra = {
+        "raw_sources": {"fashion_mnist": str(debian_folder)},
+        "run_experiments": ["fashion"],
+        "experiments": {"fashion": {"dataset": "fashion_mnist", "model": "resnet18"}},
+    }
+    (tmp_path / "extra.yaml").write_text(json.dumps(extra))
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+    command += ["--directory", str(tmp_path), "--configfile", str(tmp_path / "extra.yaml")]
+    command += ["--cores", "1", "data/fashion_mnist"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert meta(tmp_path / "data", "fashion_mnist") == meta(library_dir, "fashion_mnist")
+    x_train = tmp_path / "data" / "fashion_mnist" / "x_train.npy"
+    assert x_train.read_bytes() == (library_dir / "fashion_mnist" / "x_train.npy").read_bytes()
