@@ -1,5 +1,7 @@
-# Datasets: generated (moons), shipped with scikit-learn (digits) or downloaded (torchvision),
-# always stored in one canonical form under data_dir/<dataset>/ (tavaal.data.prepare_dataset).
+# Datasets: generated (moons), shipped with scikit-learn (digits), downloaded (torchvision) or
+# read in place from the folders of config["raw_sources"], always stored in one canonical form
+# under data_dir/<dataset>/ (tavaal.data.prepare_dataset). The raw folder is not a param: every
+# file read is md5-checked, so another folder with the same files gives the same dataset.
 
 
 rule prepare_dataset:

@@ -47,7 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = sub.add_parser("prepare", help="prepare a dataset into its canonical on-disk form")
     prepare.add_argument("dataset")
     prepare.add_argument("--data-dir", type=Path, default=Path("data"))
-    prepare.add_argument("--download", action="store_true", help="allow torchvision downloads")
+    origin = prepare.add_mutually_exclusive_group()
+    origin.add_argument("--download", action="store_true", help="allow torchvision downloads")
+    origin.add_argument(
+        "--source",
+        type=Path,
+        metavar="DIR",
+        help="read the raw files from DIR, which already holds them (checked, read in place)",
+    )
 
     _add_stage_args(
         sub.add_parser("init-pool", help="write the initial pool, stage0/seedS/labeled.parquet"),
@@ -107,9 +114,21 @@ def _datasets(args) -> int:
 
 
 def _prepare(args) -> int:
-    from tavaal.data import load_dataset
+    from tavaal.data import list_raw_sources, load_dataset, raw_source
+    from tavaal.errors import DatasetError
 
-    dataset = load_dataset(args.dataset, args.data_dir, download=args.download)
+    raw_sources = {}
+    if args.source is not None:
+        source = raw_source(args.dataset)
+        if source is None:
+            raise DatasetError(
+                f"dataset {args.dataset!r} is not read from raw files; --source applies to "
+                f"{', '.join(list_raw_sources())} and the datasets derived from them"
+            )
+        raw_sources[source] = args.source
+    dataset = load_dataset(
+        args.dataset, args.data_dir, download=args.download, raw_sources=raw_sources
+    )
     info = dataset.info
     print(
         f"{info.name}: {info.n_train} train / {info.n_test} test, {info.num_classes} classes, "

@@ -22,17 +22,21 @@ from tavaal.data import (
     DatasetInfo,
     PreparedDataset,
     class_count_entropy,
+    known_split_sizes,
     list_datasets,
+    list_raw_sources,
     load_dataset,
     prepare_dataset,
     ratio_counts,
+    raw_source,
+    register_dataset,
     storage,
     subsample_per_class,
     to_tensor_batch,
 )
 from tavaal.data.registry import fixed_seed
 from tavaal.data.synthetic import DIGITS_TEST_FRACTION, stratified_split
-from tavaal.data.torchvision_sets import CIFAR10_ENTROPY_COUNTS
+from tavaal.data.torchvision_sets import CIFAR10_ENTROPY_COUNTS, CIFAR10_IMBALANCE_RATIOS
 from tavaal.errors import DatasetError
 
 FILES = ("x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy", "meta.json")
@@ -66,6 +70,46 @@ def test_unknown_dataset_names_the_known_ones(tmp_path):
         prepare_dataset("mnist", tmp_path)
     with pytest.raises(DatasetError, match="unknown dataset 'mnist'"):
         load_dataset("mnist", tmp_path)
+
+
+def test_known_split_sizes_equal_the_prepared_offline_datasets(shared_dir):
+    for name in ("moons", "digits", "digits_imb10"):
+        info = load_dataset(name, shared_dir).info
+        assert known_split_sizes(name) == (info.n_train, info.n_test), name
+
+
+def test_known_split_sizes_of_the_torchvision_datasets():
+    # Published sizes of the raw sources.
+    assert known_split_sizes("cifar10") == (50_000, 10_000)
+    assert known_split_sizes("cifar100") == (50_000, 10_000)
+    assert known_split_sizes("svhn") == (73_257, 26_032)
+    assert known_split_sizes("fashion_mnist") == (60_000, 10_000)
+    # CIFAR-10 has 5,000 train images per class; the variants keep the counts the builders ask
+    # for (never more than there are), the test split is untouched.
+    cifar10_labels = np.repeat(np.arange(10), 5000)
+    for name, ratio in CIFAR10_IMBALANCE_RATIOS.items():
+        reduced = ratio_counts(cifar10_labels, range(5), 1 / ratio)
+        keep = subsample_per_class(cifar10_labels, reduced, seed=0)
+        assert known_split_sizes(name) == (keep.size, 10_000), name
+    for name, counts in CIFAR10_ENTROPY_COUNTS.items():
+        keep = subsample_per_class(cifar10_labels, dict(enumerate(counts)), seed=0)
+        assert known_split_sizes(name) == (keep.size, 10_000), name
+    assert all(known_split_sizes(name) is not None for name in list_datasets())
+    with pytest.raises(DatasetError, match="unknown dataset 'mnist'"):
+        known_split_sizes("mnist")
+
+
+def test_raw_sources_of_the_registered_datasets():
+    assert list_raw_sources() == ["cifar10", "cifar100", "fashion_mnist", "svhn"]
+    assert raw_source("cifar10_ent189") == "cifar10" and raw_source("svhn") == "svhn"
+    assert raw_source("digits_imb10") is None and raw_source("moons") is None
+
+
+def test_register_dataset_needs_both_split_sizes():
+    with pytest.raises(ValueError, match="both n_train and n_test"):
+        register_dataset("half_declared", n_train=10)
+    with pytest.raises(ValueError, match="positive"):
+        register_dataset("empty", n_train=0, n_test=5)
 
 
 def test_import_loads_no_heavy_libraries():

@@ -29,7 +29,7 @@ import yaml
 
 from tavaal import cli, report
 from tavaal.config import ExperimentConfig, QueryConfig, RankerConfig, TrainConfig, VAEConfig
-from tavaal.data import list_datasets
+from tavaal.data import list_datasets, list_raw_sources
 from tavaal.layout import run_file
 from tavaal.models import list_task_models
 from tavaal.pool import read_labeled
@@ -237,6 +237,7 @@ def test_schema_enums_match_the_registries():
     assert sorted(experiment["methods"]["items"]["enum"]) == list_strategies()
     assert sorted(experiment["dataset"]["enum"]) == list_datasets()
     assert sorted(experiment["model"]["enum"]) == list_task_models()
+    assert schema["properties"]["raw_sources"]["propertyNames"]["enum"] == list_raw_sources()
 
 
 def _plain(value):
@@ -287,6 +288,7 @@ def test_validation_fills_the_dataclass_defaults():
     assert config["results_dir"] == "results"
     assert config["device"] == "auto"
     assert config["download"] is False
+    assert config["raw_sources"] == {}
     assert config["run_experiments"] is None
     assert config["report"]["baseline"] == "random"
     filled = ExperimentConfig.from_dict("e", config["experiments"]["e"])
@@ -310,6 +312,18 @@ def test_validation_names_the_bad_key_or_value(bad, named):
     with pytest.raises(WorkflowError) as error:
         validate({"experiments": {"moons": experiment}}, str(SCHEMA))
     assert named in str(error.value.args)
+
+
+def test_validation_names_an_unknown_raw_source():
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    experiments = {"moons": {"dataset": "moons", "model": "mlp"}}
+    validate({"raw_sources": {"fashion_mnist": "/x"}, "experiments": experiments}, str(SCHEMA))
+    for bad, named in (({"mnist": "/x"}, "mnist"), ({"svhn": ""}, "svhn")):
+        with pytest.raises(WorkflowError) as error:
+            validate({"raw_sources": bad, "experiments": experiments}, str(SCHEMA))
+        assert named in str(error.value.args)
 
 
 def test_a_bad_config_stops_before_any_job(tmp_path):

@@ -11,6 +11,9 @@ snakemake = globals()["snakemake"]
 with job_logger(snakemake.log[0]) as log:
     folder = Path(snakemake.output[0])
     prepare_dataset(
-        snakemake.wildcards.dataset, folder.parent, download=snakemake.config["download"]
+        snakemake.wildcards.dataset,
+        folder.parent,
+        download=snakemake.config["download"],
+        raw_sources=snakemake.config["raw_sources"],
     )
     log(f"prepared {folder}")

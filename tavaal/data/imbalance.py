@@ -15,6 +15,7 @@ Test splits are never subsampled: accuracy is measured on the balanced test sets
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -66,13 +67,8 @@ def ratio_counts(labels: np.ndarray, classes: Iterable[int], ratio: float) -> di
 def imbalance_train(splits: Splits, counts: Mapping[int, int], seed: int) -> Splits:
     """`splits` with its train split subsampled to `counts`; the test split is untouched."""
     keep = subsample_per_class(splits.y_train, counts, seed)
-    return Splits(
-        x_train=splits.x_train[keep],
-        y_train=splits.y_train[keep],
-        x_test=splits.x_test,
-        y_test=splits.y_test,
-        classes=splits.classes,
-    )
+    # replace() keeps everything else, the test split and the provenance included.
+    return dataclasses.replace(splits, x_train=splits.x_train[keep], y_train=splits.y_train[keep])
 
 
 def class_count_entropy(counts: Sequence[float] | np.ndarray) -> float:

@@ -3,14 +3,16 @@
 Adding a dataset is one small builder function decorated with `@register_dataset("name")`. A
 builder returns the train/test arrays, labels and class names (`Splits`); storing them in the
 canonical on-disk form, computing normalisation statistics and loading is done once, elsewhere
-(`tavaal.data.storage`), for every dataset alike.
+(`tavaal.data.storage`), for every dataset alike. The registration also says which raw source
+the builder reads (if any) and the split sizes the dataset is known to have, so both can be
+looked up without preparing it.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -45,6 +47,14 @@ class PreparedDataset:
     y_test: np.ndarray
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Where a builder read its raw files; recorded in ``meta.json``, never needed to load."""
+
+    folder: Path
+    md5_verified: bool  # every file read matched a known md5 sum
+
+
 @dataclass
 class Splits:
     """What a builder returns: in-memory arrays in the canonical dtypes and layouts."""
@@ -54,6 +64,7 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     classes: tuple[str, ...]
+    provenance: Provenance | None = None  # None: generated or shipped, no raw files read
 
     @property
     def kind(self) -> Literal["image", "vector"]:
@@ -67,25 +78,55 @@ class BuildContext:
     `name` is the dataset being prepared (for messages: a derived dataset such as
     ``cifar10_imb10`` reads the raw files of ``cifar10``); `raw_root` is ``data_dir/raw``, under
     which each raw source has its own folder (``raw/cifar10``, ``raw/svhn``, ...).
+    `raw_sources` maps a raw source to a folder that already holds its files, read in place
+    instead (`tavaal.data.raw_sources`); nothing is downloaded for those.
     """
 
     name: str
     raw_root: Path
     download: bool
+    raw_sources: Mapping[str, Path] = field(default_factory=dict)
 
 
 Builder = Callable[[BuildContext], Splits]
 
-_REGISTRY: dict[str, Builder] = {}
+
+@dataclass(frozen=True)
+class _Registration:
+    builder: Builder
+    raw_source: str | None
+    split_sizes: tuple[int, int] | None
 
 
-def register_dataset(name: str) -> Callable[[Builder], Builder]:
-    """Decorator: register `builder` under `name` (a name can be registered once)."""
+_REGISTRY: dict[str, _Registration] = {}
+
+
+def register_dataset(
+    name: str,
+    *,
+    raw_source: str | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+) -> Callable[[Builder], Builder]:
+    """Decorator: register `builder` under `name` (a name can be registered once).
+
+    `raw_source` names the raw files the builder reads (``data_dir/raw/<raw_source>/`` or a
+    folder the user points it at); several datasets may share one, e.g. the imbalanced CIFAR-10
+    variants read ``cifar10``. `n_train` and `n_test` are the split sizes the prepared dataset is
+    known to have (give both or neither), see `known_split_sizes`.
+    """
+    if (n_train is None) != (n_test is None):
+        raise ValueError(f"dataset {name!r}: give both n_train and n_test, or neither")
+    sizes = None
+    if n_train is not None and n_test is not None:
+        if n_train < 1 or n_test < 1:
+            raise ValueError(f"dataset {name!r}: split sizes must be positive")
+        sizes = (n_train, n_test)
 
     def decorate(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"dataset {name!r} is registered twice")
-        _REGISTRY[name] = builder
+        _REGISTRY[name] = _Registration(builder, raw_source, sizes)
         return builder
 
     return decorate
@@ -96,13 +137,35 @@ def list_datasets() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_builder(name: str) -> Builder:
+def list_raw_sources() -> list[str]:
+    """Sorted names of the raw sources the registered datasets read (cifar10, svhn, ...)."""
+    return sorted({r.raw_source for r in _REGISTRY.values() if r.raw_source is not None})
+
+
+def _registration(name: str) -> _Registration:
     try:
         return _REGISTRY[name]
     except KeyError:
         raise DatasetError(
             f"unknown dataset {name!r}; known: {', '.join(list_datasets())}"
         ) from None
+
+
+def get_builder(name: str) -> Builder:
+    return _registration(name).builder
+
+
+def raw_source(name: str) -> str | None:
+    """The raw source dataset `name` reads, or None when it is generated or shipped."""
+    return _registration(name).raw_source
+
+
+def known_split_sizes(name: str) -> tuple[int, int] | None:
+    """(n_train, n_test) of dataset `name` as registered, without preparing it.
+
+    None when the registration does not declare them. Unknown names raise `DatasetError`.
+    """
+    return _registration(name).split_sizes
 
 
 def fixed_seed(role: str) -> int:

@@ -1,7 +1,9 @@
 """Canonical on-disk form of a prepared dataset, and its atomic preparation.
 
 ``data_dir/<name>/`` holds ``x_train.npy``, ``y_train.npy``, ``x_test.npy``, ``y_test.npy`` and
-``meta.json`` (the `DatasetInfo` fields plus ``format_version``). The folder is written under a
+``meta.json`` (the `DatasetInfo` fields plus ``format_version``; datasets read from raw files also
+record the folder they came from, ``source``, and whether every raw file matched a known md5 sum,
+``raw_md5_verified``: informative only, loading does not need them). The folder is written under a
 temporary sibling name and renamed in one step, so a killed job leaves either a complete dataset
 or none; an existing folder is never rewritten. Loading memory-maps the arrays (no copy) and
 checks them against ``meta.json``, which takes milliseconds even for CIFAR.
@@ -17,6 +19,7 @@ import json
 import os
 import secrets
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from tavaal.data.registry import (
     PreparedDataset,
     Splits,
     get_builder,
+    list_raw_sources,
 )
 from tavaal.errors import DatasetError
 
@@ -39,19 +43,30 @@ ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 _STATS_CHUNK = 4096
 
 
-def prepare_dataset(name: str, data_dir: str | Path, download: bool = False) -> Path:
+def prepare_dataset(
+    name: str,
+    data_dir: str | Path,
+    download: bool = False,
+    raw_sources: Mapping[str, str | Path] | None = None,
+) -> Path:
     """Write ``data_dir/name`` in the canonical form unless it exists; return that folder.
 
-    Raw downloads (torchvision datasets) live under ``data_dir/raw/``. An existing folder is
-    checked, not rebuilt: a damaged one raises `DatasetError` naming the bad file.
+    Raw downloads (torchvision datasets) live under ``data_dir/raw/``. `raw_sources` maps raw
+    sources (`tavaal.data.list_raw_sources`) to folders that already hold their files; those are
+    read in place and verified instead (`tavaal.data.raw_sources`), never downloaded. Entries for
+    sources the dataset does not read are ignored, so one mapping serves every dataset. An
+    existing folder is checked, not rebuilt: a damaged one raises `DatasetError` naming the bad
+    file.
     """
     builder = get_builder(name)
+    sources = _source_folders(raw_sources or {})
     data_dir = Path(data_dir)
     folder = data_dir / name
     if folder.exists():
         open_prepared(name, data_dir)
         return folder
-    splits = builder(BuildContext(name=name, raw_root=data_dir / "raw", download=download))
+    ctx = BuildContext(name=name, raw_root=data_dir / "raw", download=download, raw_sources=sources)
+    splits = builder(ctx)
     info = describe(name, splits)
     data_dir.mkdir(parents=True, exist_ok=True)
     staging = data_dir / f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
@@ -60,6 +75,9 @@ def prepare_dataset(name: str, data_dir: str | Path, download: bool = False) -> 
         for key in ARRAYS:
             _write_array(staging / f"{key}.npy", getattr(splits, key))
         meta = {"format_version": FORMAT_VERSION, **dataclasses.asdict(info)}
+        if splits.provenance is not None:
+            meta["source"] = str(splits.provenance.folder)
+            meta["raw_md5_verified"] = splits.provenance.md5_verified
         text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
         _write_bytes(staging / META_FILE, text.encode())
         _fsync_dir(staging)
@@ -80,13 +98,32 @@ def prepare_dataset(name: str, data_dir: str | Path, download: bool = False) -> 
     return folder
 
 
-def load_dataset(name: str, data_dir: str | Path, download: bool = False) -> PreparedDataset:
-    """The prepared dataset, preparing it first if its folder is missing."""
+def load_dataset(
+    name: str,
+    data_dir: str | Path,
+    download: bool = False,
+    raw_sources: Mapping[str, str | Path] | None = None,
+) -> PreparedDataset:
+    """The prepared dataset, preparing it first (see `prepare_dataset`) if its folder is missing."""
     get_builder(name)
     data_dir = Path(data_dir)
     if not (data_dir / name).exists():
-        prepare_dataset(name, data_dir, download=download)
+        prepare_dataset(name, data_dir, download=download, raw_sources=raw_sources)
     return open_prepared(name, data_dir)
+
+
+def _source_folders(raw_sources: Mapping[str, str | Path]) -> dict[str, Path]:
+    known = list_raw_sources()
+    folders = {}
+    for source, folder in raw_sources.items():
+        if source not in known:
+            raise DatasetError(
+                f"raw_sources: unknown raw source {source!r}; known: {', '.join(known)}"
+            )
+        if not str(folder):
+            raise DatasetError(f"raw_sources: the folder of {source!r} is empty")
+        folders[source] = Path(folder)
+    return folders
 
 
 def open_prepared(name: str, data_dir: str | Path) -> PreparedDataset:

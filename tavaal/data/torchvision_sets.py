@@ -1,6 +1,7 @@
-"""Datasets read through torchvision's own dataset classes.
+"""Datasets read through torchvision's own dataset classes, or from a folder the user has.
 
-Raw files live under ``data_dir/raw/<source>/``, which is passed to torchvision as its ``root``:
+By default raw files live under ``data_dir/raw/<source>/``, which is passed to torchvision as its
+``root``:
 
 ==============  ============================================================================
 source          files torchvision reads (``download`` fetches and extracts them)
@@ -15,6 +16,9 @@ fashion_mnist   ``raw/fashion_mnist/FashionMNIST/raw/{train,t10k}-{images-idx3,l
 The imbalanced CIFAR-10 variants read ``raw/cifar10``. torchvision checks the md5 sums of the
 CIFAR and SVHN files, so a damaged file is reported rather than silently read. torchvision is
 imported inside the builders: it costs seconds and most jobs never need it.
+
+A source given a folder of its own (`BuildContext.raw_sources`) is read in place from there
+instead, by `tavaal.data.raw_sources`, which accepts more layouts and verifies every file.
 """
 
 from __future__ import annotations
@@ -29,24 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from tavaal.data import raw_sources
 from tavaal.data.imbalance import imbalance_train, ratio_counts
-from tavaal.data.registry import BuildContext, Splits, fixed_seed, register_dataset
+from tavaal.data.raw_sources import LAYOUTS
+from tavaal.data.registry import BuildContext, Provenance, Splits, fixed_seed, register_dataset
 from tavaal.errors import DatasetError
-
-CIFAR10_FILES = (
-    "cifar-10-batches-py",
-    ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
-     "test_batch", "batches.meta"),
-)
-CIFAR100_FILES = ("cifar-100-python", ("train", "test", "meta"))
-SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")
-FASHION_MNIST_FOLDER = Path("FashionMNIST", "raw")
-FASHION_MNIST_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
 
 # TA-VAAL CVPR §4.3: "randomly reducing the number of samples that were associated with the
 # first 5 classes"; the imbalance ratio is the per-class size of the last five classes over
@@ -75,15 +66,20 @@ _READ_ERRORS = (
 )
 
 
-def _require(ctx: BuildContext, folder: Path, expected: list[Path]) -> None:
-    """One error listing every missing file when they cannot be downloaded."""
-    missing = [path for path in expected if not path.is_file()]
+def _require(ctx: BuildContext, root: Path, source: str) -> Path:
+    """The folder torchvision reads `source` from; one error listing every missing file when
+    they cannot be downloaded."""
+    layout = LAYOUTS[source]
+    folder = root / layout.subfolder
+    missing = [name for name in layout.names if not (folder / name).is_file()]
     if missing and not ctx.download:
-        names = ", ".join(str(path.relative_to(folder)) for path in missing)
+        names = ", ".join(str(Path(layout.subfolder, name)) for name in missing)
         raise DatasetError(
-            f"dataset {ctx.name!r}: raw files not found in {folder} (missing: {names}); "
-            f"run `tavaal prepare {ctx.name} --download` (or set download: true) to fetch them"
+            f"dataset {ctx.name!r}: raw files not found in {root} (missing: {names}); "
+            f"run `tavaal prepare {ctx.name} --download` (or set download: true) to fetch them, "
+            f"or `tavaal prepare {ctx.name} --source DIR` to read them from a folder you have"
         )
+    return folder
 
 
 def _read(ctx: BuildContext, folder: Path, open_split: Callable[[], Any]) -> Any:
@@ -117,14 +113,14 @@ def _checked(ctx: BuildContext, splits: Splits, image_shape: tuple[int, int, int
 
 
 def _cifar(ctx: BuildContext, source: str) -> Splits:
+    if source in ctx.raw_sources:
+        splits = raw_sources.read_cifar(ctx.name, source, ctx.raw_sources[source])
+        return _checked(ctx, splits, (32, 32, 3))
     from torchvision import datasets
 
-    dataset_cls, (base_folder, files) = {
-        "cifar10": (datasets.CIFAR10, CIFAR10_FILES),
-        "cifar100": (datasets.CIFAR100, CIFAR100_FILES),
-    }[source]
+    dataset_cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[source]
     root = ctx.raw_root / source
-    _require(ctx, root, [root / base_folder / name for name in files])
+    folder = _require(ctx, root, source)
     root.mkdir(parents=True, exist_ok=True)
     train = _read(ctx, root, lambda: dataset_cls(str(root), train=True, download=ctx.download))
     test = _read(ctx, root, lambda: dataset_cls(str(root), train=False, download=False))
@@ -135,32 +131,37 @@ def _cifar(ctx: BuildContext, source: str) -> Splits:
         x_test=np.ascontiguousarray(test.data, dtype=np.uint8),
         y_test=np.asarray(test.targets, dtype=np.int64),
         classes=tuple(str(name) for name in train.classes),
+        # torchvision's constructor checks every file's md5 sum.
+        provenance=Provenance(folder=folder.absolute(), md5_verified=True),
     )
     return _checked(ctx, splits, (32, 32, 3))
 
 
-@register_dataset("cifar10")
+@register_dataset("cifar10", raw_source="cifar10", n_train=50000, n_test=10000)
 def build_cifar10(ctx: BuildContext) -> Splits:
     """CIFAR-10 (50,000 / 10,000 images 32x32x3, 10 classes) via torchvision.datasets.CIFAR10."""
     return _cifar(ctx, "cifar10")
 
 
-@register_dataset("cifar100")
+@register_dataset("cifar100", raw_source="cifar100", n_train=50000, n_test=10000)
 def build_cifar100(ctx: BuildContext) -> Splits:
     """CIFAR-100 with its 100 fine labels via torchvision.datasets.CIFAR100."""
     return _cifar(ctx, "cifar100")
 
 
-@register_dataset("svhn")
+@register_dataset("svhn", raw_source="svhn", n_train=73257, n_test=26032)
 def build_svhn(ctx: BuildContext) -> Splits:
     """SVHN train/test (32x32x3) via torchvision.datasets.SVHN; the 'extra' split is not used.
 
     The .mat files label the digit 0 as 10; torchvision maps it to 0, so labels are the digits.
     """
+    if "svhn" in ctx.raw_sources:
+        splits = raw_sources.read_svhn(ctx.name, ctx.raw_sources["svhn"])
+        return _checked(ctx, splits, (32, 32, 3))
     from torchvision import datasets
 
     root = ctx.raw_root / "svhn"
-    _require(ctx, root, [root / name for name in SVHN_FILES])
+    folder = _require(ctx, root, "svhn")
     root.mkdir(parents=True, exist_ok=True)
     train = _read(ctx, root, lambda: datasets.SVHN(str(root), split="train", download=ctx.download))
     test = _read(ctx, root, lambda: datasets.SVHN(str(root), split="test", download=ctx.download))
@@ -171,13 +172,15 @@ def build_svhn(ctx: BuildContext) -> Splits:
         x_test=np.ascontiguousarray(test.data.transpose(0, 2, 3, 1), dtype=np.uint8),
         y_test=np.asarray(test.labels, dtype=np.int64),
         classes=tuple(str(digit) for digit in range(10)),
+        # torchvision's constructor checks the split file's md5 sum.
+        provenance=Provenance(folder=folder.absolute(), md5_verified=True),
     )
     return _checked(ctx, splits, (32, 32, 3))
 
 
 def _gunzip_missing(folder: Path) -> None:
     """Extract ``name.gz`` where only the download is present (torchvision reads ``name``)."""
-    for name in FASHION_MNIST_FILES:
+    for name in LAYOUTS["fashion_mnist"].names:
         target, packed = folder / name, folder / f"{name}.gz"
         if target.is_file() or not packed.is_file():
             continue
@@ -191,16 +194,19 @@ def _gunzip_missing(folder: Path) -> None:
             raise DatasetError(f"{packed}: cannot extract: {exc}") from exc
 
 
-@register_dataset("fashion_mnist")
+@register_dataset("fashion_mnist", raw_source="fashion_mnist", n_train=60000, n_test=10000)
 def build_fashion_mnist(ctx: BuildContext) -> Splits:
     """Fashion-MNIST (60,000 / 10,000 images 28x28x1) via torchvision.datasets.FashionMNIST."""
+    if "fashion_mnist" in ctx.raw_sources:
+        splits = raw_sources.read_fashion_mnist(ctx.name, ctx.raw_sources["fashion_mnist"])
+        return _checked(ctx, splits, (28, 28, 1))
     from torchvision import datasets
 
     root = ctx.raw_root / "fashion_mnist"
-    folder = root / FASHION_MNIST_FOLDER
+    folder = root / LAYOUTS["fashion_mnist"].subfolder
     if folder.is_dir():
         _gunzip_missing(folder)
-    _require(ctx, root, [folder / name for name in FASHION_MNIST_FILES])
+    _require(ctx, root, "fashion_mnist")
     root.mkdir(parents=True, exist_ok=True)
     make = datasets.FashionMNIST
     train = _read(ctx, root, lambda: make(str(root), train=True, download=ctx.download))
@@ -211,6 +217,8 @@ def build_fashion_mnist(ctx: BuildContext) -> Splits:
         x_test=np.ascontiguousarray(test.data.numpy(), dtype=np.uint8)[..., None],
         y_test=test.targets.numpy().astype(np.int64),
         classes=tuple(str(name) for name in datasets.FashionMNIST.classes),
+        # torchvision checks the md5 sums of what it downloads, not of the files it finds.
+        provenance=Provenance(folder=folder.absolute(), md5_verified=False),
     )
     return _checked(ctx, splits, (28, 28, 1))
 
@@ -233,31 +241,33 @@ def _cifar10_counts(ctx: BuildContext, counts: tuple[int, ...]) -> Splits:
     return imbalance_train(splits, dict(enumerate(counts)), fixed_seed("cifar10/imbalance"))
 
 
-@register_dataset("cifar10_imb10")
+# 5 x 500 + 5 x 5,000 train images.
+@register_dataset("cifar10_imb10", raw_source="cifar10", n_train=27500, n_test=10000)
 def build_cifar10_imb10(ctx: BuildContext) -> Splits:
     """CIFAR-10, first five classes reduced to 500 train images each (imbalance x10, §4.3)."""
     return _cifar10_first_five_reduced(ctx, CIFAR10_IMBALANCE_RATIOS["cifar10_imb10"])
 
 
-@register_dataset("cifar10_imb100")
+# 5 x 50 + 5 x 5,000 train images.
+@register_dataset("cifar10_imb100", raw_source="cifar10", n_train=25250, n_test=10000)
 def build_cifar10_imb100(ctx: BuildContext) -> Splits:
     """CIFAR-10, first five classes reduced to 50 train images each (imbalance x100, §4.3)."""
     return _cifar10_first_five_reduced(ctx, CIFAR10_IMBALANCE_RATIOS["cifar10_imb100"])
 
 
-@register_dataset("cifar10_ent165")
+@register_dataset("cifar10_ent165", raw_source="cifar10", n_train=16550, n_test=10000)
 def build_cifar10_ent165(ctx: BuildContext) -> Splits:
     """CIFAR-10 with TA-VAAL arXiv Table 1 row 1 (16,550 train images, entropy 1.65)."""
     return _cifar10_counts(ctx, CIFAR10_ENTROPY_COUNTS["cifar10_ent165"])
 
 
-@register_dataset("cifar10_ent189")
+@register_dataset("cifar10_ent189", raw_source="cifar10", n_train=19000, n_test=10000)
 def build_cifar10_ent189(ctx: BuildContext) -> Splits:
     """CIFAR-10 with TA-VAAL arXiv Table 1 row 2 (19,000 train images, entropy 1.89)."""
     return _cifar10_counts(ctx, CIFAR10_ENTROPY_COUNTS["cifar10_ent189"])
 
 
-@register_dataset("cifar10_ent211")
+@register_dataset("cifar10_ent211", raw_source="cifar10", n_train=23000, n_test=10000)
 def build_cifar10_ent211(ctx: BuildContext) -> Splits:
     """CIFAR-10 with TA-VAAL arXiv Table 1 row 3 (23,000 train images, entropy 2.11)."""
     return _cifar10_counts(ctx, CIFAR10_ENTROPY_COUNTS["cifar10_ent211"])
