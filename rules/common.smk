@@ -10,7 +10,7 @@ from tavaal import layout
 from tavaal.config import ExperimentConfig
 from tavaal.errors import ConfigError
 from tavaal.results_guard import check_results_match
-from tavaal.strategies import strategy_class
+from tavaal.strategies import method_settings, strategy_class
 from tavaal.training import training_settings
 from tavaal.validation import check_experiment
 
@@ -190,8 +190,8 @@ def experiment_figures(experiment):
     if has_queries(experiment):
         tables.append("sampling_time")
         if adversarial_methods(experiment):
-            tables.append("adversarial_health")
-    files += [table(name, ext) for name in tables for ext in ("csv", "md")]
+            tables += ["adversarial_health", "loss_vs_likelihood"]
+    files += [table(name, ext) for name in tables for ext in ("csv", "md", "html")]
     return [path.format(experiment=experiment) for path in files]
 
 
@@ -231,9 +231,10 @@ def recipe_training_settings(wildcards):
 
 
 def query_settings(wildcards):
-    """Everything one method's queries depend on except the lists of seeds, methods and stages:
-    adding a seed, method or stage leaves the params of existing jobs unchanged."""
-    return {**EXPERIMENTS[wildcards.experiment].job_settings(), "method": wildcards.method}
+    """What one method's queries depend on besides their input files (the settings its
+    strategy reads): a vae change reruns VAAL's queries, not entropy's; adding a seed, method
+    or stage leaves the params of existing jobs unchanged."""
+    return method_settings(EXPERIMENTS[wildcards.experiment], wildcards.method)
 
 
 def dataset_input(wildcards):
@@ -271,12 +272,21 @@ def query_input(stage):
     return inputs
 
 
+def _metric_runs(exp):
+    return [(m, s, k) for m in exp.methods for s in exp.seeds for k in range(exp.stages)]
+
+
+def aggregate_metric_methods(wildcards):
+    """The method of each of aggregate_input's metrics files, in the same order."""
+    return [m for m, _, _ in _metric_runs(EXPERIMENTS[wildcards.experiment])]
+
+
 def aggregate_input(wildcards):
     exp = EXPERIMENTS[wildcards.experiment]
     runs = [(method, seed) for method in exp.methods for seed in exp.seeds]
     return {
         "metrics": [
-            run_file(exp.name, m, s, k, "metrics.json") for m, s in runs for k in range(exp.stages)
+            run_file(exp.name, m, s, k, "metrics.json") for m, s, k in _metric_runs(exp)
         ],
         # The last index file holds every sample with the stage that added it.
         "labeled": [run_file(exp.name, m, s, exp.stages - 1, "labeled.parquet") for m, s in runs],

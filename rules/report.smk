@@ -11,6 +11,9 @@ rule aggregate:
         f"{EXP_DIR}/summary.parquet",
     log:
         "logs/{experiment}/aggregate.log",
+    params:
+        # The method of each metrics file (stage 0's are shared by the methods of a recipe).
+        metric_methods=aggregate_metric_methods,
     resources:
         mem_mb=2000,
         runtime=10,

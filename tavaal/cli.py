@@ -257,7 +257,6 @@ def _run(args) -> int:
 
     with progress:
         for exp, method, seed in chains:
-
             path = functools.partial(run_file, args.results_dir, exp.name, method, seed)
             progress.set_description(f"{exp.name}/{method}/seed{seed}")
 

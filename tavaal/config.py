@@ -191,25 +191,20 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
 
-    def job_settings(self) -> dict[str, Any]:
-        """Settings one job may depend on: not the lists of seeds/methods/stages, so that adding
-        a seed or a method does not change (and rerun) the jobs that already exist."""
-        settings = self.to_dict()
-        for key in ("name", "methods", "seeds", "stages"):
-            settings.pop(key)
-        return settings
+    def select(self, *paths: str) -> dict[str, Any]:
+        """The settings at dotted `paths` ("budget", "vae", "query.mc_samples"), by path."""
+        plain = self.to_dict()
+        selected = {}
+        for path in paths:
+            value: Any = plain
+            for key in path.split("."):
+                value = value[key]
+            selected[path] = value
+        return selected
 
     def pool_settings(self) -> dict[str, Any]:
         """What the initial pool (and the held-out validation split) depend on."""
-        return {
-            "dataset": self.dataset,
-            "initial_size": self.initial_size,
-            "validation_size": self.train.validation_size,
-        }
-
-    def settings_hash(self, method: str) -> str:
-        """Hash of everything that shapes one method's queries (not the lists of seeds/methods)."""
-        return settings_hash({**self.job_settings(), "method": method})
+        return self.select("dataset", "initial_size", "train.validation_size")
 
 
 def settings_hash(settings: dict[str, Any]) -> str:

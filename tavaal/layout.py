@@ -16,15 +16,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tavaal.pool import ALL_METHODS
 from tavaal.strategies import strategy_class
 
 INITIAL_POOL = "{results}/{experiment}/stage0/seed{seed}/labeled.parquet"
 INITIAL_MODEL = "{results}/{experiment}/stage0/seed{seed}/{recipe}/{name}"
 STAGE_FILE = "{results}/{experiment}/{method}/seed{seed}/stage{stage}/{name}"
-# What the metadata of the shared initial pool says instead of a method name.
-ALL_METHODS = "*"
 # Files of stage 0 that live in the shared folder (a stage-0 query's scores do not).
 SHARED_STAGE0 = ("labeled.parquet", "model.pt", "metrics.json")
+__all__ = ["ALL_METHODS", "INITIAL_MODEL", "INITIAL_POOL", "STAGE_FILE", "run_file"]
 
 
 def recipe_of(method: str) -> str:

@@ -31,6 +31,8 @@ LABELED_SCHEMA = pa.schema(
     ]
 )
 METADATA_KEYS = ("experiment", "method", "seed", "stage", "settings_hash", "tavaal_version")
+# The method the shared initial pool (stage 0, `tavaal.layout`) names: every method's.
+ALL_METHODS = "*"
 
 
 @dataclass

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from tavaal.config import ExperimentConfig, settings_hash
 from tavaal.errors import ConfigError
 from tavaal.layout import run_file
-from tavaal.strategies import strategy_class
+from tavaal.strategies import method_hash, strategy_class
 from tavaal.training import training_hash
 
 
@@ -43,11 +43,11 @@ def stale_results(results_dir: str | Path, exp: ExperimentConfig) -> list[StaleF
                 )
                 labeled = run_file(results_dir, exp.name, method, seed, stage, "labeled.parquet")
                 expected[labeled] = (
-                    settings_hash(exp.pool_settings()) if stage == 0 else exp.settings_hash(method)
+                    settings_hash(exp.pool_settings()) if stage == 0 else method_hash(exp, method)
                 )
                 if stage + 1 < exp.stages:
                     scores = run_file(results_dir, exp.name, method, seed, stage, "scores.parquet")
-                    expected[scores] = exp.settings_hash(method)
+                    expected[scores] = method_hash(exp, method)
     stale = []
     for path, want in expected.items():
         found = _recorded_hash(path)

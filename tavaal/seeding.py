@@ -6,7 +6,6 @@ import hashlib
 import random
 
 import numpy as np
-import torch
 
 
 def derive_seed(seed: int, stage: int | None, role: str) -> int:
@@ -19,7 +18,10 @@ def numpy_rng(seed: int, stage: int | None, role: str) -> np.random.Generator:
     return np.random.default_rng(derive_seed(seed, stage, role))
 
 
-def torch_generator(seed: int, stage: int | None, role: str, device: str | torch.device = "cpu"):
+def torch_generator(seed: int, stage: int | None, role: str, device="cpu"):
+    # torch is imported where it is used: jobs that only draw indices (init_pool) never load it.
+    import torch
+
     gen = torch.Generator(device=device)
     gen.manual_seed(derive_seed(seed, stage, role))
     return gen
@@ -27,6 +29,8 @@ def torch_generator(seed: int, stage: int | None, role: str, device: str | torch
 
 def seed_everything(seed: int, stage: int | None, role: str) -> None:
     """Seed the global RNGs (weight init, dropout) and ask torch for deterministic kernels."""
+    import torch
+
     value = derive_seed(seed, stage, role)
     random.seed(value)
     np.random.seed(value % (2**32))

@@ -14,14 +14,15 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tavaal.config import ExperimentConfig, settings_hash
 from tavaal.data import PreparedDataset, load_dataset, with_normalization
 from tavaal.errors import CheckpointError, IndexFileError
-from tavaal.layout import ALL_METHODS
 from tavaal.pool import (
+    ALL_METHODS,
     candidate_subset,
     class_count_entropy,
     initial_indices,
@@ -32,7 +33,9 @@ from tavaal.pool import (
     write_labeled,
     write_scores,
 )
-from tavaal.training import TrainingRecipe
+
+if TYPE_CHECKING:
+    from tavaal.training import TrainingRecipe
 
 Log = Callable[[str], None]
 
@@ -63,12 +66,15 @@ def job_logger(path: Path | str | None) -> Iterator[Log]:
 
 
 def _metadata(exp: ExperimentConfig, method: str, seed: int, stage: int) -> dict:
+    """Metadata of a method's query outputs (stage >= 1 labeled sets and scores)."""
+    from tavaal.strategies import method_hash
+
     return {
         "experiment": exp.name,
         "method": method,
         "seed": seed,
         "stage": stage,
-        "settings_hash": exp.settings_hash(method),
+        "settings_hash": method_hash(exp, method),
     }
 
 

@@ -17,8 +17,18 @@ import numpy as np
 import scipy.io
 from torchvision import datasets
 
-CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer",
-                 "dog", "frog", "horse", "ship", "truck"]
+CIFAR10_NAMES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 
 
 def file_md5(path: Path) -> str:
@@ -152,8 +162,10 @@ def write_fashion_mnist(raw_root: Path, compressed: bool):
     for prefix, n in (("train", 30), ("t10k", 11)):
         images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
         labels = rng.integers(0, 10, size=n).astype(np.uint8)
-        for name, array in ((f"{prefix}-images-idx3-ubyte", images),
-                            (f"{prefix}-labels-idx1-ubyte", labels)):
+        for name, array in (
+            (f"{prefix}-images-idx3-ubyte", images),
+            (f"{prefix}-labels-idx1-ubyte", labels),
+        ):
             if compressed:  # what the download leaves before extraction
                 (folder / f"{name}.gz").write_bytes(gzip.compress(idx_bytes(array), mtime=0))
             else:

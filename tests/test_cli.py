@@ -123,7 +123,10 @@ def test_stage0_is_shared_by_all_methods(runs):
     assert pools == {results / "tiny/stage0/seed0/labeled.parquet"}
     models = {path(results, m, 0, "model.pt") for m in list_strategies()}
     assert sorted(p.parent.name for p in models) == [
-        "ensemble", "margin_ranker", "plain", "ranking_ranker"
+        "ensemble",
+        "margin_ranker",
+        "plain",
+        "ranking_ranker",
     ]
     # every method scores the same candidate subset at a stage
     subsets = {

@@ -61,20 +61,28 @@ def test_mc_dropout_methods_need_the_experiments_dropout():
     )
 
 
-def test_settings_hash_ignores_seeds_and_methods_but_not_settings():
+def test_method_settings_hold_what_the_query_reads_and_not_the_lists():
+    from tavaal.strategies import method_hash
+
     a = ExperimentConfig.from_dict("x", minimal(seeds=[0], methods=["random"]))
     b = ExperimentConfig.from_dict("x", minimal(seeds=[0, 1, 2], methods=["random", "entropy"]))
-    c = ExperimentConfig.from_dict("x", minimal(train={"epochs": 3}))
-    assert a.settings_hash("random") == b.settings_hash("random")
-    assert a.settings_hash("random") != a.settings_hash("entropy")
-    assert a.settings_hash("random") != c.settings_hash("random")
+    vae = ExperimentConfig.from_dict("x", minimal(vae={"lr": 0.1}))
+    budget = ExperimentConfig.from_dict("x", minimal(budget=7))
+    assert method_hash(a, "random") == method_hash(b, "random")
+    assert method_hash(a, "random") != method_hash(a, "entropy")
+    # A VAE setting concerns VAAL's and TA-VAAL's queries only; the budget every query.
+    assert method_hash(vae, "random") == method_hash(a, "random")
+    assert method_hash(vae, "vaal") != method_hash(a, "vaal")
+    assert method_hash(vae, "tavaal") != method_hash(a, "tavaal")
+    assert all(method_hash(budget, m) != method_hash(a, m) for m in ("random", "vaal"))
 
 
-def test_job_settings_round_trip():
-    exp = ExperimentConfig.from_dict("x", minimal(train={"epochs": 7}, methods=["entropy"]))
-    rebuilt = ExperimentConfig.from_dict("x", exp.job_settings())
-    assert rebuilt.settings_hash("entropy") == exp.settings_hash("entropy")
-    assert rebuilt.train.epochs == 7
+def test_to_dict_round_trip():
+    exp = ExperimentConfig.from_dict("x", minimal(methods=["random", "entropy"], seeds=[3]))
+    settings = exp.to_dict()
+    assert settings.pop("name") == "x"
+    assert ExperimentConfig.from_dict("x", settings) == exp
+    assert exp.select("budget", "train.lr") == {"budget": exp.budget, "train.lr": exp.train.lr}
 
 
 def test_load_config_errors(tmp_path):

@@ -318,7 +318,8 @@ def _required() -> bool:
 @pytest.fixture(scope="module")
 def debian_folder() -> Path:
     missing = [
-        name for name in LAYOUTS["fashion_mnist"].names
+        name
+        for name in LAYOUTS["fashion_mnist"].names
         if not (DEBIAN_FASHION_MNIST / f"{name}.gz").is_file()
     ]
     if missing:

@@ -392,14 +392,24 @@ def test_loss_axis_shows_zero_and_large_losses_apart():
 
 
 def test_loss_likelihood_correlation_is_spearmans_rho_of_loss_and_likelihood():
-    # Likelihood 1 - D rises 0.1 ... 0.4; loss ranks 1, 3, 2, 4: rho = 1 - 6 * 2 / (4 * 15).
-    rho, p_value = report.loss_likelihood_correlation([0.9, 0.8, 0.7, 0.6], [1.0, 3.0, 2.0, 4.0])
+    # Likelihood rises 0.1 ... 0.4; loss ranks 1, 3, 2, 4: rho = 1 - 6 * 2 / (4 * 15).
+    rho, p_value = report.loss_likelihood_correlation([0.1, 0.2, 0.3, 0.4], [1.0, 3.0, 2.0, 4.0])
     assert rho == pytest.approx(0.8)
     assert 0 < p_value < 1
-    rho, _ = report.loss_likelihood_correlation([0.9, 0.8, 0.7, 0.6], [4.0, 3.0, 2.0, 1.0])
+    rho, _ = report.loss_likelihood_correlation([0.1, 0.2, 0.3, 0.4], [4.0, 3.0, 2.0, 1.0])
     assert rho == pytest.approx(-1.0)
     assert all(math.isnan(v) for v in report.loss_likelihood_correlation([0.5] * 4, range(4)))
     assert all(math.isnan(v) for v in report.loss_likelihood_correlation([0.1, 0.2], [1, 2]))
+
+
+def test_unlabeled_likelihood_orders_confident_logits_that_probabilities_tie():
+    # Logits -40, -50, -60: 1 - sigmoid(logit) is 1.0 for all three in float64.
+    scores = pd.DataFrame({"disc_logit": [-40.0, -50.0, -60.0], "disc_output": [0.0, 0.0, 0.0]})
+    assert report.unlabeled_likelihood(scores).tolist() == [40.0, 50.0, 60.0]
+    rho, _ = report.loss_likelihood_correlation(report.unlabeled_likelihood(scores), [1, 2, 3])
+    assert rho == pytest.approx(1.0)
+    legacy = pd.DataFrame({"disc_output": [0.9, 0.2]})  # scores written before disc_logit
+    np.testing.assert_allclose(report.unlabeled_likelihood(legacy), [0.1, 0.8])
 
 
 def test_loss_likelihood_table_per_method():

@@ -107,7 +107,7 @@ def test_ranker_gradient_stops_at_detach_epoch(moons):
         exp = ExperimentConfig.from_dict(
             "m",
             {
-                **moons_exp(epochs=3).job_settings(),
+                **{k: v for k, v in moons_exp(epochs=3).to_dict().items() if k != "name"},
                 "ranker": {"weight": weight, "detach_epoch": detach_epoch},
             },
         )

@@ -22,7 +22,6 @@ import typing
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -409,10 +408,16 @@ def test_tiny_run_produces_every_figure_and_table(tiny_run):
     accuracy = pd.read_csv(base / "tables" / "accuracy.csv")
     assert set(accuracy["method"]) == {"random", "tavaal"}
     assert (base / "tables" / "accuracy.md").read_text().startswith("## Test accuracy")
-    for log in ("train.log", "query.log"):
-        text = (tiny_run / "logs/tiny/tavaal/seed0/stage0" / log).read_text()
-        assert text.strip(), log
+    logs = [
+        "logs/tiny/stage0/seed0/init_pool.log",
+        "logs/tiny/stage0/seed0/ranking_ranker/train.log",
+        "logs/tiny/tavaal/seed0/stage0/query.log",
+        "logs/tiny/tavaal/seed0/stage1/train.log",
+    ]
+    for log in logs:
+        assert (tiny_run / log).read_text().strip(), log
     assert (tiny_run / "benchmarks/tiny/tavaal/seed0/stage0/query.tsv").exists()
+    assert (tiny_run / "benchmarks/tiny/stage0/seed0/plain/train.tsv").exists()
 
 
 @pytest.mark.slow
@@ -434,20 +439,20 @@ def test_tiny_summary_has_one_row_per_method_seed_stage(tiny_run):
 
 @pytest.mark.slow
 def test_tiny_index_files_chain_by_budget(tiny_run):
-    root = tiny_run / "results" / "tiny"
+    results = tiny_run / "results"
+    root = results / "tiny"
     for seed in (0, 1):
-        initial = [
-            read_labeled(root / m / f"seed{seed}/stage0/labeled.parquet")
-            for m in ("random", "tavaal")
-        ]
-        # The initial pool depends on (experiment, seed) only.
-        np.testing.assert_array_equal(initial[0].indices, initial[1].indices)
+        # The initial pool depends on (experiment, seed) only: one file that every method reads.
+        initial = root / f"stage0/seed{seed}/labeled.parquet"
+        assert read_labeled(initial).metadata["method"] == "*"
         for method in ("random", "tavaal"):
             previous = None
             for stage in range(3):
-                labeled = read_labeled(root / method / f"seed{seed}/stage{stage}/labeled.parquet")
+                labeled = read_labeled(
+                    run_file(results, "tiny", method, seed, stage, "labeled.parquet")
+                )
                 assert labeled.stage == stage
-                assert labeled.metadata["method"] == method
+                assert labeled.metadata["method"] == ("*" if stage == 0 else method)
                 indices = set(labeled.indices.tolist())
                 if previous is not None:
                     assert previous < indices
@@ -599,7 +604,7 @@ def test_results_of_other_settings_are_never_replaced_silently(tiny_run, tmp_pat
     assert "finished results were made with other settings" in text
     assert "tiny (" in text and 'replace_results=["tiny"]' in text
     # tavaal's 2 seeds x 2 queries: their labeled files (stages 1-2) and scores, nothing else.
-    assert "4 labeled.parquet, 4 scores.parquet" in text
+    assert "4 labeled.parquet, 4 scores.parquet" in text, text[-3000:]
     assert _mtimes(workdir) == before  # no job ran, nothing was touched
     # Replacing on purpose: only TA-VAAL's queries and what follows them rerun.
     counts = dry_run_counts(
@@ -737,5 +742,5 @@ def test_killed_run_leaves_nothing_accepted_and_resumes_identically(tiny_run, tm
     snakemake(workdir, target, *config, "--cores", "2", "--rerun-incomplete", *TRIGGERS)
     pattern = "results/tiny/tavaal/seed0/stage*/labeled.parquet"
     resumed = tiny_files(workdir, pattern)
-    assert len(resumed) == 3
+    assert len(resumed) == 2  # stages 1 and 2; stage 0's pool is the shared one
     assert resumed == tiny_files(tiny_run, pattern)

@@ -12,6 +12,7 @@ with job_logger(snakemake.log[0]) as log:
         snakemake.input.labeled,
         snakemake.input.scores,
         snakemake.input.dataset,
+        snakemake.params.metric_methods,
     )
     write_summary(summary, snakemake.output[0])
     log(f"{len(summary)} rows, columns: {', '.join(summary.columns)}")

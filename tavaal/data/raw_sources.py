@@ -120,8 +120,18 @@ LAYOUTS: dict[str, RawLayout] = {
     ),
 }
 
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 @dataclass(frozen=True)
@@ -135,8 +145,11 @@ class _CifarFormat:
 
 _CIFAR_FORMATS = {
     "cifar10": _CifarFormat(
-        "labels", "batches.meta", "label_names",
-        tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",),
+        "labels",
+        "batches.meta",
+        "label_names",
+        tuple(f"data_batch_{i}" for i in range(1, 6)),
+        ("test_batch",),
     ),
     "cifar100": _CifarFormat("fine_labels", "meta", "fine_label_names", ("train",), ("test",)),
 }
@@ -212,16 +225,24 @@ def _read_verified(folder: Path, spec: RawFile) -> tuple[Path, bytes, str | None
         try:
             content = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
-            return packed, b"", (
-                f"{packed.name} is not a readable gzip file ({exc}; md5 {packed_md5}, "
-                f"expected {spec.gz_md5})"
+            return (
+                packed,
+                b"",
+                (
+                    f"{packed.name} is not a readable gzip file ({exc}; md5 {packed_md5}, "
+                    f"expected {spec.gz_md5})"
+                ),
             )
         # A recompressed copy (Debian's) differs from the download only in its compression.
         if packed_md5 == spec.gz_md5 or _md5(content) == spec.md5:
             return packed, content, None
-        return packed, b"", (
-            f"{packed.name} has md5 {packed_md5}, expected {spec.gz_md5} (or contents with md5 "
-            f"{spec.md5}, found {_md5(content)}, {len(content)} bytes)"
+        return (
+            packed,
+            b"",
+            (
+                f"{packed.name} has md5 {packed_md5}, expected {spec.gz_md5} (or contents with md5 "
+                f"{spec.md5}, found {_md5(content)}, {len(content)} bytes)"
+            ),
         )
     path = folder / spec.name
     if not path.is_file():

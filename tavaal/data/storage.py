@@ -172,9 +172,7 @@ def describe(name: str, splits: Splits) -> DatasetInfo:
                 f"dataset {name!r}: {part} split has {x.shape[0]} samples and {y.shape[0]} labels"
             )
         if y.min() < 0 or y.max() >= num_classes:
-            raise DatasetError(
-                f"dataset {name!r}: {part} labels outside 0..{num_classes - 1}"
-            )
+            raise DatasetError(f"dataset {name!r}: {part} labels outside 0..{num_classes - 1}")
     if kind == "image":
         _, h, w, c = splits.x_train.shape
         input_shape = (c, h, w)
@@ -334,7 +332,5 @@ def _open_array(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarr
         # Truncated files fail here: the memory map would extend past the end of the file.
         raise _damaged(path, f"not a readable .npy file ({exc})") from None
     if array.dtype != dtype or array.shape != shape:
-        raise _damaged(
-            path, f"holds {array.dtype} {array.shape}, meta.json says {dtype} {shape}"
-        )
+        raise _damaged(path, f"holds {array.dtype} {array.shape}, meta.json says {dtype} {shape}")
     return array

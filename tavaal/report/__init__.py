@@ -36,6 +36,7 @@ from tavaal.report.statistics import (
     loss_likelihood_correlation,
     paired_differences,
     t_interval,
+    unlabeled_likelihood,
 )
 from tavaal.report.style import method_color, method_label, method_order
 from tavaal.report.summary import (
@@ -71,6 +72,7 @@ __all__ = [
     "labels_to_reach",
     "learning_curves",
     "loss_likelihood_correlation",
+    "unlabeled_likelihood",
     "loss_likelihood_frames",
     "loss_likelihood_table",
     "markdown_table",

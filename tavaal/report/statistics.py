@@ -99,16 +99,26 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float
     return mean - half, mean + half
 
 
+def unlabeled_likelihood(scores: pd.DataFrame) -> np.ndarray:
+    """The order of being unlabeled of a query's candidates: -D's logit where the scores have
+    it (1 - P(labeled) rounds to 1.0 for confident logits and would tie them), else
+    1 - disc_output."""
+    if "disc_logit" in scores:
+        return -scores["disc_logit"].to_numpy(np.float64)
+    return 1.0 - scores["disc_output"].to_numpy(np.float64)
+
+
 def loss_likelihood_correlation(
-    disc_output: Sequence[float], true_loss: Sequence[float]
+    likelihood: Sequence[float], true_loss: Sequence[float]
 ) -> tuple[float, float]:
     """Spearman's ρ between the true task loss of the candidates of one query and their
-    likelihood of being unlabeled, 1 − P(labeled), with its two-sided p-value (TA-VAAL Fig. 8):
-    ρ > 0 when the adversary ranks high-loss samples first, as task awareness should. NaNs with
-    fewer than three candidates or when either is constant (no ranking to compare)."""
+    likelihood of being unlabeled (`unlabeled_likelihood`: only its order matters), with its
+    two-sided p-value (TA-VAAL Fig. 8): ρ > 0 when the adversary ranks high-loss samples
+    first, as task awareness should. NaNs with fewer than three candidates or when either is
+    constant (no ranking to compare)."""
     from scipy import stats
 
-    likelihood = 1.0 - np.asarray(disc_output, dtype=np.float64)
+    likelihood = np.asarray(likelihood, dtype=np.float64)
     loss = np.asarray(true_loss, dtype=np.float64)
     if len(loss) < 3 or np.ptp(likelihood) == 0 or np.ptp(loss) == 0:
         return math.nan, math.nan

@@ -16,17 +16,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tavaal.pool import class_count_entropy, read_labeled, read_scores
+from tavaal.pool import ALL_METHODS, class_count_entropy, read_labeled, read_scores
 from tavaal.report.style import method_order
 
 KEYS = ["experiment", "method", "seed", "stage"]
 
 
-def read_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """One row per metrics.json; the per-class accuracies become min_class_accuracy."""
+def read_metrics(paths: Sequence[str | Path], methods: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per metrics.json; the per-class accuracies become min_class_accuracy.
+
+    Stage 0 is shared (`tavaal.layout`): its metrics say method "*", and `methods[i]` names the
+    method whose row the i-th file gives (a file of another method is an error).
+    """
+    if methods is not None and len(methods) != len(paths):
+        raise ValueError(f"{len(paths)} metrics files but {len(methods)} method names")
     rows = []
-    for path in paths:
+    for i, path in enumerate(paths):
         data = json.loads(Path(path).read_text())
+        if methods is not None:
+            if data.get("method") not in (ALL_METHODS, methods[i]):
+                raise ValueError(
+                    f"{path}: metrics of method {data.get('method')!r}, expected {methods[i]!r}"
+                )
+            data["method"] = methods[i]
         per_class = [v for v in data.get("per_class_accuracy") or [] if v is not None]
         row = {
             key: value
@@ -101,13 +113,17 @@ def build_summary(
     labeled_paths: Iterable[str | Path],
     scores_paths: Iterable[str | Path],
     num_classes: int,
+    metric_methods: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Every metric row of one experiment: one row per (method, seed, stage).
 
     Query columns (query_seconds, diag_*, ...) belong to the query made at that stage and are
-    empty at the last stage, which has no query.
+    empty at the last stage, which has no query. `metric_methods`: see `read_metrics`.
     """
-    metrics = read_metrics(metrics_paths).drop(columns=["labeled_class_entropy"], errors="ignore")
+    metrics = read_metrics(list(metrics_paths), metric_methods)
+    metrics = metrics.drop(
+        columns=["labeled_class_entropy", "recipe", "settings_hash"], errors="ignore"
+    )
     selection = selection_statistics(labeled_paths, num_classes)
     queries = query_statistics(scores_paths)
     summary = metrics.merge(selection, on=KEYS, how="left", validate="one_to_one")
@@ -128,13 +144,16 @@ def aggregate_experiment(
     labeled_paths: Sequence[str | Path],
     scores_paths: Sequence[str | Path],
     dataset_dir: str | Path,
+    metric_methods: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """`build_summary` with the number of classes read from the prepared dataset."""
     from tavaal.data import load_dataset
 
     dataset_dir = Path(dataset_dir)
     info = load_dataset(dataset_dir.name, dataset_dir.parent).info
-    return build_summary(metrics_paths, labeled_paths, scores_paths, info.num_classes)
+    return build_summary(
+        metrics_paths, labeled_paths, scores_paths, info.num_classes, metric_methods
+    )
 
 
 def write_summary(summary: pd.DataFrame, path: str | Path) -> None:

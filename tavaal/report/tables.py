@@ -14,6 +14,7 @@ from tavaal.report.statistics import (
     learning_curves,
     loss_likelihood_correlation,
     t_interval,
+    unlabeled_likelihood,
 )
 from tavaal.report.style import in_method_order
 
@@ -25,6 +26,10 @@ HEALTH_COLUMNS = [
     "disc_auc",
     "disc_output_mean",
     "disc_output_std",
+    # TA-VAAL: how much rank signal D got (tavaal.adversarial.conditioning.rank_statistics).
+    "rank_raw_std",
+    "rank_input_std",
+    "rank_input_informative",
     "iterations",
 ]
 
@@ -183,7 +188,7 @@ def loss_likelihood_table(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     for method, frame in frames.items():
         chosen = frame["chosen"].to_numpy(bool)
         loss = frame["true_loss"].to_numpy(np.float64)
-        rho, p_value = loss_likelihood_correlation(frame["disc_output"], loss)
+        rho, p_value = loss_likelihood_correlation(unlabeled_likelihood(frame), loss)
         rows.append(
             {
                 "experiment": frame["experiment"].iloc[0],

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from tavaal.config import ExperimentConfig, settings_hash
 from tavaal.errors import ConfigError
-from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table, top_k
+from tavaal.strategies.base import (
+    QueryContext,
+    QueryResult,
+    Strategy,
+    query_settings,
+    score_table,
+    top_k,
+)
 
 _REGISTRY: dict[str, type[Strategy]] = {}
 
@@ -32,6 +40,16 @@ def list_strategies() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def method_settings(exp: ExperimentConfig, method: str) -> dict:
+    """What `method`'s queries depend on besides their input files (`query_settings`)."""
+    return query_settings(exp, strategy_class(method))
+
+
+def method_hash(exp: ExperimentConfig, method: str) -> str:
+    """The settings hash of `method`'s index files (stages >= 1) and scores."""
+    return settings_hash(method_settings(exp, method))
+
+
 # Importing the modules registers the strategies.
 from tavaal.strategies import (  # noqa: E402, F401
     bald,
@@ -53,6 +71,9 @@ __all__ = [
     "Strategy",
     "get_strategy",
     "list_strategies",
+    "method_hash",
+    "method_settings",
+    "query_settings",
     "register_strategy",
     "score_table",
     "strategy_class",

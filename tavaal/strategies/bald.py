@@ -15,6 +15,7 @@ from tavaal.uncertainty import bald, entropy
 class Bald(Strategy):
     name = "bald"
     uses_task_model = True
+    query_reads = ("query.mc_samples",)
     needs_dropout = True
 
     def query(self, ctx: QueryContext) -> QueryResult:

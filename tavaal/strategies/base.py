@@ -70,8 +70,25 @@ class QueryResult:
     diagnostics: dict[str, float] = field(default_factory=dict)
 
 
+# Settings every query reads (dotted paths into the experiment): which samples are unlabeled
+# and candidates, how many to pick, how inputs are scaled and batched.
+COMMON_QUERY_SETTINGS = (
+    "dataset",
+    "normalization",
+    "budget",
+    "subset_size",
+    "train.validation_size",
+    "query.inference_batch_size",
+)
+
+
 class Strategy(ABC):
     name: ClassVar[str]
+    # Settings the query reads besides COMMON_QUERY_SETTINGS (e.g. "vae"): with them, a query's
+    # Snakemake params and the settings hash of its index files, so that a setting change
+    # reruns (and the results guard reports) only the queries that read it. What the task
+    # model brings (training settings) reaches a query through its model.pt input.
+    query_reads: ClassVar[tuple[str, ...]] = ()
     # The query reads the stage's task checkpoint (so the workflow adds model.pt to its inputs).
     uses_task_model: ClassVar[bool] = False
     # How the task learner this method queries with is trained (`tavaal.training`): a plain
@@ -85,6 +102,14 @@ class Strategy(ABC):
     @abstractmethod
     def query(self, ctx: QueryContext) -> QueryResult:
         """Score ctx.candidates and pick exactly ctx.budget of them."""
+
+
+def query_settings(exp: ExperimentConfig, strategy: type[Strategy]) -> dict:
+    """What one method's queries depend on besides their input files (see `query_reads`)."""
+    return {
+        "method": strategy.name,
+        **exp.select(*COMMON_QUERY_SETTINGS, *strategy.query_reads),
+    }
 
 
 def top_k(candidates: np.ndarray, score: np.ndarray, budget: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from tavaal.uncertainty import entropy
 class DBAL(Strategy):
     name = "dbal"
     uses_task_model = True
+    query_reads = ("query.mc_samples",)
     needs_dropout = True
 
     def query(self, ctx: QueryContext) -> QueryResult:

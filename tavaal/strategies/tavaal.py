@@ -21,6 +21,7 @@ class TAVAAL(Strategy):
 
     name = "tavaal"
     uses_task_model = True
+    query_reads = ("vae",)
     recipe = RANKING_RANKER
 
     def query(self, ctx: QueryContext) -> QueryResult:

@@ -17,6 +17,7 @@ class VAAL(Strategy):
 
     name = "vaal"
     uses_task_model = False
+    query_reads = ("vae",)
 
     def query(self, ctx: QueryContext) -> QueryResult:
         return adversarial_query(ctx, conditional=False)

@@ -16,6 +16,7 @@ from tavaal.uncertainty import entropy, variation_ratio, with_tie_break
 class VarRatio(Strategy):
     name = "var_ratio"
     uses_task_model = True
+    query_reads = ("query.mc_samples",)
     needs_dropout = True
 
     def query(self, ctx: QueryContext) -> QueryResult:

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from tavaal.pool import read_scores
 from tavaal.report.figures.common import seeds_shown
-from tavaal.report.statistics import loss_likelihood_correlation
+from tavaal.report.statistics import loss_likelihood_correlation, unlabeled_likelihood
 from tavaal.report.style import method_color, method_label, method_order
 
 # Cross-entropies in float32 below this are rounding noise around 0; the loss axis of the
@@ -66,7 +66,7 @@ def plot_loss_vs_likelihood(frames: Mapping[str, pd.DataFrame], stage: int) -> F
         ax.scatter(likelihood[~chosen], loss[~chosen], s=6, color="grey", alpha=0.5, label=label)
         ax.scatter(likelihood[chosen], loss[chosen], s=12, color="crimson", label="selected")
         ax.set_yscale("symlog", linthresh=LOSS_LINEAR_BELOW, linscale=0.5)
-        rho, _ = loss_likelihood_correlation(frame["disc_output"], loss)
+        rho, _ = loss_likelihood_correlation(unlabeled_likelihood(frame), loss)
         ax.set_title(f"{method_label(method)} (Spearman ρ = {rho:.2f})")
         ax.set_xlabel("likelihood of being unlabeled, 1 − P(labeled)")
         ax.set_ylabel(
@@ -103,10 +103,12 @@ def true_losses(exp, method: str, model_path, dataset, indices: np.ndarray, devi
     """Cross-entropy of the stage's task learner on `indices` against the oracle labels."""
     from tavaal.inference import forward_pool, per_sample_loss
     from tavaal.pool import oracle_labels
+    from tavaal.strategies import strategy_class
     from tavaal.training import load_task_models
 
     indices = np.asarray(indices, dtype=np.int64)
-    trained = load_task_models(Path(model_path), exp, method, dataset.info, device)
+    recipe = strategy_class(method).recipe
+    trained = load_task_models(Path(model_path), exp, recipe, dataset.info, device)
     out = forward_pool(
         trained.models[0],
         dataset.x_train,
@@ -128,10 +130,9 @@ def loss_likelihood_frames(
     """The scores of one query per method, with experiment, seed, stage and true_loss columns.
     The true loss comes from the scores when the query had the task model, else it is computed
     here from the same stage's model.pt (VAAL never reads the task model)."""
-    from tavaal.data import load_dataset
+    from tavaal.stage import load_experiment_dataset
 
-    dataset_dir = Path(dataset_dir)
-    dataset = load_dataset(dataset_dir.name, dataset_dir.parent)
+    dataset = load_experiment_dataset(exp, Path(dataset_dir).parent)
     frames = {}
     for scores_path, model_path in zip(scores_paths, model_paths, strict=True):
         scores, meta = read_scores(scores_path)

@@ -136,6 +136,7 @@ def decision_grid(
     import torch
 
     from tavaal.inference import forward_pool
+    from tavaal.strategies import strategy_class
     from tavaal.training import load_task_models
 
     x = np.asarray(dataset.x_train, dtype=np.float32)
@@ -146,7 +147,8 @@ def decision_grid(
         np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution)
     )
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
-    trained = load_task_models(Path(model_path), exp, method, dataset.info, device)
+    recipe = strategy_class(method).recipe
+    trained = load_task_models(Path(model_path), exp, recipe, dataset.info, device)
     model = trained.models[0]
     out = forward_pool(
         model, grid, np.arange(len(grid)), dataset.info, model.classifier.weight.device, 4096
@@ -165,10 +167,9 @@ def selection_figure(
 ) -> Figure:
     """Fig. 1 from files: `labeled_paths` are the index files of stage+1 (one per method),
     `model_paths` the task checkpoints of `stage` whose decision boundary is drawn."""
-    from tavaal.data import load_dataset
+    from tavaal.stage import load_experiment_dataset
 
-    dataset_dir = Path(dataset_dir)
-    dataset = load_dataset(dataset_dir.name, dataset_dir.parent)
+    dataset = load_experiment_dataset(exp, Path(dataset_dir).parent)
     panels = []
     for labeled_path, model_path in zip(labeled_paths, model_paths, strict=True):
         labeled = read_labeled(labeled_path, expected_stage=stage + 1)
