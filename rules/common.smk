@@ -59,7 +59,7 @@ def _load_experiments():
     for name in _selected_experiment_names():
         try:
             experiments[name] = ExperimentConfig.from_dict(name, config["experiments"][name])
-            check_experiment(experiments[name])
+            check_experiment(experiments[name], data_dir=DATA)
         except ConfigError as exc:
             raise WorkflowError(f"invalid configuration: {exc}") from None
     return experiments

@@ -142,7 +142,7 @@ def _experiment(args):
     from tavaal.validation import check_experiment
 
     exp = experiment_from_config(load_config(args.config), args.experiment)
-    check_experiment(exp)
+    check_experiment(exp, data_dir=args.data_dir)
     return exp
 
 
@@ -241,7 +241,7 @@ def _run(args) -> int:
     experiments = [experiment_from_config(config, name) for name in names]
     chains = []
     for exp in experiments:
-        check_experiment(exp)
+        check_experiment(exp, data_dir=args.data_dir)
         methods = args.methods or list(exp.methods)
         for method in methods:
             _check_method(exp, method)

@@ -5,16 +5,21 @@ job runs)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tavaal.config import ExperimentConfig
-from tavaal.data import list_datasets
+from tavaal.data import known_split_sizes, list_datasets, open_prepared
 from tavaal.errors import ConfigError
 from tavaal.models import list_task_models
 from tavaal.strategies import list_strategies, strategy_class
 
 
-def check_experiment(exp: ExperimentConfig, where: str | None = None) -> None:
-    """One ConfigError naming the key when the experiment asks for something unknown or
-    inconsistent with its methods."""
+def check_experiment(
+    exp: ExperimentConfig, where: str | None = None, data_dir: str | Path | None = None
+) -> None:
+    """One ConfigError naming the key when the experiment asks for something unknown, something
+    its methods cannot work with, or more samples than its dataset's train split holds (from
+    the registry, else from the prepared dataset under `data_dir` when there is one)."""
     where = where or f"experiments.{exp.name}"
     _check_choice(f"{where}.dataset", "dataset", exp.dataset, list_datasets())
     _check_choice(f"{where}.model", "task model", exp.model, list_task_models())
@@ -25,6 +30,32 @@ def check_experiment(exp: ExperimentConfig, where: str | None = None) -> None:
         raise ConfigError(
             f"{where}.train.dropout: {', '.join(sampling_dropout)} sample the task learner's "
             "dropout (MC dropout) and need train.dropout > 0; it applies to every method alike"
+        )
+    n_train = _train_split_size(exp.dataset, data_dir)
+    if n_train is not None:
+        _check_pool(exp, where, n_train)
+
+
+def _train_split_size(dataset: str, data_dir: str | Path | None) -> int | None:
+    sizes = known_split_sizes(dataset)
+    if sizes is not None:
+        return sizes[0]
+    if data_dir is not None and (Path(data_dir) / dataset).is_dir():
+        return open_prepared(dataset, data_dir).info.n_train
+    return None
+
+
+def _check_pool(exp: ExperimentConfig, where: str, n_train: int) -> None:
+    """Every query must find `budget` unlabeled samples: known before any job runs."""
+    held_out = exp.train.validation_size
+    needed = held_out + exp.initial_size + (exp.stages - 1) * exp.budget
+    if needed > n_train:
+        parts = f"initial_size {exp.initial_size} + (stages {exp.stages} - 1) x budget {exp.budget}"
+        if held_out:
+            parts = f"train.validation_size {held_out} + {parts}"
+        raise ConfigError(
+            f"{where}: {parts} = {needed} samples, but {exp.dataset}'s train split has "
+            f"{n_train}; lower stages or budget"
         )
 
 

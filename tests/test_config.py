@@ -8,7 +8,15 @@ from tavaal.validation import check_experiment
 
 
 def minimal(**overrides):
-    data = {"dataset": "digits", "model": "digits_cnn", "methods": ["random"]}
+    # A protocol the 1,258 digits can give (the defaults are CIFAR-sized).
+    data = {
+        "dataset": "digits",
+        "model": "digits_cnn",
+        "methods": ["random"],
+        "initial_size": 100,
+        "budget": 100,
+        "stages": 3,
+    }
     data.update(overrides)
     return data
 
@@ -59,6 +67,25 @@ def test_mc_dropout_methods_need_the_experiments_dropout():
     check_experiment(
         ExperimentConfig.from_dict("x", minimal(methods=["bald"], train={"dropout": 0.3}))
     )
+
+
+def test_a_pool_too_small_for_the_budget_is_named_before_any_job(tmp_path):
+    # moons: 550 train points. 20 + (50 - 1) x 10 = 510 fits; 20 + (60 - 1) x 10 = 610 does not.
+    moons = {"dataset": "moons", "model": "mlp", "initial_size": 20, "budget": 10}
+    fits = ExperimentConfig.from_dict("x", minimal(**moons, stages=50))
+    check_experiment(fits)
+    big = ExperimentConfig.from_dict("x", minimal(**moons, stages=60))
+    message = (
+        r"experiments\.x: initial_size 20 \+ \(stages 60 - 1\) x budget 10 = 610 samples, "
+        r"but moons's train split has 550"
+    )
+    with pytest.raises(ConfigError, match=message):
+        check_experiment(big)
+    held = ExperimentConfig.from_dict(
+        "x", minimal(**moons, stages=50, train={"validation_size": 50})
+    )
+    with pytest.raises(ConfigError, match=r"train\.validation_size 50 \+ initial_size 20"):
+        check_experiment(held)
 
 
 def test_method_settings_hold_what_the_query_reads_and_not_the_lists():

@@ -98,8 +98,11 @@ TINY = {
     },
 }
 RUN = "results/tiny/{method}/seed0"
-LABELED = "results/tiny/*/seed*/stage*/labeled.parquet"
-METRICS = "results/tiny/*/seed*/stage*/metrics.json"
+# Stage 0 is shared (tavaal.layout): the pool per seed, the model per training recipe.
+STAGE0 = "results/tiny/stage0/seed0"
+RECIPES = {"random": "plain", "tavaal": "ranking_ranker"}
+LABELED = "results/tiny/**/labeled.parquet"
+METRICS = "results/tiny/**/metrics.json"
 # The plugin checks at t = N, 2N + 10, 3N + 30, ... s until a job is seen finished. A job of
 # this workflow lasts ~12-25 s on two loaded cores (Snakemake starts twice inside the job,
 # then the script imports torch), so N = 8 sees it at 26 s; N = 2 (harness) would at 36 s.
@@ -107,7 +110,7 @@ STATUS_TIMING = {"slurm-init-seconds-before-status-checks": 8}
 TARGETS = ["all", "results/tiny/tables/accuracy.csv", "results/tiny/figures/accuracy.png"]
 # Rules of TARGETS' jobs that the Snakefile keeps local (`localrules:`).
 LOCAL_RULES = {"all", "prepare_dataset", "aggregate", "tables", "figure_accuracy"}
-GPU_RULES = {"train", *(f"query_stage{k}" for k in range(STAGES - 1))}
+GPU_RULES = {"train_initial", "train", *(f"query_stage{k}" for k in range(STAGES - 1))}
 CPU_SUBMITTED_RULES = {"init_pool"}
 RUN_TIMEOUT = 600  # seconds for one snakemake invocation; the full SLURM run takes ~2 min
 
@@ -469,10 +472,10 @@ def slurm_run(slurm_cluster: SlurmCluster, local_run, tmp_path_factory) -> Slurm
 
 
 def _expected_chain() -> Counter:
-    jobs = Counter()
+    jobs = Counter({("init_pool", "tiny_0"): 1})
     for method in METHODS:
-        jobs["init_pool", f"tiny_{method}_0"] += 1
-        for stage in range(STAGES):
+        jobs["train_initial", f"tiny_0_{RECIPES[method]}"] += 1
+        for stage in range(1, STAGES):
             jobs["train", f"tiny_{method}_0_{stage}"] += 1
         for stage in range(STAGES - 1):
             jobs[f"query_stage{stage}", f"tiny_{method}_0"] += 1
@@ -539,35 +542,36 @@ def test_workflow_through_slurm_matches_local(slurm_cluster, slurm_run, local_ru
 
     # The same results as the local run: identical index files, equal test accuracies.
     labeled = tiny_files(workdir, LABELED)
-    assert len(labeled) == len(METHODS) * STAGES
+    assert len(labeled) == 1 + len(METHODS) * (STAGES - 1)
     assert labeled == tiny_files(local_run.workdir, LABELED)
     accuracies = _accuracies(workdir)
-    assert len(accuracies) == len(METHODS) * STAGES
+    assert len(accuracies) == len(RECIPES) + len(METHODS) * (STAGES - 1)
     assert accuracies == _accuracies(local_run.workdir)
 
 
 def test_scancelled_job_is_rerun_and_nothing_partial_is_accepted(
     slurm_cluster, slurm_run, local_run, tmp_path
 ):
-    """TA-VAAL's stage-0 training cancelled half-way (as at a wall-time limit or a
-    preemption) leaves no output and its query does not start; the next invocation of the
-    same command resumes it, and the index file that its query writes is the one of an
-    uninterrupted run."""
+    """TA-VAAL's stage-0 training (its recipe's shared model) cancelled half-way (as at a
+    wall-time limit or a preemption) leaves no output and its query does not start; the next
+    invocation of the same command resumes it, and the index file that its query writes is
+    the one of an uninterrupted run."""
     workdir = _copy_run(slurm_run.run.workdir, tmp_path / "wf")
     run_dir = workdir / RUN.format(method="tavaal")
-    local_dir = local_run.workdir / RUN.format(method="tavaal")
-    # Back to "TA-VAAL's initial pool is drawn, nothing else of its chain has run".
-    for path in sorted(run_dir.rglob("*")):
-        if path.is_file() and path != run_dir / "stage0/labeled.parquet":
-            path.unlink()
+    model_dir = workdir / STAGE0 / "ranking_ranker"
+    local_model_dir = local_run.workdir / STAGE0 / "ranking_ranker"
+    # Back to "the initial pool is drawn, nothing else of TA-VAAL's chain has run".
+    shutil.rmtree(run_dir)
+    shutil.rmtree(model_dir)
     shutil.rmtree(workdir / "logs/tiny/tavaal/seed0")
-    train_log = workdir / "logs/tiny/tavaal/seed0/stage0/train.log"
+    train_log = workdir / "logs/tiny/stage0/seed0/ranking_ranker/train.log"
+    train_log.unlink()
     target = RUN.format(method="tavaal") + "/stage1/labeled.parquet"
     command = _snakemake_command(
         workdir, [target], overlay=_overlay(tmp_path / "test-profile", retries=0)
     )
     env = _slurm_env(slurm_cluster)
-    comment = "rule_train_wildcards_tiny_tavaal_0_0"
+    comment = "rule_train_initial_wildcards_tiny_0_ranking_ranker"
     cancelled: list[str] = []
 
     def epochs_done() -> int:
@@ -588,30 +592,30 @@ def test_scancelled_job_is_rerun_and_nothing_partial_is_accepted(
     assert first.records[cancelled[0]]["JobState"] == "CANCELLED"
     assert epochs_done() < EPOCHS
     # The cancelled job's outputs do not exist, and the query that reads them never started.
-    for name in ("stage0/model.pt", "stage0/metrics.json", "stage0/scores.parquet", "stage1"):
-        assert not (run_dir / name).exists(), name
+    for path in (model_dir / "model.pt", model_dir / "metrics.json", run_dir):
+        assert not path.exists(), path
     # It left its resumable state, under a name that no rule declares as an output (and the
     # temporary file of a save, if the cancel came in the middle of one).
-    left = {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()}
-    kept = {"stage0/labeled.parquet", "stage0/model.pt.resume"}
-    assert kept <= left and all(name.endswith(".tmp") for name in left - kept), left
+    left = {p.name for p in model_dir.rglob("*") if p.is_file()}
+    assert "model.pt.resume" in left
+    assert all(name.endswith(".tmp") for name in left - {"model.pt.resume"}), left
 
     second = _check_ok(_run(workdir, command, env, slurm_cluster), slurm_cluster)
     assert second.submitted() == Counter(
-        {("train", "tiny_tavaal_0_0"): 1, ("query_stage0", "tiny_tavaal_0"): 1}
+        {("train_initial", "tiny_0_ranking_ranker"): 1, ("query_stage0", "tiny_tavaal_0"): 1}
     ), second.describe()
     log = train_log.read_text()
     resumed = re.search(r"resumed after epoch (\d+)", log)
     assert resumed and int(resumed.group(1)) % CHECKPOINT_EVERY == 0, log[:2000]
-    assert not (run_dir / "stage0/model.pt.resume").exists()
+    assert not (model_dir / "model.pt.resume").exists()
     # Resumed training = uninterrupted training, so the query picked the same samples.
-    assert _same_weights(run_dir / "stage0/model.pt", local_dir / "stage0/model.pt")
+    assert _same_weights(model_dir / "model.pt", local_model_dir / "model.pt")
     assert tiny_files(workdir, LABELED) == tiny_files(local_run.workdir, LABELED)
     local_accuracies = _accuracies(local_run.workdir)
     assert _accuracies(workdir) == {
         path: local_accuracies[path]
         for path in local_accuracies
-        if "/tavaal/" not in path or "/stage0/" in path
+        if "/tavaal/" not in path  # its stage-1 model is not among the targets here
     }
 
 

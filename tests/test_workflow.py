@@ -331,6 +331,16 @@ def test_a_bad_config_stops_before_any_job(tmp_path):
     assert result.returncode != 0
     assert "lattent" in result.stderr + result.stdout
     assert not (workdir / "results").exists()
+    # A budget the pool cannot give: found when the DAG is built, not by the query that runs
+    # out (digits_imb10 has 691 train images; 40 + 20 x 40 = 840).
+    greedy = workdir_with_config(tmp_path / "g", {"experiments": {"digits": {"stages": 21}}})
+    result = snakemake(greedy, "-n", "--configfile", str(greedy / "extra.yaml"), check=False)
+    assert result.returncode != 0
+    assert (
+        "experiments.digits: initial_size 40 + (stages 21 - 1) x budget 40 = 840 samples, but "
+        "digits_imb10's train split has 691" in result.stderr + result.stdout
+    )
+    assert not (greedy / "results").exists()
     unknown = workdir_with_config(tmp_path / "u", {"run_experiments": ["nope"]})
     result = snakemake(unknown, "-n", "--configfile", str(unknown / "extra.yaml"), check=False)
     assert result.returncode != 0
