@@ -48,12 +48,14 @@ TASK_CASES = [
     ),
     ("digits_cnn", (1, 8, 8), 128, [(32, 8, 8), (64, 4, 4)]),
     ("digits_cnn", (3, 8, 8), 128, [(32, 8, 8), (64, 4, 4)]),
+    ("small_cnn", (1, 28, 28), 128, [(16, 14, 14), (32, 7, 7)]),
+    ("small_cnn", (3, 32, 32), 128, [(16, 16, 16), (32, 8, 8)]),
     ("mlp", (2,), 32, [(32,)]),
 ]
 
 
 def test_registry_names():
-    assert list_task_models() == ["digits_cnn", "mlp", "resnet18", "vgg16_bn"]
+    assert list_task_models() == ["digits_cnn", "mlp", "resnet18", "small_cnn", "vgg16_bn"]
 
 
 def test_unknown_model_lists_known_names():
