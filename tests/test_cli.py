@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
+from expected_results import check_against_expected
 
 from tavaal.cli import main
 from tavaal.data import load_dataset
@@ -134,6 +135,15 @@ def test_stage0_is_shared_by_all_methods(runs):
         for m in list_strategies()
     }
     assert len({frozenset(s) for s in subsets.values()}) == 1
+
+
+@pytest.mark.slow
+def test_index_files_match_the_expected_results(runs):
+    """Every method's index files equal the committed ones (tests/expected_results.py)."""
+    results = runs[0]
+    files = sorted(results.rglob("*.parquet"))
+    assert len(files) == 1 + 2 * len(list_strategies())  # pool; each method's query + stage 1
+    check_against_expected("cli_digits_two_stages", results, files)
 
 
 @pytest.mark.slow

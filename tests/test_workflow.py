@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from expected_results import check_against_expected
 
 from tavaal import cli, report
 from tavaal.config import ExperimentConfig, QueryConfig, RankerConfig, TrainConfig, VAEConfig
@@ -428,6 +429,15 @@ def test_tiny_run_produces_every_figure_and_table(tiny_run):
         assert (tiny_run / log).read_text().strip(), log
     assert (tiny_run / "benchmarks/tiny/tavaal/seed0/stage0/query.tsv").exists()
     assert (tiny_run / "benchmarks/tiny/stage0/seed0/plain/train.tsv").exists()
+
+
+@pytest.mark.slow
+def test_tiny_index_files_match_the_expected_results(tiny_run):
+    """The workflow's index files equal the committed ones (tests/expected_results.py)."""
+    files = sorted((tiny_run / "results/tiny").rglob("*.parquet"))
+    files = [path for path in files if path.name != "summary.parquet"]
+    assert len(files) == 2 + 2 * 2 * 2 * 2  # 2 pools; random/tavaal x 2 seeds x 2 queries x 2
+    check_against_expected("workflow_moons_tiny", tiny_run / "results", files)
 
 
 @pytest.mark.slow

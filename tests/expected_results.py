@@ -1,0 +1,64 @@
+"""Committed fingerprints of index files: any change of results is a visible, deliberate commit.
+
+The fingerprint of an index file is a SHA-256 over its columns' values and its metadata (every
+key but `tavaal_version`), not over its bytes: the parquet writer's version, which pyarrow (not
+pinned) puts into every file, changes the bytes but not the results. Within one environment the
+files are byte-identical run to run (tests/test_cli.py, tests/test_workflow.py).
+
+To accept new results on purpose (after a change that alters them):
+
+    TAVAAL_UPDATE_EXPECTED=1 python -m pytest -q tests -k expected_results
+
+rewrites tests/expected/*.json; commit them with the change, saying why results moved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+EXPECTED = Path(__file__).resolve().parent / "expected"
+UPDATE_ENV = "TAVAAL_UPDATE_EXPECTED"
+
+
+def content_hash(path: Path) -> str:
+    table = pq.read_table(path)
+    digest = hashlib.sha256()
+    metadata = {
+        k.decode(): v.decode()
+        for k, v in (table.schema.metadata or {}).items()
+        if not k.startswith(b"pandas") and k != b"tavaal_version"
+    }
+    digest.update(json.dumps(metadata, sort_keys=True).encode())
+    for name in table.column_names:
+        digest.update(name.encode())
+        column = table.column(name).combine_chunks()
+        for buffer in column.buffers():
+            if buffer is not None:
+                digest.update(buffer.to_pybytes())
+    return digest.hexdigest()
+
+
+def check_against_expected(name: str, root: Path, files: list[Path]) -> None:
+    """Compare the files' fingerprints (keys: paths relative to `root`) with tests/expected/
+    `name`.json, or rewrite that file when TAVAAL_UPDATE_EXPECTED=1."""
+    found = {str(path.relative_to(root)): content_hash(path) for path in sorted(files)}
+    expected_path = EXPECTED / f"{name}.json"
+    if os.environ.get(UPDATE_ENV) == "1":
+        EXPECTED.mkdir(exist_ok=True)
+        expected_path.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
+        return
+    expected = json.loads(expected_path.read_text())
+    changed = sorted(k for k in expected.keys() & found.keys() if expected[k] != found[k])
+    assert found.keys() == expected.keys(), (
+        f"files differ from {expected_path.name}: missing {sorted(expected.keys() - found)}, "
+        f"new {sorted(found.keys() - expected)}"
+    )
+    assert not changed, (
+        f"results changed for {len(changed)} of {len(found)} index files (e.g. {changed[0]}); "
+        f"if on purpose, regenerate with {UPDATE_ENV}=1 (see tests/expected_results.py)"
+    )
