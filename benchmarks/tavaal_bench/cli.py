@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--quick", action="store_true", help="tiny sizes and the 8x8 digits CNN (a smoke test)"
     )
     parser.add_argument(
-        "--candidates", type=int, help="candidates per query (default: 10000 cuda, 200 cpu)"
+        "--candidates", type=int, help="candidates per query (default: 10000 cuda, 100 cpu)"
     )
     parser.add_argument("--labeled", type=int, help="labeled set (default: candidates / 10)")
     parser.add_argument("--budget", type=int, help="picks per query (default: candidates / 10)")

@@ -14,7 +14,7 @@ from tavaal.data import to_tensor_batch
 from tavaal.seeding import torch_generator
 from tavaal.training import augment_images
 
-from .reference import PILImageDataset, reference_loader, reference_transform
+from .reference import reference_dataset, reference_loader
 from .runtime import sync
 from .settings import Profile
 from .synthetic import synthetic_dataset
@@ -49,9 +49,7 @@ def bench_data_path(settings: dict, exp: ExperimentConfig, device: torch.device)
             count += len(batch[1])
         return count
 
-    data = PILImageDataset(
-        np.asarray(dataset.x_train), np.asarray(dataset.y_train), reference_transform(profile, exp)
-    )
+    data = reference_dataset(dataset, profile, exp)
 
     def reference_epoch(workers: int) -> int:
         count = 0
@@ -70,12 +68,11 @@ def bench_data_path(settings: dict, exp: ExperimentConfig, device: torch.device)
             images = sum(run_epoch() for _ in range(epochs))
             sync(device)
             best = min(best, time.perf_counter() - started)
-        seconds = best
         return {
             "images": images,
-            "seconds": round(seconds, 4),
-            "images_per_second": round(images / seconds, 1),
-            "ms_per_batch": round(1000 * seconds * cfg.batch_size / images, 3),
+            "seconds": round(best, 4),
+            "images_per_second": round(images / best, 1),
+            "ms_per_batch": round(1000 * best * cfg.batch_size / images, 3),
         }
 
     ours = timed(ours_epoch)
@@ -87,14 +84,14 @@ def bench_data_path(settings: dict, exp: ExperimentConfig, device: torch.device)
         )
         references[f"num_workers_{workers}"] = ref
     first = references[f"num_workers_{settings['ref_workers'][0]}"]
+    threads = torch.get_num_threads()
     result = {
         "epochs": epochs,
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "ours": ours,
         "reference": references,
         "speedup": first["speedup_ours_over_this"],
     }
-    threads = torch.get_num_threads()
     if device.type == "cpu" and threads > 1:
         # Ours is a dozen whole-batch torch ops, each split over the threads; on a busy machine
         # every op waits for a descheduled thread. The reference's per-sample ops are below

@@ -35,9 +35,10 @@ def _reset_peak_rss() -> bool:
     return _proc_status_kb("VmHWM") is not None
 
 
-def _ru_maxrss_mb(who: int) -> float:
-    import resource
+def _ru_maxrss_mb(children: bool = False) -> float:
+    import resource  # Unix only: imported where used
 
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
     value = resource.getrusage(who).ru_maxrss
     # Linux reports kilobytes, macOS bytes.
     return value / 1024**2 if sys.platform == "darwin" else value / 1024
@@ -54,18 +55,10 @@ def _release_freed_memory() -> None:
         pass
 
 
-def _resource_self() -> int:
-    import resource
-
-    return resource.RUSAGE_SELF
-
-
 def worker_peak_rss_mb() -> float:
     """The largest finished child process's lifetime peak RSS (DataLoader workers are not in
     this process's RSS)."""
-    import resource
-
-    return round(_ru_maxrss_mb(resource.RUSAGE_CHILDREN), 1)
+    return round(_ru_maxrss_mb(children=True), 1)
 
 
 class MemoryProbe:
@@ -91,7 +84,7 @@ class MemoryProbe:
         self.hwm = _reset_peak_rss()
         current = _proc_status_kb("VmRSS")
         self.rss_before = current / 1024 if current is not None else None
-        self.ru_before = _ru_maxrss_mb(_resource_self())
+        self.ru_before = _ru_maxrss_mb()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -103,7 +96,7 @@ class MemoryProbe:
             increase = peak - self.rss_before
             how = "VmHWM after resetting it through /proc/self/clear_refs"
         else:
-            peak = _ru_maxrss_mb(_resource_self())
+            peak = _ru_maxrss_mb()
             increase = peak - self.ru_before
             how = "getrusage ru_maxrss (process-lifetime peak; the increase may read 0)"
         self.result = {

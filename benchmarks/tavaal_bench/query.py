@@ -13,7 +13,7 @@ import torch
 from tavaal.config import ExperimentConfig
 from tavaal.data import DatasetInfo
 from tavaal.inference import forward_pool
-from tavaal.models import build_ranker, build_task_model
+from tavaal.models import build_ranker
 from tavaal.pool import candidate_subset, initial_indices
 from tavaal.seeding import seed_everything
 from tavaal.strategies import QueryContext, get_strategy, strategy_class
@@ -28,7 +28,7 @@ from .synthetic import synthetic_dataset
 
 def untrained_models(exp: ExperimentConfig, method: str, info: DatasetInfo, device):
     """What load_task_models returns for `method`, with freshly initialised weights: the
-    method's dropout, ensemble size and Ranker, in eval mode."""
+    experiment's train.dropout, the method's recipe (ensemble size, Ranker), in eval mode."""
     strategy = strategy_class(method)
     if not strategy.uses_task_model:
         return None
@@ -103,14 +103,13 @@ def bench_query_method(
         raise RuntimeError(f"{method} chose {len(result.chosen)} samples, budget {exp.budget}")
 
     factor = REFERENCE_CANDIDATES / settings["candidates"]
-    strategy_cls = strategy_class(method)
     out = {
         "candidates": len(ctx.candidates),
         "labeled": len(ctx.labeled),
         "budget": exp.budget,
         "task_models": len(trained.models) if trained else 0,
         "ranker": bool(trained and trained.ranker is not None),
-        "forward_passes_per_candidate": _passes(exp, strategy_cls, trained),
+        "forward_passes_per_candidate": _passes(exp, type(strategy), trained),
         # Built before the measurement: in peak_rss_mb / peak_gpu_mb, not in the increases.
         "task_model_weights_mb": round(_weights_mb(trained), 1),
         "measured_seconds": round(seconds, 4),
@@ -141,10 +140,10 @@ def _passes(exp: ExperimentConfig, strategy_cls, trained) -> int:
     return len(trained.models)
 
 
-def warm_up_inference(settings: dict, exp: ExperimentConfig, problem: dict, device) -> None:
+def warm_up_inference(exp: ExperimentConfig, problem: dict, device) -> None:
     """One untimed batch through a task model, so kernel setup is not billed to the first method."""
     dataset = problem["dataset"]
-    model = build_task_model(exp.model, dataset.info.input_shape, dataset.info.num_classes)
+    model = build_model(exp, dataset.info)
     batch = problem["candidates"][: exp.query.inference_batch_size]
     forward_pool(
         model.to(device),
@@ -161,7 +160,7 @@ def bench_query(settings: dict, device: torch.device) -> dict:
     methods = settings["methods"]
     exp = experiment(settings, methods)
     problem = query_problem(settings, exp)
-    warm_up_inference(settings, exp, problem, device)
+    warm_up_inference(exp, problem, device)
     results = {}
     with tempfile.TemporaryDirectory(prefix="tavaal-bench-") as tmp:
         for method in methods:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from tavaal.config import ExperimentConfig
+from tavaal.data import PreparedDataset
 
 from .settings import Profile
 
@@ -44,6 +45,15 @@ def reference_transform(profile: Profile, exp: ExperimentConfig):
             T.ToTensor(),
             T.Normalize(profile.mean, profile.std),
         ]
+    )
+
+
+def reference_dataset(
+    dataset: PreparedDataset, profile: Profile, exp: ExperimentConfig
+) -> PILImageDataset:
+    """The train split as the official codes read it: PIL images through the train transform."""
+    return PILImageDataset(
+        np.asarray(dataset.x_train), np.asarray(dataset.y_train), reference_transform(profile, exp)
     )
 
 

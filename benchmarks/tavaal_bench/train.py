@@ -11,12 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from tavaal.config import ExperimentConfig
-from tavaal.models import build_task_model
-from tavaal.training import PLAIN, train_task_learner
+from tavaal.training import PLAIN, build_model, train_task_learner
 
 from .data_path import bench_data_path
 from .memory import MemoryProbe, worker_peak_rss_mb
-from .reference import PILImageDataset, reference_loader, reference_transform
+from .reference import reference_dataset, reference_loader
 from .runtime import library_log, load1, log, sync
 from .settings import Profile, experiment
 from .synthetic import synthetic_dataset
@@ -75,16 +74,14 @@ def bench_train_reference(
     profile: Profile = settings["profile"]
     n = settings["train_images"]
     dataset = synthetic_dataset(profile, n, profile.test_images, settings["seed"], "train")
-    data = PILImageDataset(
-        np.asarray(dataset.x_train), np.asarray(dataset.y_train), reference_transform(profile, exp)
-    )
+    data = reference_dataset(dataset, profile, exp)
     cfg = exp.train
 
     def loader(indices) -> torch.utils.data.DataLoader:
         return reference_loader(data, indices, cfg.batch_size, workers, device)
 
     def fresh_model():
-        model = build_task_model(exp.model, profile.input_shape, profile.num_classes).to(device)
+        model = build_model(exp, dataset.info).to(device)
         optimizer = torch.optim.SGD(
             model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
