@@ -1,9 +1,11 @@
 """Committed fingerprints of index files: any change of results is a visible, deliberate commit.
 
-The fingerprint of an index file is a SHA-256 over its columns' values and its metadata (every
-key but `tavaal_version`), not over its bytes: the parquet writer's version, which pyarrow (not
-pinned) puts into every file, changes the bytes but not the results. Within one environment the
-files are byte-identical run to run (tests/test_cli.py, tests/test_workflow.py).
+The fingerprint of an index file is a SHA-256 over its columns' values and its metadata, not
+over its bytes: the parquet writer's version, which pyarrow (not pinned) puts into every file,
+changes the bytes but not the results. Left out of the metadata: `tavaal_version`, and the
+measured seconds of a scores file (`query_seconds`, the diagnostics' `*_seconds`), which are
+timings, not results. The labeled files are byte-identical run to run in one environment
+(tests/test_cli.py, tests/test_workflow.py).
 
 To accept new results on purpose (after a change that alters them):
 
@@ -31,8 +33,13 @@ def content_hash(path: Path) -> str:
     metadata = {
         k.decode(): v.decode()
         for k, v in (table.schema.metadata or {}).items()
-        if not k.startswith(b"pandas") and k != b"tavaal_version"
+        if not k.startswith(b"pandas") and k not in (b"tavaal_version", b"query_seconds")
     }
+    if "diagnostics" in metadata:
+        diagnostics = json.loads(metadata["diagnostics"])
+        metadata["diagnostics"] = {
+            k: v for k, v in diagnostics.items() if not k.endswith("seconds")
+        }
     digest.update(json.dumps(metadata, sort_keys=True).encode())
     for name in table.column_names:
         digest.update(name.encode())
