@@ -57,3 +57,4 @@ localrules:
     table_sampling_time,
     table_adversarial_health,
     readme_results,
+    study,

@@ -9,6 +9,7 @@ from snakemake.exceptions import WorkflowError
 from tavaal import layout
 from tavaal.config import ExperimentConfig
 from tavaal.errors import ConfigError
+from tavaal.report.study import check_study
 from tavaal.results_guard import check_results_match
 from tavaal.strategies import method_settings, strategy_class
 from tavaal.training import training_settings
@@ -76,6 +77,19 @@ if workflow.is_main_process:
         check_results_match(RESULTS, EXPERIMENTS, config.get("replace_results") or [])
     except ConfigError as exc:
         raise WorkflowError(str(exc)) from None
+# name -> experiment names of each study (studies.<name>.experiments), checked before any job.
+def _load_studies():
+    studies = {}
+    for name, study in (config.get("studies") or {}).items():
+        try:
+            check_study(name, study["experiments"], EXPERIMENTS, REPORT["baseline"])
+        except ConfigError as exc:
+            raise WorkflowError(f"invalid configuration: {exc}") from None
+        studies[name] = list(study["experiments"])
+    return studies
+
+
+STUDIES = _load_studies()
 # Queries happen at stages 0 .. stages-2, one query_stage<k> per stage index k.
 QUERY_STAGES = max(exp.stages for exp in EXPERIMENTS.values()) - 1
 
@@ -101,6 +115,7 @@ wildcard_constraints:
     dataset=_alternation(exp.dataset for exp in EXPERIMENTS.values()),
     seed=r"0|[1-9]\d*",
     stage=r"0|[1-9]\d*",
+    study=_alternation(STUDIES) if STUDIES else r"(?!)",
 
 
 # ---------------------------------------------------------------------------------- paths
@@ -208,12 +223,34 @@ def all_metrics():
     ]
 
 
+def study_file(name):
+    return f"{RESULTS}/studies/{{study}}/{name}"
+
+
 def all_figures():
     files = []
     for name in EXPERIMENTS:
         files.append(f"{EXP_DIR}/summary.parquet".format(experiment=name))
         files += experiment_figures(name)
+    for name in STUDIES:
+        files += [
+            study_file(f).format(study=name)
+            for f in ("aulc.png", "table.csv", "table.md", "table.html")
+        ]
     return files
+
+
+def study_input(wildcards):
+    return [
+        f"{EXP_DIR}/summary.parquet".format(experiment=name) for name in STUDIES[wildcards.study]
+    ]
+
+
+def study_experiments(wildcards):
+    """The study's experiments, each as {name, settings}: the script rebuilds them to diff."""
+    return [
+        {"name": name, **EXPERIMENTS[name].to_dict()} for name in STUDIES[wildcards.study]
+    ]
 
 
 # ----------------------------------------------------------------------- input functions

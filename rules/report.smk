@@ -248,6 +248,38 @@ rule table_adversarial_health:
         "../workflow_scripts/table_adversarial_health.py"
 
 
+rule study:
+    """One setting changed at a time (studies.<name>): AULC minus random per variant and method,
+    paired by seed, and the adversarial part's health (tavaal.report.study)."""
+    input:
+        study_input,
+    output:
+        figure=report(
+            study_file("aulc.png"),
+            caption="../report/study.rst",
+            category="Studies",
+            labels={"study": "{study}", "figure": "AULC minus random"},
+        ),
+        csv=study_file("table.csv"),
+        md=study_file("table.md"),
+        html=report(
+            study_file("table.html"),
+            caption="../report/study.rst",
+            category="Studies",
+            labels={"study": "{study}", "table": "variants"},
+        ),
+    log:
+        "logs/studies/{study}.log",
+    params:
+        experiments=study_experiments,
+        baseline=REPORT["baseline"],
+        confidence=REPORT["confidence"],
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/study.py"
+
+
 rule readme_results:
     """The README's results section for the experiments of this run (README, "What it shows"):
     `tavaal readme-update README.md results/readme_results.md` puts it in."""

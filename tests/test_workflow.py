@@ -217,6 +217,8 @@ def expected_jobs(config: dict) -> Counter:
             if exp["dataset"] == "moons":
                 counts["figure_selection"] += 1
     counts["prepare_dataset"] = len(datasets)
+    if config.get("studies"):
+        counts["study"] = len(config["studies"])
     return counts
 
 
@@ -363,8 +365,25 @@ def test_preset_dry_run_replaces_the_default_experiments(tmp_path, preset):
     counts = dry_run_counts(workdir, "--configfile", str(preset))
     config = merged_config(yaml.safe_load(preset.read_text()))
     assert counts == expected_jobs(config)
-    # Only the preset's experiments: the default moons/digits experiments are not built.
-    assert set(config["run_experiments"]).isdisjoint({"moons", "digits"})
+    # Only the preset's experiments: moons, a default experiment no preset names, is not built.
+    assert "moons" not in config["run_experiments"]
+
+
+def test_study_presets_repeat_their_baseline_experiments_exactly():
+    """YAML cannot include a file: a study preset repeats its baseline experiment, and the copy
+    must equal the original (so that both presets share results)."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())["experiments"]
+    fmnist = yaml.safe_load((REPO / "presets/fashion_mnist_cpu.yaml").read_text())["experiments"]
+    study = yaml.safe_load((REPO / "presets/study_fmnist.yaml").read_text())["experiments"]
+    assert study["fmnist"] == fmnist["fmnist"]
+    digits = yaml.safe_load((REPO / "presets/study_digits.yaml").read_text())["experiments"]
+    for name, variant in digits.items():
+        same = {
+            k: v
+            for k, v in variant.items()
+            if k not in ("methods", "vae", "subset_size", "initial_size")
+        }
+        assert same == {k: v for k, v in config["digits"].items() if k in same}, name
 
 
 def test_query_reads_the_task_model_only_when_the_method_uses_it(tmp_path):
