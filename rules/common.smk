@@ -1,7 +1,6 @@
 # Helpers shared by the other .smk files: the validated experiments, path patterns, target
 # lists, named input functions and the global wildcard constraints (no rules here).
 
-import math
 import re
 
 from snakemake.exceptions import WorkflowError
@@ -10,6 +9,7 @@ from tavaal import layout
 from tavaal.config import ExperimentConfig
 from tavaal.errors import ConfigError
 from tavaal.report.study import check_study
+from tavaal.resources import query_estimate, train_estimate
 from tavaal.results_guard import check_results_match
 from tavaal.strategies import method_settings, strategy_class
 from tavaal.training import training_settings
@@ -397,16 +397,9 @@ def shown_selection_stage(wildcards):
 
 
 # ------------------------------------------------------------------------------ resources
-# Portable resources; profiles map them (gpu -> --gpus on SLURM). Rough sizes for a GPU node.
-# Without a profile, `snakemake --cores N` leaves mem_mb, runtime and gpu unconstrained.
-
-
-def _is_large(experiment):
-    return EXPERIMENTS[experiment].dataset not in ("moons", "digits", "digits_imb10")
-
-
-def train_mem_mb(wildcards):
-    return 16000 if _is_large(wildcards.experiment) else 2000
+# Portable resources; profiles map them (gpu -> --gpus on SLURM). Sized from the data and the
+# model (tavaal.resources): for a GPU node unless `device: cpu`. Without a profile,
+# `snakemake --cores N` leaves mem_mb, runtime and gpu unconstrained.
 
 
 def _training_recipe(wildcards):
@@ -418,29 +411,31 @@ def _training_recipe(wildcards):
     return recipe(wildcards.method)
 
 
-def train_runtime(wildcards):
-    """Minutes: epochs x labeled samples at ~2000 images/s per task learner, doubled, + 10."""
-    exp = EXPERIMENTS[wildcards.experiment]
+def _train_estimate(wildcards):
     stage = int(wildcards.stage) if "stage" in wildcards.keys() else 0
-    images = exp.train.epochs * exp.labeled_size(stage)
-    members = exp.query.ensemble_size if _training_recipe(wildcards).ensemble else 1
-    return 10 + math.ceil(2 * members * images / 2000 / 60)
+    exp = EXPERIMENTS[wildcards.experiment]
+    return train_estimate(exp, _training_recipe(wildcards), stage, config["device"])
 
 
-def query_mem_mb(wildcards):
-    return 24000 if _is_large(wildcards.experiment) else 2000
+def train_mem_mb(wildcards):
+    return _train_estimate(wildcards).mem_mb
+
+
+def train_runtime(wildcards):
+    return _train_estimate(wildcards).runtime_minutes
+
+
+def query_mem_mb(stage):
+    def mem_mb(wildcards):
+        exp = EXPERIMENTS[wildcards.experiment]
+        return query_estimate(exp, wildcards.method, stage, config["device"]).mem_mb
+
+    return mem_mb
 
 
 def query_runtime(stage):
     def runtime(wildcards):
-        """Minutes; VAE/D iterations at ~20 per second when the method trains an adversary."""
         exp = EXPERIMENTS[wildcards.experiment]
-        if wildcards.method not in ADVERSARIAL_METHODS:
-            return 30
-        vae = exp.vae
-        iterations = vae.iterations or math.ceil(
-            (exp.labeled_size(stage) + (exp.subset_size or 50000)) * vae.epochs / vae.batch_size
-        )
-        return 15 + math.ceil(2 * iterations * vae.vae_steps / 20 / 60)
+        return query_estimate(exp, wildcards.method, stage, config["device"]).runtime_minutes
 
     return runtime

@@ -73,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="recompute existing outputs")
     _add_dirs(run)
 
+    estimate = sub.add_parser(
+        "estimate", help="device hours of the experiments of config files (tavaal.resources)"
+    )
+    estimate.add_argument(
+        "configs", nargs="+", type=Path, help="config files, merged in order as --configfile"
+    )
+    estimate.add_argument(
+        "--device", default="auto", help="cpu, or a GPU (auto, cuda): what throughput to assume"
+    )
+
     inspect = sub.add_parser("inspect", help="summarise a labeled.parquet or scores.parquet")
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--against", type=Path, help="another labeled.parquet to compare with")
@@ -276,6 +286,23 @@ def _run(args) -> int:
     return 0
 
 
+def _estimate(args) -> int:
+    from tavaal.config import experiment_from_config, merge_configs, selected_experiments
+    from tavaal.resources import device_kind, experiment_estimate
+
+    config = merge_configs(*args.configs)
+    unit = "GPU" if device_kind(args.device) == "gpu" else "CPU-core"
+    print(f"experiment  jobs  {unit} hours  longest chain (h)")
+    total = 0.0
+    for name in selected_experiments(config):
+        exp = experiment_from_config(config, name)
+        estimate = experiment_estimate(exp, args.device)
+        total += estimate.hours
+        print(f"{name}  {estimate.jobs}  {estimate.hours:.1f}  {estimate.longest_chain_hours:.1f}")
+    print(f"total  {total:.1f} {unit} hours")
+    return 0
+
+
 def _inspect(args) -> int:
     import numpy as np
     import pyarrow.parquet as pq
@@ -341,6 +368,7 @@ COMMANDS = {
     "query": _query,
     "run": _run,
     "inspect": _inspect,
+    "estimate": _estimate,
     "readme-update": _readme_update,
 }
 

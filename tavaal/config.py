@@ -228,6 +228,30 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def merge_configs(*paths: str | Path) -> dict[str, Any]:
+    """Config files merged as Snakemake merges `--configfile`s: mappings merge key by key, any
+    other value (lists included) of a later file replaces the earlier one."""
+
+    def merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        for key, value in new.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                merge(base[key], value)
+            else:
+                base[key] = value
+        return base
+
+    merged: dict[str, Any] = {}
+    for path in paths:
+        merge(merged, load_config(path))
+    return merged
+
+
+def selected_experiments(config: dict[str, Any]) -> list[str]:
+    """`run_experiments` if set, else every experiment the config defines."""
+    wanted = config.get("run_experiments")
+    return list(wanted) if wanted is not None else list(config.get("experiments") or {})
+
+
 def experiment_from_config(config: dict[str, Any], name: str) -> ExperimentConfig:
     experiments = config.get("experiments")
     if not isinstance(experiments, dict) or not experiments:

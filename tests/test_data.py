@@ -22,6 +22,7 @@ from tavaal.data import (
     DatasetInfo,
     PreparedDataset,
     class_count_entropy,
+    known_input_shape,
     known_split_sizes,
     list_datasets,
     list_raw_sources,
@@ -58,8 +59,17 @@ def _half_up(value: float) -> int:
 def test_registry_names():
     assert list_datasets() == sorted(
         [
-            "moons", "digits", "digits_imb10", "cifar10", "cifar100", "svhn", "fashion_mnist",
-            "cifar10_imb10", "cifar10_imb100", "cifar10_ent165", "cifar10_ent189",
+            "moons",
+            "digits",
+            "digits_imb10",
+            "cifar10",
+            "cifar100",
+            "svhn",
+            "fashion_mnist",
+            "cifar10_imb10",
+            "cifar10_imb100",
+            "cifar10_ent165",
+            "cifar10_ent189",
             "cifar10_ent211",
         ]
     )
@@ -76,6 +86,15 @@ def test_known_split_sizes_equal_the_prepared_offline_datasets(shared_dir):
     for name in ("moons", "digits", "digits_imb10"):
         info = load_dataset(name, shared_dir).info
         assert known_split_sizes(name) == (info.n_train, info.n_test), name
+        assert known_input_shape(name) == info.input_shape, name
+
+
+def test_known_input_shapes_of_the_torchvision_datasets():
+    # The builders check the raw files against these shapes (_checked in torchvision_sets).
+    assert all(known_input_shape(n) == (3, 32, 32) for n in list_datasets() if "cifar" in n)
+    assert known_input_shape("svhn") == (3, 32, 32)
+    assert known_input_shape("fashion_mnist") == (1, 28, 28)
+    assert all(known_input_shape(name) is not None for name in list_datasets())
 
 
 def test_known_split_sizes_of_the_torchvision_datasets():

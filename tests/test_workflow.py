@@ -460,6 +460,37 @@ def test_tiny_index_files_match_the_expected_results(tiny_run):
 
 
 @pytest.mark.slow
+def test_declared_resources_cover_the_measured_jobs(tiny_run):
+    """mem_mb and runtime (tavaal.resources, as the rules declare them for a CPU) hold what
+    every train and query job of the tiny run measured, without asking for absurdly more."""
+    from tavaal.resources import query_estimate, train_estimate
+
+    exp = ExperimentConfig.from_dict("tiny", TINY["experiments"]["tiny"])
+    checked = 0
+    for path in sorted((tiny_run / "benchmarks/tiny").rglob("*.tsv")):
+        measured = pd.read_csv(path, sep="\t").iloc[0]
+        parts = path.relative_to(tiny_run / "benchmarks/tiny").parts
+        if parts[0] == "stage0":  # stage0/seed{s}/{recipe}/train.tsv
+            recipe = next(
+                strategy_class(m).recipe
+                for m in exp.methods
+                if strategy_class(m).recipe.name == parts[2]
+            )
+            declared = train_estimate(exp, recipe, 0, "cpu")
+        else:  # {method}/seed{s}/stage{k}/{train,query}.tsv
+            method, stage = parts[0], int(parts[2].removeprefix("stage"))
+            declared = (
+                train_estimate(exp, strategy_class(method).recipe, stage, "cpu")
+                if path.stem == "train"
+                else query_estimate(exp, method, stage, "cpu")
+            )
+        assert measured["max_rss"] <= declared.mem_mb <= 4 * measured["max_rss"], path
+        assert measured["s"] <= 60 * declared.runtime_minutes, path
+        checked += 1
+    assert checked == 4 + 8 + 8  # 2 recipes x 2 seeds; 2 methods x 2 seeds x (2 trains, 2 queries)
+
+
+@pytest.mark.slow
 def test_tiny_summary_has_one_row_per_method_seed_stage(tiny_run):
     summary = pd.read_parquet(tiny_run / "results/tiny/summary.parquet")
     keys = summary[["method", "seed", "stage"]]

@@ -96,6 +96,7 @@ class _Registration:
     builder: Builder
     raw_source: str | None
     split_sizes: tuple[int, int] | None
+    input_shape: tuple[int, ...] | None
 
 
 _REGISTRY: dict[str, _Registration] = {}
@@ -107,13 +108,16 @@ def register_dataset(
     raw_source: str | None = None,
     n_train: int | None = None,
     n_test: int | None = None,
+    input_shape: tuple[int, ...] | None = None,
 ) -> Callable[[Builder], Builder]:
     """Decorator: register `builder` under `name` (a name can be registered once).
 
     `raw_source` names the raw files the builder reads (``data_dir/raw/<raw_source>/`` or a
     folder the user points it at); several datasets may share one, e.g. the imbalanced CIFAR-10
     variants read ``cifar10``. `n_train` and `n_test` are the split sizes the prepared dataset is
-    known to have (give both or neither), see `known_split_sizes`.
+    known to have (give both or neither), see `known_split_sizes`; `input_shape` the sample
+    shape the task learner gets, (C, H, W) or (D,), see `known_input_shape`. Both let the
+    workflow check protocols and size jobs before anything is prepared.
     """
     if (n_train is None) != (n_test is None):
         raise ValueError(f"dataset {name!r}: give both n_train and n_test, or neither")
@@ -126,7 +130,9 @@ def register_dataset(
     def decorate(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"dataset {name!r} is registered twice")
-        _REGISTRY[name] = _Registration(builder, raw_source, sizes)
+        _REGISTRY[name] = _Registration(
+            builder, raw_source, sizes, tuple(input_shape) if input_shape else None
+        )
         return builder
 
     return decorate
@@ -166,6 +172,11 @@ def known_split_sizes(name: str) -> tuple[int, int] | None:
     None when the registration does not declare them. Unknown names raise `DatasetError`.
     """
     return _registration(name).split_sizes
+
+
+def known_input_shape(name: str) -> tuple[int, ...] | None:
+    """The (C, H, W) or (D,) sample shape of dataset `name` as registered; None if undeclared."""
+    return _registration(name).input_shape
 
 
 def fixed_seed(role: str) -> int:

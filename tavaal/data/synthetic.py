@@ -30,7 +30,7 @@ def _moons(role: str) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), y.astype(np.int64)
 
 
-@register_dataset("moons", n_train=550, n_test=550)
+@register_dataset("moons", n_train=550, n_test=550, input_shape=(2,))
 def build_moons(ctx: BuildContext) -> Splits:
     """Two moons, 500 points of class 0 and 50 of class 1, noise 0.2 (TA-VAAL §4.1, Fig. 1).
 
@@ -77,14 +77,14 @@ def _digits() -> Splits:
 
 
 # 1,797 images; the 30% test share of each class, rounded half up, sums to 539.
-@register_dataset("digits", n_train=1258, n_test=539)
+@register_dataset("digits", n_train=1258, n_test=539, input_shape=(1, 8, 8))
 def build_digits(ctx: BuildContext) -> Splits:
     """scikit-learn's 8x8 handwritten digits, uint8 (N, 8, 8, 1), fixed stratified 70/30 split."""
     return _digits()
 
 
 # Train classes 0-4 (125, 127, 124, 128, 127 images) keep 13, 13, 12, 13, 13.
-@register_dataset("digits_imb10", n_train=691, n_test=539)
+@register_dataset("digits_imb10", n_train=691, n_test=539, input_shape=(1, 8, 8))
 def build_digits_imb10(ctx: BuildContext) -> Splits:
     """`digits` with the train split of the first five classes (0-4) reduced to 1/10.
 

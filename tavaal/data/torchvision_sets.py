@@ -137,19 +137,23 @@ def _cifar(ctx: BuildContext, source: str) -> Splits:
     return _checked(ctx, splits, (32, 32, 3))
 
 
-@register_dataset("cifar10", raw_source="cifar10", n_train=50000, n_test=10000)
+@register_dataset(
+    "cifar10", raw_source="cifar10", n_train=50000, n_test=10000, input_shape=(3, 32, 32)
+)
 def build_cifar10(ctx: BuildContext) -> Splits:
     """CIFAR-10 (50,000 / 10,000 images 32x32x3, 10 classes) via torchvision.datasets.CIFAR10."""
     return _cifar(ctx, "cifar10")
 
 
-@register_dataset("cifar100", raw_source="cifar100", n_train=50000, n_test=10000)
+@register_dataset(
+    "cifar100", raw_source="cifar100", n_train=50000, n_test=10000, input_shape=(3, 32, 32)
+)
 def build_cifar100(ctx: BuildContext) -> Splits:
     """CIFAR-100 with its 100 fine labels via torchvision.datasets.CIFAR100."""
     return _cifar(ctx, "cifar100")
 
 
-@register_dataset("svhn", raw_source="svhn", n_train=73257, n_test=26032)
+@register_dataset("svhn", raw_source="svhn", n_train=73257, n_test=26032, input_shape=(3, 32, 32))
 def build_svhn(ctx: BuildContext) -> Splits:
     """SVHN train/test (32x32x3) via torchvision.datasets.SVHN; the 'extra' split is not used.
 
@@ -194,7 +198,13 @@ def _gunzip_missing(folder: Path) -> None:
             raise DatasetError(f"{packed}: cannot extract: {exc}") from exc
 
 
-@register_dataset("fashion_mnist", raw_source="fashion_mnist", n_train=60000, n_test=10000)
+@register_dataset(
+    "fashion_mnist",
+    raw_source="fashion_mnist",
+    n_train=60000,
+    n_test=10000,
+    input_shape=(1, 28, 28),
+)
 def build_fashion_mnist(ctx: BuildContext) -> Splits:
     """Fashion-MNIST (60,000 / 10,000 images 28x28x1) via torchvision.datasets.FashionMNIST."""
     if "fashion_mnist" in ctx.raw_sources:
@@ -242,32 +252,42 @@ def _cifar10_counts(ctx: BuildContext, counts: tuple[int, ...]) -> Splits:
 
 
 # 5 x 500 + 5 x 5,000 train images.
-@register_dataset("cifar10_imb10", raw_source="cifar10", n_train=27500, n_test=10000)
+@register_dataset(
+    "cifar10_imb10", raw_source="cifar10", n_train=27500, n_test=10000, input_shape=(3, 32, 32)
+)
 def build_cifar10_imb10(ctx: BuildContext) -> Splits:
     """CIFAR-10, first five classes reduced to 500 train images each (imbalance x10, §4.3)."""
     return _cifar10_first_five_reduced(ctx, CIFAR10_IMBALANCE_RATIOS["cifar10_imb10"])
 
 
 # 5 x 50 + 5 x 5,000 train images.
-@register_dataset("cifar10_imb100", raw_source="cifar10", n_train=25250, n_test=10000)
+@register_dataset(
+    "cifar10_imb100", raw_source="cifar10", n_train=25250, n_test=10000, input_shape=(3, 32, 32)
+)
 def build_cifar10_imb100(ctx: BuildContext) -> Splits:
     """CIFAR-10, first five classes reduced to 50 train images each (imbalance x100, §4.3)."""
     return _cifar10_first_five_reduced(ctx, CIFAR10_IMBALANCE_RATIOS["cifar10_imb100"])
 
 
-@register_dataset("cifar10_ent165", raw_source="cifar10", n_train=16550, n_test=10000)
+@register_dataset(
+    "cifar10_ent165", raw_source="cifar10", n_train=16550, n_test=10000, input_shape=(3, 32, 32)
+)
 def build_cifar10_ent165(ctx: BuildContext) -> Splits:
     """CIFAR-10 with TA-VAAL arXiv Table 1 row 1 (16,550 train images, entropy 1.65)."""
     return _cifar10_counts(ctx, CIFAR10_ENTROPY_COUNTS["cifar10_ent165"])
 
 
-@register_dataset("cifar10_ent189", raw_source="cifar10", n_train=19000, n_test=10000)
+@register_dataset(
+    "cifar10_ent189", raw_source="cifar10", n_train=19000, n_test=10000, input_shape=(3, 32, 32)
+)
 def build_cifar10_ent189(ctx: BuildContext) -> Splits:
     """CIFAR-10 with TA-VAAL arXiv Table 1 row 2 (19,000 train images, entropy 1.89)."""
     return _cifar10_counts(ctx, CIFAR10_ENTROPY_COUNTS["cifar10_ent189"])
 
 
-@register_dataset("cifar10_ent211", raw_source="cifar10", n_train=23000, n_test=10000)
+@register_dataset(
+    "cifar10_ent211", raw_source="cifar10", n_train=23000, n_test=10000, input_shape=(3, 32, 32)
+)
 def build_cifar10_ent211(ctx: BuildContext) -> Splits:
     """CIFAR-10 with TA-VAAL arXiv Table 1 row 3 (23,000 train images, entropy 2.11)."""
     return _cifar10_counts(ctx, CIFAR10_ENTROPY_COUNTS["cifar10_ent211"])

@@ -1,0 +1,229 @@
+"""What a job needs: memory (host RSS) and run time, sized from the data and the model.
+
+The workflow's rules declare `mem_mb` and `runtime` (minutes) from these estimates, and
+`tavaal estimate` adds up GPU hours of a preset. The model of a job's cost:
+
+- memory: a process base (Python, torch and the array libraries: 0.74-1.2 GB measured on the
+  default run and Fashion-MNIST; a CUDA context adds host memory on a GPU node), the arrays the
+  job holds (memory-mapped test split, the query's training bank, embeddings, MC samples), and
+  on a CPU the weights, gradients, optimizer state and activations; times SAFETY_MEMORY;
+- time: a start-up, then images through the task learner at the model's throughput (training,
+  and three times faster for inference), and VAE/discriminator iterations at a cost that grows
+  with batch x pixels x base_channels^2; times SAFETY_TIME for a request, as is for estimates.
+
+Throughputs on a GPU are assumptions for one A100-class GPU (not measured here; no GPU was
+available), on a CPU measured on this project's 2-core machine at one thread. They scale with the
+input's pixels relative to the model's reference input.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cache
+
+from tavaal.adversarial import training_iterations
+from tavaal.config import ExperimentConfig
+from tavaal.data import known_input_shape, known_split_sizes
+from tavaal.errors import ConfigError
+from tavaal.strategies import strategy_class
+from tavaal.training import TrainingRecipe, ensemble_members
+
+SAFETY_MEMORY = 1.5
+SAFETY_TIME = 2.0
+BASE_MB = {"cpu": 1200, "gpu": 3500}
+STARTUP_SECONDS = {"cpu": 5, "gpu": 30}
+MIN_RUNTIME_MINUTES = 5
+# Classes assumed where the count matters (MC-dropout probabilities; the last layer's size):
+# the most any registered dataset has (CIFAR-100), so estimates err on the large side.
+MAX_CLASSES = 100
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """Training images/s at `reference` input size, and forward activations per sample."""
+
+    reference: tuple[int, ...]
+    cpu_images_per_second: float
+    gpu_images_per_second: float
+    activation_floats: float
+
+
+# CPU: measured at one thread (small_cnn ~600 img/s on Fashion-MNIST, digits_cnn on 8x8 digits,
+# resnet18 17 img/s on CIFAR-shaped inputs: README "Benchmarks"); VGG16-BN and the MLP from their
+# multiply-adds relative to those. GPU: the README's assumptions for an A100-class GPU.
+MODEL_COSTS = {
+    "mlp": ModelCost((2,), 50_000, 50_000, 100),
+    "digits_cnn": ModelCost((1, 8, 8), 3_000, 20_000, 12_000),
+    "small_cnn": ModelCost((1, 28, 28), 600, 20_000, 60_000),
+    "resnet18": ModelCost((3, 32, 32), 17, 4_000, 1_200_000),
+    "vgg16_bn": ModelCost((3, 32, 32), 8, 2_500, 900_000),
+}
+# One VAE/D iteration (one VAE and one D update, batches of 64 labeled + 64 unlabeled) of the
+# papers' VAE (32x32 inputs, 128 base channels): 5.7 s on this CPU (README "Benchmarks"), 0.03 s
+# assumed on a GPU. Other sizes scale with batch x pixels x base_channels^2.
+VAE_ITERATION_SECONDS = {"cpu": 5.7, "gpu": 0.03}
+VAE_REFERENCE_UNITS = 64 * 32 * 32 * 128**2
+VAE_MIN_SECONDS = {"cpu": 0.01, "gpu": 0.002}
+
+
+@dataclass(frozen=True)
+class JobEstimate:
+    mem_mb: int  # to request: with the safety factor, rounded up to 250 MB
+    seconds: float  # expected run time, no safety factor
+    runtime_minutes: int  # to request: seconds x SAFETY_TIME, at least MIN_RUNTIME_MINUTES
+
+
+def device_kind(device: str) -> str:
+    """ "cpu" when the config pins jobs to the CPU; else a GPU node is assumed (`auto` on a
+    cluster resolves to the GPU the job is given)."""
+    return "cpu" if str(device).startswith("cpu") else "gpu"
+
+
+def train_estimate(
+    exp: ExperimentConfig, recipe: TrainingRecipe, stage: int, device: str
+) -> JobEstimate:
+    kind = device_kind(device)
+    shape = _input_shape(exp)
+    n_train, n_test = _sizes(exp)
+    members = ensemble_members(exp, recipe)
+    cost = _model_cost(exp.model, shape)
+    rate = cost[kind]
+    labeled = exp.labeled_size(stage)
+    if exp.train.iterations > 0:
+        images = exp.train.iterations * exp.train.batch_size
+        validations = exp.train.iterations // exp.train.validate_every
+    else:
+        images = exp.train.epochs * labeled
+        validations = exp.train.epochs // exp.train.validate_every
+    evaluated = n_test + (validations * exp.train.validation_size)
+    seconds = STARTUP_SECONDS[kind] + members * (images / rate + evaluated / (3 * rate))
+    sample_bytes = math.prod(shape)
+    memory = BASE_MB[kind] + _mb(n_test * sample_bytes + labeled * sample_bytes)
+    if kind == "cpu":
+        weights = 16 * _model_facts(exp.model, shape)[0]  # weights, gradients, two moments
+        activations = 3 * 4 * cost["activations"] * exp.train.batch_size
+        memory += _mb(members * weights + activations)
+    return _estimate(memory, seconds)
+
+
+def query_estimate(exp: ExperimentConfig, method: str, stage: int, device: str) -> JobEstimate:
+    kind = device_kind(device)
+    strategy = strategy_class(method)
+    shape = _input_shape(exp)
+    n_train, _ = _sizes(exp)
+    labeled = exp.labeled_size(stage)
+    unlabeled = max(n_train - labeled - exp.train.validation_size, 0)
+    candidates = unlabeled if exp.subset_size == 0 else min(exp.subset_size, unlabeled)
+    cost = _model_cost(exp.model, shape)
+    rate = 3 * cost[kind]  # inference
+    sample_bytes = math.prod(shape)
+    seconds = STARTUP_SECONDS[kind]
+    memory = BASE_MB[kind] + _mb(candidates * sample_bytes)
+    if strategy.uses_task_model:
+        passes = ensemble_members(exp, strategy.recipe)
+        seconds += passes * candidates / rate
+        parameters, embedding_dim = _model_facts(exp.model, shape)
+        memory += _mb(passes * 4 * parameters)
+        if strategy.needs_dropout:
+            memory += _mb(4 * exp.query.mc_samples * candidates * MAX_CLASSES)
+        if method == "coreset":
+            seconds += labeled / rate
+            memory += _mb(2 * 4 * (labeled + candidates) * embedding_dim)
+    if "vae" in strategy.query_reads:
+        pool = candidates if exp.vae.train_on == "subset" else unlabeled
+        iterations = training_iterations(exp.vae, labeled, pool)
+        pixels = math.prod(shape[1:]) if len(shape) == 3 else 1
+        units = exp.vae.batch_size * pixels * exp.vae.base_channels**2
+        reference = VAE_ITERATION_SECONDS[kind] * units / VAE_REFERENCE_UNITS
+        # A D update costs about half a VAE update (an encoder pass, no decoder).
+        steps = (exp.vae.vae_steps + 0.5 * exp.vae.disc_steps) / 1.5
+        seconds += iterations * max(reference * steps, VAE_MIN_SECONDS[kind])
+        seconds += (labeled + pool) / rate  # the ranker's r, and scoring
+        if kind == "cpu":
+            # The query's inputs, normalised to float32, up to the bank's 2 GB cap.
+            memory += min(_mb(4 * (labeled + pool) * math.prod(shape)), 2048)
+    return _estimate(memory, seconds)
+
+
+@dataclass(frozen=True)
+class ExperimentEstimate:
+    jobs: int
+    hours: float  # every train and query job, one after the other
+    longest_chain_hours: float  # one (method, seed) chain: the wall time with enough devices
+
+
+def experiment_estimate(exp: ExperimentConfig, device: str = "auto") -> ExperimentEstimate:
+    """Expected device hours of every training and query of `exp` (no safety factor), with
+    stage 0 trained once per recipe and seed as the workflow does."""
+    recipes = {strategy_class(m).recipe.name: strategy_class(m).recipe for m in exp.methods}
+    stage0 = {name: train_estimate(exp, r, 0, device).seconds for name, r in recipes.items()}
+    total = len(exp.seeds) * sum(stage0.values())
+    jobs = len(exp.seeds) * len(stage0)
+    longest = 0.0
+    for method in exp.methods:
+        recipe = strategy_class(method).recipe
+        chain = stage0[recipe.name]
+        for stage in range(exp.stages):
+            if stage > 0:
+                chain += train_estimate(exp, recipe, stage, device).seconds
+            if stage + 1 < exp.stages:
+                chain += query_estimate(exp, method, stage, device).seconds
+        jobs += len(exp.seeds) * (2 * exp.stages - 2)
+        total += len(exp.seeds) * (chain - stage0[recipe.name])
+        longest = max(longest, chain)
+    return ExperimentEstimate(jobs=jobs, hours=total / 3600, longest_chain_hours=longest / 3600)
+
+
+def _estimate(memory_mb: float, seconds: float) -> JobEstimate:
+    mem = 250 * math.ceil(SAFETY_MEMORY * memory_mb / 250)
+    minutes = max(MIN_RUNTIME_MINUTES, math.ceil(SAFETY_TIME * seconds / 60))
+    return JobEstimate(mem_mb=int(mem), seconds=float(seconds), runtime_minutes=int(minutes))
+
+
+def _mb(n_bytes: float) -> float:
+    return n_bytes / 1024**2
+
+
+def _input_shape(exp: ExperimentConfig) -> tuple[int, ...]:
+    shape = known_input_shape(exp.dataset)
+    if shape is None:
+        raise ConfigError(f"experiments.{exp.name}.dataset: {exp.dataset} declares no input shape")
+    return shape
+
+
+def _sizes(exp: ExperimentConfig) -> tuple[int, int]:
+    sizes = known_split_sizes(exp.dataset)
+    if sizes is None:
+        raise ConfigError(f"experiments.{exp.name}.dataset: {exp.dataset} declares no split sizes")
+    return sizes
+
+
+def _model_cost(model: str, shape: tuple[int, ...]) -> dict[str, float]:
+    """Images/s on each device and activations per sample, scaled to `shape`'s pixels."""
+    if model not in MODEL_COSTS:
+        raise ConfigError(f"no cost model for task model {model!r}")
+    cost = MODEL_COSTS[model]
+    scale = max(_pixels(shape) / _pixels(cost.reference), 1e-3)
+    return {
+        "cpu": cost.cpu_images_per_second / scale,
+        "gpu": cost.gpu_images_per_second / scale,
+        "activations": cost.activation_floats * scale,
+    }
+
+
+def _pixels(shape: tuple[int, ...]) -> int:
+    return math.prod(shape[1:]) if len(shape) == 3 else 1
+
+
+@cache
+def _model_facts(model: str, shape: tuple[int, ...]) -> tuple[int, int]:
+    """(parameters, embedding width), from the model built on torch's meta device: nothing is
+    allocated, so even VGG16's 134 M parameters cost no memory here."""
+    import torch
+
+    from tavaal.models import build_task_model
+
+    with torch.device("meta"):
+        built = build_task_model(model, shape, MAX_CLASSES)
+    return sum(p.numel() for p in built.parameters()), built.embedding_dim

@@ -1,0 +1,90 @@
+"""Job resources sized from the data and the model (tavaal.resources)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tavaal.cli import main
+from tavaal.config import ExperimentConfig, merge_configs
+from tavaal.resources import (
+    BASE_MB,
+    experiment_estimate,
+    query_estimate,
+    train_estimate,
+)
+from tavaal.training import ENSEMBLE, PLAIN
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def exp(**changes) -> ExperimentConfig:
+    data = {
+        "dataset": "cifar10",
+        "model": "resnet18",
+        "methods": ["random", "entropy", "coreset", "vaal", "ensemble_varr"],
+        "initial_size": 1000,
+        "budget": 1000,
+        "stages": 10,
+        **changes,
+    }
+    return ExperimentConfig.from_dict("x", data)
+
+
+def test_estimates_grow_with_what_the_job_does():
+    e = exp()
+    first, last = train_estimate(e, PLAIN, 0, "cpu"), train_estimate(e, PLAIN, 9, "cpu")
+    assert last.seconds > first.seconds  # 10x the labels, 10x the images
+    assert train_estimate(e, ENSEMBLE, 9, "cpu").seconds > 4 * last.seconds  # 5 members
+    # A GPU node: the CUDA context's host memory, far shorter training.
+    assert train_estimate(e, PLAIN, 9, "cuda").mem_mb >= BASE_MB["gpu"]
+    assert train_estimate(e, PLAIN, 9, "cuda").seconds < last.seconds / 50
+    vaal, random = query_estimate(e, "vaal", 0, "cuda"), query_estimate(e, "random", 0, "cuda")
+    assert vaal.seconds > 10 * random.seconds  # the VAE/D training dominates
+    pool = exp(vae={"train_on": "pool"}, subset_size=0)
+    assert query_estimate(pool, "vaal", 0, "cuda").seconds > vaal.seconds
+    # Requests: safety factors, round numbers, a floor.
+    assert first.mem_mb % 250 == 0 and first.runtime_minutes >= 5
+    assert last.runtime_minutes * 60 >= 2 * last.seconds
+
+
+def test_big_models_ask_for_more_memory_on_a_cpu():
+    small = exp(dataset="fashion_mnist", model="small_cnn")
+    vgg = exp(model="vgg16_bn")
+    assert (
+        train_estimate(vgg, PLAIN, 0, "cpu").mem_mb
+        > 2 * train_estimate(small, PLAIN, 0, "cpu").mem_mb
+    )
+
+
+def test_experiment_estimate_counts_the_jobs_of_the_workflow():
+    e = exp(methods=["random", "vaal", "tavaal"], seeds=[0, 1], stages=3)
+    estimate = experiment_estimate(e, "cuda")
+    # Stage 0 per recipe (plain, ranking_ranker) and seed; then 2 trainings + 2 queries per chain.
+    assert estimate.jobs == 2 * 2 + 3 * 2 * (2 + 2)
+    assert 0 < estimate.longest_chain_hours < estimate.hours
+
+
+def test_readme_preset_hours_are_the_estimates():
+    """The README's preset table shows what `tavaal estimate` computes, not typed numbers."""
+    readme = (REPO / "README.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \|.*\| ([\d.]+) \|$", readme, re.M)
+    shown = {name: float(hours) for name, hours in rows if (REPO / f"presets/{name}.yaml").exists()}
+    assert len(shown) >= 9
+    for name, hours in shown.items():
+        config = merge_configs(REPO / "config.yaml", REPO / f"presets/{name}.yaml")
+        total = sum(
+            experiment_estimate(ExperimentConfig.from_dict(e, config["experiments"][e])).hours
+            for e in config["run_experiments"]
+        )
+        assert hours == pytest.approx(round(total), abs=0.5), name
+
+
+def test_estimate_command(capsys):
+    assert main(["estimate", str(REPO / "config.yaml"), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("experiment") and "CPU-core hours" in out[0]
+    assert [line.split()[0] for line in out[1:-1]] == ["moons", "digits"]
+    assert out[-1].startswith("total")
