@@ -281,9 +281,11 @@ rule study:
 
 
 rule readme_results:
-    """The README's results section for the experiments of this run (README, "What it shows"):
-    `tavaal readme-update README.md results/readme_results.md` puts it in."""
+    """The README's results section for the experiments of this run (README, "What it shows"),
+    or for its studies when it has some: `tavaal readme-update README.md
+    results/readme_results.md --name NAME` puts it between the README's NAME markers."""
     input:
+        studies=[study_file("table.csv").format(study=name) for name in STUDIES],
         summaries=expand(f"{EXP_DIR}/summary.parquet", experiment=list(EXPERIMENTS)),
         # Spearman's rho of the true loss vs likelihood, from the figure that computes it.
         loss_likelihood=[
@@ -298,6 +300,8 @@ rule readme_results:
     params:
         baseline=REPORT["baseline"],
         confidence=REPORT["confidence"],
+        # A study's run shows its study; its experiments are shown by their own runs.
+        experiments=not STUDIES,
     conda:
         SOFTWARE
     script:

@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     readme.add_argument("readme", type=Path, help="e.g. README.md")
     readme.add_argument("section", type=Path, help="e.g. results/readme_results.md")
+    readme.add_argument(
+        "--name",
+        default="default",
+        help="which section: the NAME of its <!-- results:NAME:begin/end --> markers",
+    )
     return parser
 
 
@@ -354,8 +359,8 @@ def _inspect(args) -> int:
 def _readme_update(args) -> int:
     from tavaal.report.readme import update_readme
 
-    update_readme(args.readme, args.section)
-    print(f"{args.readme}: results section replaced by {args.section}")
+    update_readme(args.readme, args.section, args.name)
+    print(f"{args.readme}: results section {args.name!r} replaced by {args.section}")
     return 0
 
 

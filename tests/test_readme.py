@@ -11,8 +11,8 @@ from tavaal import cli
 from tavaal.errors import ReadmeError
 from tavaal.report import write_summary
 from tavaal.report.readme import (
-    BEGIN_MARKER,
-    END_MARKER,
+    begin_marker,
+    end_marker,
     experiment_section,
     interval_verdict,
     results_section,
@@ -226,6 +226,8 @@ def test_results_section_from_files_matches_tables_to_experiments(tmp_path):
 
 # -------------------------------------------------------------------------------- splicing
 
+BEGIN_MARKER, END_MARKER = begin_marker(), end_marker()
+
 README = (
     "# title\r\n\r\nintro ü\n"
     f"{BEGIN_MARKER}\nold numbers 1.0\n{END_MARKER}\n"
@@ -267,3 +269,46 @@ def test_readme_update_command_rewrites_only_the_section(tmp_path, capsys):
     assert readme.read_text() == "no markers\n"
     with pytest.raises(ReadmeError, match="no such file"):
         update_readme(tmp_path / "missing.md", section)
+
+
+def test_named_sections_are_replaced_one_at_a_time(tmp_path):
+    text = (
+        f"a\n{begin_marker('fmnist')}\nold f\n{end_marker('fmnist')}\n"
+        f"b\n{BEGIN_MARKER}\nold d\n{END_MARKER}\n"
+    )
+    new = splice_results(text, "new f", "fmnist")
+    assert new == text.replace("old f", "new f")
+    assert splice_results(new, "new d") == new.replace("old d", "new d")
+    with pytest.raises(ReadmeError, match="results:study:begin"):
+        splice_results(text, "x", "study")
+    readme, section = tmp_path / "README.md", tmp_path / "s.md"
+    readme.write_text(text)
+    section.write_text("from file\n")
+    assert cli.main(["readme-update", str(readme), str(section), "--name", "fmnist"]) == 0
+    assert readme.read_text() == text.replace("old f", "from file")
+
+
+def test_study_section_says_where_each_method_moved():
+    from tavaal.report.readme import study_section
+
+    table = pd.DataFrame(
+        {
+            "experiment": ["d", "d", "d_beta"],
+            "changes": ["(baseline)", "(baseline)", "vae.beta: 0.1 → 1.0"],
+            "method": ["vaal", "entropy", "vaal"],
+            "seeds": [3, 3, 3],
+            "aulc_diff_mean": [0.01, 0.05, -0.03],
+            "aulc_diff_ci_low": [-0.02, 0.02, -0.05],
+            "aulc_diff_ci_high": [0.04, 0.08, -0.01],
+            "recon_ratio": [0.8, math.nan, 0.99],
+            "disc_auc": [0.6, math.nan, 0.51],
+            "rank_input_informative": [math.nan, math.nan, math.nan],
+        }
+    )
+    text = study_section(table, "digits_adversary")
+    assert "#### Study `digits_adversary`" in text
+    assert "| d_beta | vae.beta: 0.1 → 1.0 | VAAL | -3.0 [-5.0, -1.0] | 0.99 | 0.51 | — |" in text
+    assert (
+        "Entropy: above Random in `d`. VAAL: below Random in `d_beta`; not distinguishable "
+        "from Random in `d`." in text
+    )

@@ -14,6 +14,8 @@ with job_logger(snakemake.log[0]) as log:
         snakemake.input.loss_likelihood,
         snakemake.params.baseline,
         snakemake.params.confidence,
+        study_paths=snakemake.input.studies,
+        experiments=snakemake.params.experiments,
     )
     Path(snakemake.output[0]).write_text(text)
     log(f"wrote {snakemake.output[0]}; put it in the README with `tavaal readme-update`")
