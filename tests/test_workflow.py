@@ -753,8 +753,14 @@ def test_readme_results_of_a_tiny_run(tiny_run, tmp_path):
     text = readme.read_text()
     assert section.strip() in text
     original = (REPO / "README.md").read_text()
-    assert text.split("<!-- results:default:begin -->")[0] == original.split("<!-- results:begin -->")[0]
-    assert text.split("<!-- results:default:end -->")[1] == original.split("<!-- results:end -->")[1]
+    assert (
+        text.split("<!-- results:default:begin -->")[0]
+        == original.split("<!-- results:default:begin -->")[0]
+    )
+    assert (
+        text.split("<!-- results:default:end -->")[1]
+        == original.split("<!-- results:default:end -->")[1]
+    )
 
 
 @pytest.mark.slow
