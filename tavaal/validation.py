@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tavaal.config import ExperimentConfig
-from tavaal.data import known_split_sizes, list_datasets, open_prepared
+from tavaal.data import known_input_shape, known_split_sizes, list_datasets, open_prepared
 from tavaal.errors import ConfigError
 from tavaal.models import list_task_models
 from tavaal.strategies import list_strategies, strategy_class
@@ -30,6 +30,12 @@ def check_experiment(
         raise ConfigError(
             f"{where}.train.dropout: {', '.join(sampling_dropout)} sample the task learner's "
             "dropout (MC dropout) and need train.dropout > 0; it applies to every method alike"
+        )
+    shape = known_input_shape(exp.dataset)
+    if exp.normalization == "half" and shape is not None and len(shape) != 3:
+        raise ConfigError(
+            f"{where}.normalization: 'half' scales images to [-1, 1]; {exp.dataset} holds "
+            f"vectors of shape {shape}"
         )
     n_train = _train_split_size(exp.dataset, data_dir)
     if n_train is not None:

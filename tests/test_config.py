@@ -88,6 +88,13 @@ def test_a_pool_too_small_for_the_budget_is_named_before_any_job(tmp_path):
         check_experiment(held)
 
 
+def test_half_normalisation_is_for_images():
+    check_experiment(ExperimentConfig.from_dict("x", minimal(normalization="half")))
+    moons = minimal(dataset="moons", model="mlp", normalization="half", initial_size=20)
+    with pytest.raises(ConfigError, match=r"experiments\.x\.normalization: 'half' .* moons"):
+        check_experiment(ExperimentConfig.from_dict("x", moons))
+
+
 def test_method_settings_hold_what_the_query_reads_and_not_the_lists():
     from tavaal.strategies import method_hash
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -34,11 +35,12 @@ from tavaal.data import (
     storage,
     subsample_per_class,
     to_tensor_batch,
+    with_normalization,
 )
 from tavaal.data.registry import fixed_seed
 from tavaal.data.synthetic import DIGITS_TEST_FRACTION, stratified_split
 from tavaal.data.torchvision_sets import CIFAR10_ENTROPY_COUNTS, CIFAR10_IMBALANCE_RATIOS
-from tavaal.errors import DatasetError
+from tavaal.errors import ConfigError, DatasetError
 
 FILES = ("x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy", "meta.json")
 
@@ -451,3 +453,18 @@ def test_load_needs_no_write_access(shared_dir):
     finally:
         for f, mode in modes.items():
             os.chmod(folder / f, mode)
+
+
+def test_half_normalisation_maps_pixels_to_minus_one_one(shared_dir):
+    digits = load_dataset("digits", shared_dir)
+    assert with_normalization(digits, "dataset") is digits
+    half = with_normalization(digits, "half")
+    assert half.info.mean == (0.5,) and half.info.std == (0.5,)
+    assert half.x_train is digits.x_train  # the same arrays, only the scaling differs
+    pixels = np.array([[[[0]], [[255]]]], dtype=np.uint8).reshape(1, 1, 2, 1)
+    info = dataclasses.replace(half.info, input_shape=(1, 1, 2))
+    np.testing.assert_allclose(to_tensor_batch(pixels, info).numpy().ravel(), [-1.0, 1.0])
+    with pytest.raises(ConfigError, match="'half' is for images"):
+        with_normalization(load_dataset("moons", shared_dir), "half")
+    with pytest.raises(ConfigError, match="unknown mode 'unit'"):
+        with_normalization(digits, "unit")
