@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -21,6 +22,10 @@ from tavaal import __version__
 from tavaal.data import class_count_entropy as entropy_of_counts
 from tavaal.errors import IndexFileError
 from tavaal.seeding import numpy_rng
+
+if TYPE_CHECKING:
+    # pandas is imported where a table is built: a training job reads its labeled set without it.
+    import pandas as pd
 
 LABELED_SCHEMA = pa.schema(
     [
@@ -37,16 +42,23 @@ ALL_METHODS = "*"
 
 @dataclass
 class LabeledSet:
-    table: pd.DataFrame
+    """A read (and checked) labeled index file: its rows as an Arrow table and its metadata."""
+
+    arrow: pa.Table
     metadata: dict[str, str]
+
+    @cached_property
+    def table(self) -> pd.DataFrame:
+        """The rows as a pandas DataFrame (pandas is imported on first use)."""
+        return self.arrow.to_pandas()
 
     @property
     def indices(self) -> np.ndarray:
-        return self.table["index"].to_numpy(dtype=np.int64)
+        return _column(self.arrow, "index", np.int64)
 
     @property
     def labels(self) -> np.ndarray:
-        return self.table["label"].to_numpy(dtype=np.int64)
+        return _column(self.arrow, "label", np.int64)
 
     @property
     def stage(self) -> int:
@@ -107,6 +119,8 @@ def candidate_subset(unlabeled: np.ndarray, size: int, seed: int, stage: int) ->
 def make_table(
     indices: np.ndarray, labels: np.ndarray, stage_added: np.ndarray | int, scores=None
 ) -> pd.DataFrame:
+    import pandas as pd
+
     indices = np.asarray(indices, dtype=np.int64)
     stage_added = np.broadcast_to(np.asarray(stage_added, dtype=np.int32), indices.shape)
     score = (
@@ -166,7 +180,10 @@ def _read_arrow(path: Path) -> pa.Table:
     if not path.exists():
         raise IndexFileError(f"{path}: index file not found")
     try:
-        return pq.read_table(path)
+        # One file, read directly: pq.read_table goes through pyarrow.dataset, which imports
+        # pandas (~0.5 s) even where no DataFrame is wanted (a training job). Same table.
+        with pq.ParquetFile(path) as handle:
+            return handle.read()
     except Exception as exc:
         raise IndexFileError(f"{path}: truncated or corrupt parquet file ({exc})") from None
 
@@ -194,17 +211,18 @@ def read_labeled(
     for key in METADATA_KEYS:
         if key not in metadata:
             raise IndexFileError(f"{path}: metadata key {key!r} is missing")
-    table = arrow.to_pandas()
-    if table[["index", "label", "stage_added"]].isna().any().any():
+    if any(arrow.column(name).null_count for name in ("index", "label", "stage_added")):
         raise IndexFileError(f"{path}: null values in index/label/stage_added")
-    indices = table["index"].to_numpy(np.int64)
-    duplicated = pd.Series(indices).duplicated()
-    if duplicated.any():
-        raise IndexFileError(f"{path}: index {indices[duplicated.to_numpy()][0]} appears twice")
+    indices = _column(arrow, "index", np.int64)
+    _, first = np.unique(indices, return_index=True)
+    if len(first) < len(indices):
+        repeated = np.ones(len(indices), dtype=bool)
+        repeated[first] = False
+        raise IndexFileError(f"{path}: index {indices[repeated][0]} appears twice")
     stage = _int_meta(path, metadata, "stage")
     if expected_stage is not None and stage != expected_stage:
         raise IndexFileError(f"{path}: file is for stage {stage}, expected stage {expected_stage}")
-    stages = table["stage_added"].to_numpy()
+    stages = _column(arrow, "stage_added", np.int64)
     if len(stages) and (stages.min() < 0 or stages.max() > stage):
         raise IndexFileError(f"{path}: stage_added outside 0..{stage}")
     for key, value in (expected or {}).items():
@@ -220,14 +238,20 @@ def read_labeled(
                 f"{path}: index {indices[bad][0]} is outside the train split (0..{n_train - 1})"
             )
         truth = oracle_labels(y_train, indices)
-        wrong = truth != table["label"].to_numpy(np.int64)
+        labels = _column(arrow, "label", np.int64)
+        wrong = truth != labels
         if wrong.any():
             i = int(np.flatnonzero(wrong)[0])
             raise IndexFileError(
-                f"{path}: index {indices[i]} has label {table['label'].iloc[i]}, "
-                f"the oracle says {truth[i]}"
+                f"{path}: index {indices[i]} has label {labels[i]}, the oracle says {truth[i]}"
             )
-    return LabeledSet(table=table, metadata=metadata)
+    return LabeledSet(arrow=arrow, metadata=metadata)
+
+
+def _column(arrow: pa.Table, name: str, dtype) -> np.ndarray:
+    """A null-free column as a numpy array of `dtype`. Through Python ints: pyarrow's to_numpy
+    imports pandas, which a training job otherwise never needs (index files are small)."""
+    return np.array(arrow.column(name).to_pylist(), dtype=dtype)
 
 
 def read_scores(path: Path) -> tuple[pd.DataFrame, dict]:

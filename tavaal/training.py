@@ -32,6 +32,7 @@ from tavaal.errors import CheckpointError
 from tavaal.inference import forward_pool
 from tavaal.losses import margin_loss, ranking_loss
 from tavaal.models import TaskModel, build_ranker, build_task_model
+from tavaal.optim import build_optimizer
 from tavaal.seeding import seed_everything, torch_generator
 
 CHECKPOINT_FORMAT = 2
@@ -138,12 +139,13 @@ def _batch_order(n: int, batch_size: int, generator: torch.Generator, device) ->
 
 
 def _optimizer(exp: ExperimentConfig, params) -> torch.optim.Optimizer:
+    # build_optimizer: the torch optimizer without its torch._dynamo import (tavaal.optim).
     cfg = exp.train
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        return build_optimizer(
+            torch.optim.SGD, params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return build_optimizer(torch.optim.Adam, params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

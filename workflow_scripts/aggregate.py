@@ -1,12 +1,12 @@
 """Rule aggregate: every metric row of one experiment -> summary.parquet."""
 
 from tavaal.report import aggregate_experiment, write_summary
-from tavaal.stage import job_logger
+from tavaal.stage import workflow_job
 
 # Set by the script preamble that Snakemake puts in front of this file.
 snakemake = globals()["snakemake"]
 
-with job_logger(snakemake.log[0]) as log:
+with workflow_job(snakemake.log[0]) as log:
     summary = aggregate_experiment(
         snakemake.input.metrics,
         snakemake.input.labeled,

@@ -9,12 +9,12 @@ from tavaal.report import (
     save_figure,
     write_table,
 )
-from tavaal.stage import job_logger
+from tavaal.stage import workflow_job
 
 # Set by the script preamble that Snakemake puts in front of this file.
 snakemake = globals()["snakemake"]
 
-with job_logger(snakemake.log[0]) as log:
+with workflow_job(snakemake.log[0]) as log:
     settings = dict(snakemake.params.experiment)
     frames = loss_likelihood_frames(
         ExperimentConfig.from_dict(settings.pop("name"), settings),

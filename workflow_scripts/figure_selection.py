@@ -2,12 +2,12 @@
 
 from tavaal.config import ExperimentConfig
 from tavaal.report import save_figure, selection_figure
-from tavaal.stage import job_logger
+from tavaal.stage import workflow_job
 
 # Set by the script preamble that Snakemake puts in front of this file.
 snakemake = globals()["snakemake"]
 
-with job_logger(snakemake.log[0]) as log:
+with workflow_job(snakemake.log[0]) as log:
     settings = dict(snakemake.params.experiment)
     figure = selection_figure(
         ExperimentConfig.from_dict(settings.pop("name"), settings),

@@ -3,12 +3,12 @@
 from pathlib import Path
 
 from tavaal.config import experiment_from_config
-from tavaal.stage import job_logger, run_init_pool
+from tavaal.stage import run_init_pool, workflow_job
 
 # Set by the script preamble that Snakemake puts in front of this file.
 snakemake = globals()["snakemake"]
 
-with job_logger(snakemake.log[0]) as log:
+with workflow_job(snakemake.log[0]) as log:
     wildcards = snakemake.wildcards
     run_init_pool(
         experiment_from_config(snakemake.config, wildcards.experiment),

@@ -3,12 +3,12 @@
 from pathlib import Path
 
 from tavaal.data import prepare_dataset
-from tavaal.stage import job_logger
+from tavaal.stage import workflow_job
 
 # Set by the script preamble that Snakemake puts in front of this file.
 snakemake = globals()["snakemake"]
 
-with job_logger(snakemake.log[0]) as log:
+with workflow_job(snakemake.log[0]) as log:
     folder = Path(snakemake.output[0])
     prepare_dataset(
         snakemake.wildcards.dataset,

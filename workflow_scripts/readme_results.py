@@ -3,12 +3,12 @@
 from pathlib import Path
 
 from tavaal.report.readme import results_section
-from tavaal.stage import job_logger
+from tavaal.stage import workflow_job
 
 # Set by the script preamble that Snakemake puts in front of this file.
 snakemake = globals()["snakemake"]
 
-with job_logger(snakemake.log[0]) as log:
+with workflow_job(snakemake.log[0]) as log:
     text = results_section(
         snakemake.input.summaries,
         snakemake.input.loss_likelihood,

@@ -1,12 +1,12 @@
 """Rule table_adversarial_health: VAE/discriminator diagnostics of every query."""
 
 from tavaal.report import adversarial_health_table, read_summary, write_table
-from tavaal.stage import job_logger
+from tavaal.stage import workflow_job
 
 # Set by the script preamble that Snakemake puts in front of this file.
 snakemake = globals()["snakemake"]
 
-with job_logger(snakemake.log[0]) as log:
+with workflow_job(snakemake.log[0]) as log:
     table = adversarial_health_table(read_summary(snakemake.input[0]))
     write_table(
         table,

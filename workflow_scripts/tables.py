@@ -1,12 +1,12 @@
 """Rule tables: accuracy per stage, AULC with paired-seed CI, labels needed to reach accuracies."""
 
 from tavaal import report
-from tavaal.stage import job_logger
+from tavaal.stage import workflow_job
 
 # Set by the script preamble that Snakemake puts in front of this file.
 snakemake = globals()["snakemake"]
 
-with job_logger(snakemake.log[0]) as log:
+with workflow_job(snakemake.log[0]) as log:
     summary = report.read_summary(snakemake.input[0])
     baseline, out = snakemake.params.baseline, snakemake.output
     accuracy = report.accuracy_table(summary, baseline)

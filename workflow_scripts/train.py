@@ -7,14 +7,14 @@ method's model of a later stage (wildcards `method` and `stage`).
 from pathlib import Path
 
 from tavaal.config import experiment_from_config
-from tavaal.stage import job_logger, run_train
+from tavaal.stage import run_train, workflow_job
 from tavaal.strategies import strategy_class
 from tavaal.training import get_recipe
 
 # Set by the script preamble that Snakemake puts in front of this file.
 snakemake = globals()["snakemake"]
 
-with job_logger(snakemake.log[0]) as log:
+with workflow_job(snakemake.log[0]) as log:
     wildcards = snakemake.wildcards
     shared = "recipe" in wildcards.keys()
     run_train(

@@ -36,6 +36,7 @@ from tavaal.adversarial.objectives import discriminator_objective, vae_objective
 from tavaal.config import VAEConfig
 from tavaal.errors import CheckpointError
 from tavaal.models import build_discriminator, build_vae
+from tavaal.optim import build_optimizer
 from tavaal.seeding import seed_everything, torch_generator
 
 _CHECKPOINT_FORMAT = 1
@@ -139,8 +140,9 @@ def train_adversary(
     vae, disc = build_adversary(sample_shape, cfg, data.conditional)
     vae.to(device)
     disc.to(device)
-    opt_vae = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
-    opt_disc = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr)
+    # Plain torch Adam, without its torch._dynamo import (tavaal.optim).
+    opt_vae = build_optimizer(torch.optim.Adam, vae.parameters(), lr=cfg.lr)
+    opt_disc = build_optimizer(torch.optim.Adam, disc.parameters(), lr=cfg.disc_lr)
     noise = torch_generator(seed, stage, "query/adversary/noise", device)
     batch = _Batches(data, cfg, seed, stage, device)
     # Everything whose state a resumable checkpoint holds, by its key there.

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import pandas as pd
 
 from tavaal.seeding import numpy_rng, torch_generator
 from tavaal.training import PLAIN, TrainedModels, TrainingRecipe
 
 if TYPE_CHECKING:
+    # pandas is imported by score_table, in the query: training jobs look strategies up too.
+    import pandas as pd
     import torch
 
     from tavaal.config import ExperimentConfig
@@ -130,6 +131,8 @@ def score_table(
     candidates: np.ndarray, score: np.ndarray, chosen: np.ndarray, **columns
 ) -> pd.DataFrame:
     """The per-candidate table every strategy returns."""
+    import pandas as pd
+
     table = pd.DataFrame(
         {
             "index": np.asarray(candidates, dtype=np.int64),
