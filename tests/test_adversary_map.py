@@ -220,4 +220,7 @@ def test_figure_and_table_from_files(finished):
     assert (table["picks_dist_true_boundary"] >= 0).all()
     # Only TA-VAAL's scores have a rank input; it was recomputed and matched the stored one.
     assert table["rank_auc"].notna().tolist() == [False, False, True]
+    # The adversary's health comes with the adversarial queries only.
+    assert table["disc_auc"].notna().tolist() == [False, True, True]
+    assert (table["recon_ratio"].dropna() > 0).all()
     assert (table["candidates_minority_share"] == table["candidates_minority_share"][0]).all()

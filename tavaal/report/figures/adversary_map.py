@@ -487,6 +487,8 @@ class QueryPicks:
     scores: pd.DataFrame | None = None
     # TA-VAAL: D's rank input of the labeled points, normalised as in the query.
     labeled_rank_input: np.ndarray | None = None
+    # The query's stored diagnostics (VAAL / TA-VAAL: the adversary's health).
+    diagnostics: dict | None = None
 
 
 def top_along_random_directions(
@@ -525,6 +527,11 @@ def selection_geometry(
     input marks the labeled points among labeled + candidates (0.5: r tells labeled from
     unlabeled no better than chance, so D has no reason to use it); `picks_top_rank_share`,
     the share of the picks among the candidates of highest rank input.
+
+    The adversary's health, where the query recorded it (`adversary_diagnostics`):
+    `recon_ratio` (VAE reconstruction error over the mean input's: near 1 = collapsed),
+    `latent_mu_std`, `disc_auc` (D's AUC on labeled vs candidates, the points it trained on),
+    `disc_output_std`.
     """
     from scipy import stats
 
@@ -571,6 +578,12 @@ def selection_geometry(
                         np.r_[np.ones(len(labeled_rank)), np.zeros(len(rank))],
                         -np.r_[labeled_rank, rank],
                     )
+        health = query.diagnostics or {}
+        if health.get("mean_image_mse"):
+            row["recon_ratio"] = float(health["vae_recon_mse"] / health["mean_image_mse"])
+        for key in ("latent_mu_std", "disc_auc", "disc_output_std"):
+            if key in health:
+                row[key] = float(health[key])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -678,6 +691,7 @@ def selection_geometry_table(
                 model_boundary=level_set_points(gx, gy, prob),
                 scores=scores,
                 labeled_rank_input=labeled_rank,
+                diagnostics=metadata.get("diagnostics"),
             )
         )
     return selection_geometry(dataset.x_train, dataset.y_train, queries)
