@@ -36,6 +36,12 @@ rule all:
         all_metrics(),
 
 
+rule diagnostics:
+    """Opt-in two-moons diagnostics (issue 9): selection geometry and adversary map."""
+    input:
+        diagnostic_files(),
+
+
 include: "rules/data.smk"
 include: "rules/active_learning.smk"
 include: "rules/report.smk"
@@ -53,6 +59,9 @@ localrules:
     figure_class_entropy,
     figure_discriminator_histogram,
     figure_selection,
+    figure_adversary_map,
+    table_selection_geometry,
+    diagnostics,
     tables,
     table_sampling_time,
     table_adversarial_health,

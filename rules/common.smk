@@ -378,6 +378,52 @@ def selection_input(wildcards):
     }
 
 
+def adversary_map_input(wildcards):
+    """Issue 9: per adversarial method, the input and output files of the query shown in the
+    selection figure (first seed), from which its VAE + D are retrained exactly. No summary:
+    the diagnostics need no training after the queries they look at."""
+    exp = EXPERIMENTS[wildcards.experiment]
+    seed, stage = exp.seeds[0], selection_stage(exp.name)
+    methods = adversarial_methods(exp.name)
+    return {
+        "labeled": [run_file(exp.name, m, seed, stage, "labeled.parquet") for m in methods],
+        "scores": [run_file(exp.name, m, seed, stage, "scores.parquet") for m in methods],
+        "models": [run_file(exp.name, m, seed, stage, "model.pt") for m in methods],
+        "dataset": dataset_dir(exp.name),
+    }
+
+
+def selection_geometry_input(wildcards):
+    """Every query of every method and seed: its scores, the labeled set it started from and
+    the model it queried with (no summary, as adversary_map_input)."""
+    exp = EXPERIMENTS[wildcards.experiment]
+    queries = [
+        (m, s, k) for m in exp.methods for s in exp.seeds for k in range(exp.stages - 1)
+    ]
+    return {
+        "scores": [run_file(exp.name, m, s, k, "scores.parquet") for m, s, k in queries],
+        "labeled": [run_file(exp.name, m, s, k, "labeled.parquet") for m, s, k in queries],
+        "models": [run_file(exp.name, m, s, k, "model.pt") for m, s, k in queries],
+        "dataset": dataset_dir(exp.name),
+    }
+
+
+def diagnostic_files():
+    """Opt-in target `diagnostics` (issue 9): for planar experiments with queries, the
+    selection geometry table and, with VAAL or TA-VAAL, the adversary map. They need the
+    queries' files only, not the trainings after the last query nor the summary, so
+    `snakemake diagnostics` alone runs no more than that."""
+    files = []
+    for name in EXPERIMENTS:
+        if not (has_queries(name) and is_planar(name)):
+            continue
+        patterns = [table("selection_geometry", ext) for ext in ("csv", "md")]
+        if adversarial_methods(name):
+            patterns.append(figure("adversary_map"))
+        files += [path.format(experiment=name) for path in patterns]
+    return files
+
+
 def experiment_params(wildcards):
     """Figure jobs rebuild the ExperimentConfig from these (name, methods, seeds included)."""
     exp = EXPERIMENTS[wildcards.experiment]

@@ -162,6 +162,43 @@ rule figure_selection:
         "../workflow_scripts/figure_selection.py"
 
 
+rule figure_adversary_map:
+    """Issue 9: what the VAE + D of the shown query learned over the plane (retrained exactly
+    from the query's files); only built through the `diagnostics` target."""
+    input:
+        unpack(adversary_map_input),
+    output:
+        figure("adversary_map"),
+    log:
+        "logs/{experiment}/figures/adversary_map.log",
+    params:
+        experiment=experiment_params,
+        seed=first_seed,
+        stage=shown_selection_stage,
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/figure_adversary_map.py"
+
+
+rule table_selection_geometry:
+    """Issue 9: where each two-moons query's picks lie relative to the candidates (boundary
+    margin, distance to each moon, density, spread); only built through `diagnostics`."""
+    input:
+        unpack(selection_geometry_input),
+    output:
+        csv=table("selection_geometry", "csv"),
+        md=table("selection_geometry", "md"),
+    log:
+        "logs/{experiment}/tables/selection_geometry.log",
+    params:
+        experiment=experiment_params,
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/table_selection_geometry.py"
+
+
 rule tables:
     input:
         summary_input,

@@ -386,6 +386,31 @@ def test_study_presets_repeat_their_baseline_experiments_exactly():
         assert same == {k: v for k, v in config["digits"].items() if k in same}, name
 
 
+def test_diagnostics_target_needs_only_the_queries(tmp_path):
+    """`diagnostics` (issue 9) builds, per planar experiment with queries, the selection
+    geometry table and (with VAAL or TA-VAAL) the adversary map, from the queries' files alone:
+    no training after the last query, no summary. all_figures does not include them."""
+    workdir = workdir_with_config(tmp_path, TINY)
+    counts = dry_run_counts(workdir, "diagnostics", "--configfile", str(workdir / "extra.yaml"))
+    exp = TINY["experiments"]["tiny"]
+    runs = len(exp["methods"]) * len(exp["seeds"])
+    queries = exp["stages"] - 1
+    assert counts == Counter(
+        {
+            "prepare_dataset": 1,
+            "init_pool": len(exp["seeds"]),
+            "train_initial": 2 * len(exp["seeds"]),  # plain (random) and ranking_ranker
+            **{f"query_stage{k}": runs for k in range(queries)},
+            # The model of every query stage after the first.
+            "train": runs * (queries - 1),
+            "figure_adversary_map": 1,
+            "table_selection_geometry": 1,
+            "diagnostics": 1,
+        }
+    )
+    assert "figure_adversary_map" not in expected_jobs(merged_config(TINY))
+
+
 def test_query_reads_the_task_model_only_when_the_method_uses_it(tmp_path):
     workdir = workdir_with_config(tmp_path, TINY)
     jobs = planned_jobs(workdir, "--configfile", str(workdir / "extra.yaml"))

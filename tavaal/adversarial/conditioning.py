@@ -66,6 +66,33 @@ def normalise_rank(r: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"rank_normalization must be one of {choices}; got {mode!r}")
 
 
+def normalise_rank_against(
+    r_new: np.ndarray, r_reference: np.ndarray, mode: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(decoder input, D input) of new raw Ranker outputs `r_new`, normalised with the statistics
+    of the reference set `r_reference` (labeled + training pool) a query trained on.
+
+    A new value equal to a reference value gets exactly that value's normalised input, so
+    `normalise_rank_against(r, r, mode) == normalise_rank(r, mode)`; for "quantile" a value
+    between reference values gets (#reference below + #reference at or below) / 2 / n, i.e. the
+    mid-rank it would take among the reference, minus 0.5, over n. Used to evaluate a trained
+    adversary at points it was not trained on (e.g. a grid over the input plane).
+    """
+    r_new = np.asarray(r_new, dtype=np.float64)
+    ref = np.asarray(r_reference, dtype=np.float64).reshape(-1)
+    if mode == "quantile":
+        ordered = np.sort(ref)
+        below = np.searchsorted(ordered, r_new, side="left")
+        at_or_below = np.searchsorted(ordered, r_new, side="right")
+        q = (below + at_or_below) / 2.0 / max(len(ref), 1)
+        return q, q
+    if mode == "zscore_sigmoid":
+        std = max(float(ref.std()), RANK_STD_FLOOR) if len(ref) else 1.0
+        s = sigmoid((r_new - (ref.mean() if len(ref) else 0.0)) / std)
+        return s, s
+    return normalise_rank(r_new, mode)
+
+
 def rank_statistics(raw_r: np.ndarray, disc_input: np.ndarray) -> dict[str, float]:
     """How much rank signal D gets: spread of the raw r, and of what D saw as r.
 

@@ -21,6 +21,15 @@ from tavaal.report.figures.adversarial import (
     plot_discriminator_histogram,
     plot_loss_vs_likelihood,
 )
+from tavaal.report.figures.adversary_map import (
+    adversary_map,
+    adversary_map_figure,
+    plot_adversary_map,
+    replay_query_adversary,
+    selection_geometry,
+    selection_geometry_table,
+    summarise_geometry,
+)
 from tavaal.report.figures.common import save_figure
 from tavaal.report.figures.curves import plot_accuracy, plot_improvement
 from tavaal.report.figures.selection import (
@@ -60,6 +69,8 @@ __all__ = [
     "SelectionPanel",
     "accuracy_display",
     "accuracy_table",
+    "adversary_map",
+    "adversary_map_figure",
     "adversarial_health_table",
     "aggregate_experiment",
     "area_under_curve",
@@ -81,15 +92,20 @@ __all__ = [
     "method_order",
     "paired_differences",
     "plot_accuracy",
+    "plot_adversary_map",
     "plot_class_entropy",
     "plot_discriminator_histogram",
     "plot_improvement",
     "plot_loss_vs_likelihood",
     "plot_selection",
     "read_summary",
+    "replay_query_adversary",
     "sampling_time_table",
     "save_figure",
     "selection_figure",
+    "selection_geometry",
+    "selection_geometry_table",
+    "summarise_geometry",
     "t_interval",
     "write_summary",
     "write_table",

@@ -8,12 +8,15 @@ confident discriminator's candidates and hand the choice to the index tie-break.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from tavaal.adversarial import (
     DEFAULT_MAX_CACHED_BYTES,
     AdversarialData,
     InputBank,
+    TrainedAdversary,
     adversary_diagnostics,
     normalise_rank,
     rank_statistics,
@@ -27,17 +30,31 @@ from tavaal.strategies._common import infer
 from tavaal.strategies.base import QueryContext, QueryResult, score_table, top_k
 
 
-def adversarial_query(
+@dataclass
+class QueryAdversary:
+    """The trained VAE + D of one query and what they were trained on.
+
+    `data` holds the bank of labeled + training pool (rows in the order of `indices`); `lab_pos`
+    and `cand_pos` are the bank rows of the labeled set and of the candidates; `raw_r` the raw
+    Ranker outputs of every bank row (TA-VAAL only).
+    """
+
+    trained: TrainedAdversary
+    data: AdversarialData
+    indices: np.ndarray
+    lab_pos: np.ndarray
+    cand_pos: np.ndarray
+    raw_r: np.ndarray | None
+
+
+def train_query_adversary(
     ctx: QueryContext,
     conditional: bool,
     max_cached_bytes: int = DEFAULT_MAX_CACHED_BYTES,
-) -> QueryResult:
-    """Train the adversary for one query and pick ctx.budget candidates (TA-VAAL if conditional).
-
-    Columns: disc_logit (D's logit), disc_output (P(labeled)), unlabeled_probability
-    (1 - P(labeled), the "likelihood of being unlabeled" the papers plot), and for TA-VAAL
-    predicted_loss (raw Ranker output r) and rank_input (what D got as r). score = -disc_logit.
-    """
+) -> QueryAdversary:
+    """Train the VAE + D of one query (TA-VAAL if conditional), seeded from (seed, stage): the
+    same context gives the same adversary, so diagnostics can retrain exactly what a finished
+    query used (`tavaal.report.figures.adversary_map`)."""
     cfg = ctx.experiment.vae
     info = ctx.dataset.info
     labeled = np.asarray(ctx.labeled, dtype=np.int64)
@@ -53,7 +70,6 @@ def adversarial_query(
     lab_pos = np.searchsorted(indices, labeled)
     pool_pos = np.searchsorted(indices, pool)
     cand_pos = np.searchsorted(indices, candidates)
-    batch_size = ctx.experiment.query.inference_batch_size
 
     raw_r = decoder_r = disc_r = None
     if conditional:
@@ -91,6 +107,25 @@ def adversarial_query(
         checkpoint_path=ctx.resume_path,
         checkpoint_every=ctx.checkpoint_every,
     )
+    return QueryAdversary(trained, data, indices, lab_pos, cand_pos, raw_r)
+
+
+def adversarial_query(
+    ctx: QueryContext,
+    conditional: bool,
+    max_cached_bytes: int = DEFAULT_MAX_CACHED_BYTES,
+) -> QueryResult:
+    """Train the adversary for one query and pick ctx.budget candidates (TA-VAAL if conditional).
+
+    Columns: disc_logit (D's logit), disc_output (P(labeled)), unlabeled_probability
+    (1 - P(labeled), the "likelihood of being unlabeled" the papers plot), and for TA-VAAL
+    predicted_loss (raw Ranker output r) and rank_input (what D got as r). score = -disc_logit.
+    """
+    adversary = train_query_adversary(ctx, conditional, max_cached_bytes)
+    trained, data = adversary.trained, adversary.data
+    cand_pos, lab_pos, raw_r = adversary.cand_pos, adversary.lab_pos, adversary.raw_r
+    candidates = np.asarray(ctx.candidates, dtype=np.int64)
+    batch_size = ctx.experiment.query.inference_batch_size
     cand_scores = score_rows(trained, data, cand_pos, ctx.device, batch_size)
     lab_scores = score_rows(trained, data, lab_pos, ctx.device, batch_size)
     diagnostics = adversary_diagnostics(trained, cand_scores, lab_scores)

@@ -1,0 +1,29 @@
+"""Rule table_selection_geometry: where the two-moons picks lie (issue 9). csv: one row per
+query; md: the mean per method over seeds and queries."""
+
+from pathlib import Path
+
+from tavaal.config import ExperimentConfig
+from tavaal.report import markdown_table, selection_geometry_table, summarise_geometry
+from tavaal.stage import job_logger
+
+# Set by the script preamble that Snakemake puts in front of this file.
+snakemake = globals()["snakemake"]
+
+with job_logger(snakemake.log[0]) as log:
+    settings = dict(snakemake.params.experiment)
+    table = selection_geometry_table(
+        ExperimentConfig.from_dict(settings.pop("name"), settings),
+        snakemake.input.scores,
+        snakemake.input.labeled,
+        snakemake.input.models,
+        snakemake.input.dataset,
+        device=snakemake.config["device"],
+    )
+    Path(snakemake.output.csv).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(snakemake.output.csv, index=False, float_format="%.6g")
+    Path(snakemake.output.md).write_text(
+        "## Where the picks lie (mean per method over seeds and queries)\n\n"
+        + markdown_table(summarise_geometry(table).round(3))
+    )
+    log(f"{len(table)} queries")
