@@ -2,12 +2,12 @@
 
 from tavaal.config import ExperimentConfig
 from tavaal.report import adversary_map_figure, save_figure
-from tavaal.stage import job_logger
+from tavaal.stage import workflow_job
 
 # Set by the script preamble that Snakemake puts in front of this file.
 snakemake = globals()["snakemake"]
 
-with job_logger(snakemake.log[0]) as log:
+with workflow_job(snakemake.log[0]) as log:
     settings = dict(snakemake.params.experiment)
     figure = adversary_map_figure(
         ExperimentConfig.from_dict(settings.pop("name"), settings),

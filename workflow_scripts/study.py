@@ -3,12 +3,12 @@
 from tavaal.config import ExperimentConfig
 from tavaal.report import read_summary, save_figure, write_table
 from tavaal.report.study import plot_study, study_display, study_table
-from tavaal.stage import job_logger
+from tavaal.stage import workflow_job
 
 # Set by the script preamble that Snakemake puts in front of this file.
 snakemake = globals()["snakemake"]
 
-with job_logger(snakemake.log[0]) as log:
+with workflow_job(snakemake.log[0]) as log:
     experiments = []
     for entry in snakemake.params.experiments:
         settings = dict(entry)

@@ -5,12 +5,12 @@ from pathlib import Path
 
 from tavaal.config import ExperimentConfig
 from tavaal.report import markdown_table, selection_geometry_table, summarise_geometry
-from tavaal.stage import job_logger
+from tavaal.stage import workflow_job
 
 # Set by the script preamble that Snakemake puts in front of this file.
 snakemake = globals()["snakemake"]
 
-with job_logger(snakemake.log[0]) as log:
+with workflow_job(snakemake.log[0]) as log:
     settings = dict(snakemake.params.experiment)
     table = selection_geometry_table(
         ExperimentConfig.from_dict(settings.pop("name"), settings),
