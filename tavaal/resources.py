@@ -3,8 +3,9 @@
 The workflow's rules declare `mem_mb` and `runtime` (minutes) from these estimates, and
 `tavaal estimate` adds up GPU hours of a preset. The model of a job's cost:
 
-- memory: a process base (Python, torch and the array libraries: 0.74-1.2 GB measured on the
-  default run and Fashion-MNIST; a CUDA context adds host memory on a GPU node), the arrays the
+- memory: a process base (Python, torch and the array libraries: peak RSS 0.55-0.91 GB measured
+  on the default run and Fashion-MNIST, up to 1.2 GB before jobs stopped importing pandas and
+  scipy; a CUDA context adds host memory on a GPU node), the arrays the
   job holds (memory-mapped test split, the query's training bank, embeddings, MC samples), and
   on a CPU the weights, gradients, optimizer state and activations; times SAFETY_MEMORY;
 - time: a start-up, then images through the task learner at the model's throughput (training,
