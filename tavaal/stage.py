@@ -130,6 +130,14 @@ def held_out(exp: ExperimentConfig, n_train: int, seed: int) -> np.ndarray:
     return validation_indices(n_train, exp.train.validation_size, seed)
 
 
+def unlabeled_pool(
+    exp: ExperimentConfig, n_train: int, labeled: np.ndarray, seed: int
+) -> np.ndarray:
+    """Sorted train-split indices a query may pick from: neither labeled nor held out."""
+    unavailable = np.union1d(labeled, held_out(exp, n_train, seed))
+    return np.setdiff1d(np.arange(n_train, dtype=np.int64), unavailable)
+
+
 def run_init_pool(
     exp: ExperimentConfig,
     seed: int,
@@ -245,8 +253,7 @@ def run_query(
     dataset = load_experiment_dataset(exp, data_dir)
     labeled_set = read_labeled(labeled, dataset.y_train, stage, _expected(exp, method, seed, stage))
     labeled_idx = labeled_set.indices
-    unavailable = np.union1d(labeled_idx, held_out(exp, dataset.info.n_train, seed))
-    unlabeled = np.setdiff1d(np.arange(dataset.info.n_train, dtype=np.int64), unavailable)
+    unlabeled = unlabeled_pool(exp, dataset.info.n_train, labeled_idx, seed)
     if exp.budget > len(unlabeled):
         raise IndexFileError(
             f"{labeled}: only {len(unlabeled)} unlabeled samples left, budget is {exp.budget}"

@@ -71,7 +71,7 @@ def replay_query_adversary(
     scores.parquet (candidates, picks and the logits to compare with); `model_path`: the stage's
     model.pt (TA-VAAL's Ranker; also loaded for VAAL when given, for the decision boundary).
     """
-    from tavaal.stage import held_out
+    from tavaal.stage import unlabeled_pool
     from tavaal.strategies import QueryContext, strategy_class
     from tavaal.strategies._adversarial import train_query_adversary
     from tavaal.training import load_task_models, resolve_device
@@ -85,8 +85,7 @@ def replay_query_adversary(
     stored = scores["disc_logit"].to_numpy(np.float64)
     chosen = candidates[scores["chosen"].to_numpy(bool)]
     n_train = dataset.info.n_train
-    unavailable = np.union1d(labeled, held_out(exp, n_train, seed))
-    unlabeled = np.setdiff1d(np.arange(n_train, dtype=np.int64), unavailable)
+    unlabeled = unlabeled_pool(exp, n_train, labeled, seed)
     models = None
     if model_path is not None:
         recipe = strategy_class(method).recipe
@@ -640,7 +639,7 @@ def selection_geometry_table(
 
     from tavaal.adversarial import normalise_rank
     from tavaal.inference import forward_pool
-    from tavaal.stage import held_out, load_experiment_dataset
+    from tavaal.stage import load_experiment_dataset, unlabeled_pool
     from tavaal.strategies import strategy_class
     from tavaal.training import load_task_models, resolve_device
 
@@ -668,8 +667,7 @@ def selection_geometry_table(
             if exp.vae.train_on == "subset":
                 pool = candidates
             else:
-                unavailable = np.union1d(labeled, held_out(exp, n_train, seed))
-                pool = np.setdiff1d(np.arange(n_train, dtype=np.int64), unavailable)
+                pool = unlabeled_pool(exp, n_train, labeled, seed)
             indices = np.union1d(labeled, pool)
             raw = forward_pool(
                 model, dataset.x_train, indices, dataset.info, device, ranker=trained.ranker
