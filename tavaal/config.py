@@ -120,6 +120,27 @@ class QueryConfig:
 
 
 @dataclass(frozen=True)
+class OracleConfig:
+    """Who answers a query (VAAL §3.3, §5.2): the ideal oracle (noise 0) or a noisy one.
+
+    The noisy oracle gives a wrong label to a fixed `noise` fraction of the train split, always
+    another class of the same confusion group: "dataset" uses the dataset's class groups
+    (CIFAR-100's 20 super-classes, VAAL §5.2), "groups" the lists in `groups`, "any" every
+    other class. Which samples it gets wrong, and what it says, is fixed per seed
+    (`tavaal.oracle`).
+    """
+
+    noise: float = 0.0
+    confusion: Literal["dataset", "groups", "any"] = "dataset"
+    # Class indices that a labeler may confuse, one list per group (confusion: groups).
+    groups: tuple[tuple[int, ...], ...] = ()
+
+    @property
+    def ideal(self) -> bool:
+        return self.noise == 0.0
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """One dataset with its active-learning protocol."""
 
@@ -132,6 +153,9 @@ class ExperimentConfig:
     methods: tuple[str, ...] = ("random",)
     seeds: tuple[int, ...] = (0,)
     initial_size: int = 1000
+    # Biased initial pool (VAAL §5.2): this many classes, drawn at random per seed, have no
+    # sample in the initial labeled set (the same pool for every method).
+    initial_excluded_classes: int = 0
     budget: int = 1000
     # Number of training stages (points on the learning curve); stages - 1 queries.
     stages: int = 10
@@ -141,6 +165,7 @@ class ExperimentConfig:
     ranker: RankerConfig = field(default_factory=RankerConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
     query: QueryConfig = field(default_factory=QueryConfig)
+    oracle: OracleConfig = field(default_factory=OracleConfig)
 
     @classmethod
     def from_dict(
@@ -182,6 +207,24 @@ class ExperimentConfig:
         for key in ("latent_dim", "batch_size", "vae_steps", "disc_steps", "disc_depth", "epochs"):
             if getattr(self.vae, key) < 1:
                 raise ConfigError(f"{where}.vae.{key}: must be >= 1")
+        if self.initial_excluded_classes < 0:
+            raise ConfigError(f"{where}.initial_excluded_classes: must be >= 0")
+        if not 0.0 <= self.oracle.noise < 1.0:
+            raise ConfigError(f"{where}.oracle.noise: must be in [0, 1), got {self.oracle.noise}")
+        if self.oracle.confusion == "groups" and not self.oracle.ideal:
+            if not self.oracle.groups:
+                raise ConfigError(f"{where}.oracle.groups: confusion 'groups' needs the groups")
+            seen: set[int] = set()
+            for i, group in enumerate(self.oracle.groups):
+                for cls in group:
+                    if cls < 0 or cls in seen:
+                        problem = "is negative" if cls < 0 else "appears twice"
+                        raise ConfigError(f"{where}.oracle.groups[{i}]: class {cls} {problem}")
+                    seen.add(cls)
+        elif self.oracle.groups:
+            raise ConfigError(
+                f"{where}.oracle.groups: only read with confusion 'groups' and noise > 0"
+            )
         if self.query.mc_samples < 2 or self.query.ensemble_size < 2:
             raise ConfigError(f"{where}.query: mc_samples and ensemble_size must be >= 2")
 
@@ -202,9 +245,17 @@ class ExperimentConfig:
             selected[path] = value
         return selected
 
+    def oracle_settings(self) -> dict[str, Any]:
+        """What the oracle's answers depend on; empty for the ideal oracle, so that results made
+        before the oracle option existed keep their settings hash."""
+        return {} if self.oracle.ideal else self.select("oracle")
+
     def pool_settings(self) -> dict[str, Any]:
         """What the initial pool (and the held-out validation split) depend on."""
-        return self.select("dataset", "initial_size", "train.validation_size")
+        settings = self.select("dataset", "initial_size", "train.validation_size")
+        if self.initial_excluded_classes:
+            settings.update(self.select("initial_excluded_classes"))
+        return {**settings, **self.oracle_settings()}
 
 
 def settings_hash(settings: dict[str, Any]) -> str:
