@@ -108,11 +108,16 @@ def write_cifar10(raw_root: Path, per_class_train: int = 20, per_class_test: int
 
 
 def write_cifar100(raw_root: Path):
+    """Tiny CIFAR-100 files; every fine class is in the train file, and its super-class (coarse
+    label) is a shuffled assignment of five classes each, returned as `splits["groups"]`."""
     rng = np.random.default_rng(100)
     base = raw_root / "cifar100" / "cifar-100-python"
-    splits = {}
+    groups = rng.permutation(100) // 5
+    splits = {"groups": groups}
     for split, n in (("train", 300), ("test", 120)):
         fine = rng.integers(0, 100, size=n)
+        if split == "train":
+            fine[:100] = rng.permutation(100)
         data = _images(rng, n)
         _pickle(
             base / split,
@@ -120,7 +125,7 @@ def write_cifar100(raw_root: Path):
                 "filenames": [f"{split}_{j}.png" for j in range(n)],
                 "batch_label": f"{split} batch",
                 "fine_labels": fine.tolist(),
-                "coarse_labels": (fine // 5).tolist(),
+                "coarse_labels": groups[fine].tolist(),
                 "data": data,
             },
         )

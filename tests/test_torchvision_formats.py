@@ -46,7 +46,7 @@ def test_cifar10_pixels_labels_and_nhwc(tmp_path, monkeypatch):
     assert info.std == pytest.approx(tuple(planes.transpose(1, 0, 2).reshape(3, -1).std(1)))
 
 
-def test_cifar100_fine_labels(tmp_path, monkeypatch):
+def test_cifar100_fine_labels_and_super_classes(tmp_path, monkeypatch):
     splits, names = write_cifar100(tmp_path / "raw")
     trust_checksums(monkeypatch, datasets.CIFAR100, tmp_path / "raw" / "cifar100")
     ds = load_dataset("cifar100", tmp_path)
@@ -56,6 +56,9 @@ def test_cifar100_fine_labels(tmp_path, monkeypatch):
     assert ds.info.num_classes == 100 and ds.info.classes == tuple(names)
     assert np.array_equal(ds.x_train[9, 2, :, 0], data[9, 64:96])
     assert np.array_equal(ds.x_test, splits["test"][0].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    # The super-class of each fine class, read from the coarse labels of the same file.
+    assert ds.info.class_groups == tuple(splits["groups"].tolist())
+    assert sorted(np.bincount(ds.info.class_groups).tolist()) == [5] * 20
 
 
 def test_imbalanced_cifar10_variants(tmp_path, monkeypatch):

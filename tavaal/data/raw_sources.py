@@ -268,7 +268,7 @@ def _parse_error(path: Path, what: str, exc: BaseException) -> DatasetError:
     return DatasetError(f"{path}: not {what} ({type(exc).__name__}: {exc})")
 
 
-def _unpickle(path: Path, data: bytes) -> dict:
+def unpickle_cifar(path: Path, data: bytes) -> dict:
     # The CIFAR pickles were written by Python 2; latin1 turns their byte strings into str.
     try:
         obj = pickle.loads(data, encoding="latin1")
@@ -279,9 +279,8 @@ def _unpickle(path: Path, data: bytes) -> dict:
     return obj
 
 
-def _cifar_batch(path: Path, data: bytes, label_key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 32, 32, 3) and labels of one CIFAR batch file."""
-    batch = _unpickle(path, data)
+def _cifar_batch(path: Path, batch: dict, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 32, 32, 3) and labels of one unpickled CIFAR batch file."""
     try:
         rows = np.asarray(batch["data"], dtype=np.uint8)
         labels = np.asarray(batch[label_key], dtype=np.int64)
@@ -301,14 +300,19 @@ def read_cifar(name: str, source: str, root: Path) -> Splits:
     raw = read_source(name, source, root)
     fmt = _CIFAR_FORMATS[source]
     parts = {}
+    groups: tuple[int, ...] = ()
     for part, files in (("train", fmt.train), ("test", fmt.test)):
-        batches = [_cifar_batch(raw.paths[f], raw.contents[f], fmt.label_key) for f in files]
+        loaded = {f: unpickle_cifar(raw.paths[f], raw.contents[f]) for f in files}
+        batches = [_cifar_batch(raw.paths[f], loaded[f], fmt.label_key) for f in files]
+        if source == "cifar100" and part == "train":
+            (train_file,) = files
+            groups = cifar100_class_groups(raw.paths[train_file], loaded[train_file])
         parts[part] = (
             np.ascontiguousarray(np.concatenate([images for images, _ in batches])),
             np.concatenate([labels for _, labels in batches]),
         )
     meta_path = raw.paths[fmt.meta_file]
-    classes = _unpickle(meta_path, raw.contents[fmt.meta_file]).get(fmt.names_key)
+    classes = unpickle_cifar(meta_path, raw.contents[fmt.meta_file]).get(fmt.names_key)
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise DatasetError(f"{meta_path}: no list of class names under {fmt.names_key!r}")
     return Splits(
@@ -318,7 +322,32 @@ def read_cifar(name: str, source: str, root: Path) -> Splits:
         y_test=parts["test"][1],
         classes=tuple(classes),
         provenance=raw.provenance(),
+        class_groups=groups,
     )
+
+
+def cifar100_class_groups(path: Path, batch: dict) -> tuple[int, ...]:
+    """The super-class (coarse label) of each of CIFAR-100's 100 fine classes, from the
+    `fine_labels` and `coarse_labels` of an unpickled train file (VAAL §5.2 confuses classes
+    within a super-class). Every fine class must have exactly one coarse label."""
+    try:
+        fine = np.asarray(batch["fine_labels"], dtype=np.int64)
+        coarse = np.asarray(batch["coarse_labels"], dtype=np.int64)
+    except _PARSE_ERRORS as exc:
+        raise _parse_error(path, "a CIFAR-100 file with fine and coarse labels", exc) from exc
+    if fine.shape != coarse.shape or fine.ndim != 1:
+        raise DatasetError(f"{path}: {fine.size} fine labels but {coarse.size} coarse labels")
+    groups = np.full(100, -1, dtype=np.int64)
+    for cls in range(100):
+        found = np.unique(coarse[fine == cls])
+        if len(found) > 1:
+            raise DatasetError(f"{path}: fine class {cls} has coarse labels {found.tolist()}")
+        if len(found):
+            groups[cls] = found[0]
+    if (groups < 0).any():
+        # A sample file too small to hold every class: no groups rather than wrong ones.
+        return ()
+    return tuple(int(g) for g in groups)
 
 
 def _svhn_split(path: Path, data: bytes) -> tuple[np.ndarray, np.ndarray]:

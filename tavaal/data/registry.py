@@ -34,6 +34,9 @@ class DatasetInfo:
     std: tuple[float, ...]
     n_train: int
     n_test: int
+    # The group of each class when the dataset defines one (CIFAR-100's super-classes, read
+    # from its coarse labels); empty otherwise. A noisy oracle confuses classes within a group.
+    class_groups: tuple[int, ...] = ()
 
 
 @dataclass
@@ -65,6 +68,7 @@ class Splits:
     y_test: np.ndarray
     classes: tuple[str, ...]
     provenance: Provenance | None = None  # None: generated or shipped, no raw files read
+    class_groups: tuple[int, ...] = ()  # see DatasetInfo.class_groups
 
     @property
     def kind(self) -> Literal["image", "vector"]:
@@ -97,6 +101,7 @@ class _Registration:
     raw_source: str | None
     split_sizes: tuple[int, int] | None
     input_shape: tuple[int, ...] | None
+    class_groups: bool
 
 
 _REGISTRY: dict[str, _Registration] = {}
@@ -109,6 +114,7 @@ def register_dataset(
     n_train: int | None = None,
     n_test: int | None = None,
     input_shape: tuple[int, ...] | None = None,
+    class_groups: bool = False,
 ) -> Callable[[Builder], Builder]:
     """Decorator: register `builder` under `name` (a name can be registered once).
 
@@ -116,8 +122,9 @@ def register_dataset(
     folder the user points it at); several datasets may share one, e.g. the imbalanced CIFAR-10
     variants read ``cifar10``. `n_train` and `n_test` are the split sizes the prepared dataset is
     known to have (give both or neither), see `known_split_sizes`; `input_shape` the sample
-    shape the task learner gets, (C, H, W) or (D,), see `known_input_shape`. Both let the
-    workflow check protocols and size jobs before anything is prepared.
+    shape the task learner gets, (C, H, W) or (D,), see `known_input_shape`; `class_groups`
+    whether the builder returns class groups (`has_class_groups`). They let the workflow check
+    protocols and size jobs before anything is prepared.
     """
     if (n_train is None) != (n_test is None):
         raise ValueError(f"dataset {name!r}: give both n_train and n_test, or neither")
@@ -131,7 +138,7 @@ def register_dataset(
         if name in _REGISTRY:
             raise ValueError(f"dataset {name!r} is registered twice")
         _REGISTRY[name] = _Registration(
-            builder, raw_source, sizes, tuple(input_shape) if input_shape else None
+            builder, raw_source, sizes, tuple(input_shape) if input_shape else None, class_groups
         )
         return builder
 
@@ -177,6 +184,11 @@ def known_split_sizes(name: str) -> tuple[int, int] | None:
 def known_input_shape(name: str) -> tuple[int, ...] | None:
     """The (C, H, W) or (D,) sample shape of dataset `name` as registered; None if undeclared."""
     return _registration(name).input_shape
+
+
+def has_class_groups(name: str) -> bool:
+    """Whether prepared dataset `name` carries class groups (`DatasetInfo.class_groups`)."""
+    return _registration(name).class_groups
 
 
 def fixed_seed(role: str) -> int:

@@ -190,7 +190,17 @@ def describe(name: str, splits: Splits) -> DatasetInfo:
         std=std,
         n_train=int(splits.x_train.shape[0]),
         n_test=int(splits.x_test.shape[0]),
+        class_groups=_class_groups(name, splits),
     )
+
+
+def _class_groups(name: str, splits: Splits) -> tuple[int, ...]:
+    groups = tuple(int(g) for g in splits.class_groups)
+    if groups and (len(groups) != len(splits.classes) or min(groups) < 0):
+        raise DatasetError(
+            f"dataset {name!r}: {len(groups)} class groups for {len(splits.classes)} classes"
+        )
+    return groups
 
 
 def _image_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -274,7 +284,8 @@ def _read_meta(path: Path, name: str) -> DatasetInfo:
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise _damaged(path, f"format_version {version!r}, this tavaal reads {FORMAT_VERSION}")
-    fields = [f.name for f in dataclasses.fields(DatasetInfo)]
+    # class_groups came later; datasets prepared before it have none (an empty tuple).
+    fields = [f.name for f in dataclasses.fields(DatasetInfo) if f.name != "class_groups"]
     missing = [key for key in fields if key not in meta]
     if missing:
         raise _damaged(path, f"missing key {missing[0]!r}")
@@ -291,6 +302,7 @@ def _read_meta(path: Path, name: str) -> DatasetInfo:
             std=tuple(float(_item("std", v, int | float)) for v in _typed(meta, "std", list)),
             n_train=_typed(meta, "n_train", int),
             n_test=_typed(meta, "n_test", int),
+            class_groups=tuple(_item("class_groups", v, int) for v in meta.get("class_groups", [])),
         )
     except TypeError as exc:
         raise _damaged(path, str(exc)) from None
@@ -300,6 +312,10 @@ def _read_meta(path: Path, name: str) -> DatasetInfo:
         (len(info.input_shape) != (3 if info.kind == "image" else 1), "input_shape has wrong rank"),
         (len(info.classes) != info.num_classes, "classes do not match num_classes"),
         (info.n_train < 1 or info.n_test < 1, "n_train and n_test must be positive"),
+        (
+            bool(info.class_groups) and len(info.class_groups) != info.num_classes,
+            "class_groups do not match num_classes",
+        ),
     ]
     for bad, problem in problems:
         if bad:

@@ -124,6 +124,13 @@ def _cifar(ctx: BuildContext, source: str) -> Splits:
     root.mkdir(parents=True, exist_ok=True)
     train = _read(ctx, root, lambda: dataset_cls(str(root), train=True, download=ctx.download))
     test = _read(ctx, root, lambda: dataset_cls(str(root), train=False, download=False))
+    groups: tuple[int, ...] = ()
+    if source == "cifar100":
+        # torchvision keeps only the fine labels; the coarse ones are in the same file, whose
+        # md5 sum its constructor has just checked.
+        path = root / train.base_folder / train.train_list[0][0]
+        batch = raw_sources.unpickle_cifar(path, path.read_bytes())
+        groups = raw_sources.cifar100_class_groups(path, batch)
     # torchvision already reshapes the (N, 3072) rows (R, G, B planes) to N x 32 x 32 x 3.
     splits = Splits(
         x_train=np.ascontiguousarray(train.data, dtype=np.uint8),
@@ -133,6 +140,7 @@ def _cifar(ctx: BuildContext, source: str) -> Splits:
         classes=tuple(str(name) for name in train.classes),
         # torchvision's constructor checks every file's md5 sum.
         provenance=Provenance(folder=folder.absolute(), md5_verified=True),
+        class_groups=groups,
     )
     return _checked(ctx, splits, (32, 32, 3))
 
@@ -146,10 +154,16 @@ def build_cifar10(ctx: BuildContext) -> Splits:
 
 
 @register_dataset(
-    "cifar100", raw_source="cifar100", n_train=50000, n_test=10000, input_shape=(3, 32, 32)
+    "cifar100",
+    raw_source="cifar100",
+    n_train=50000,
+    n_test=10000,
+    input_shape=(3, 32, 32),
+    class_groups=True,
 )
 def build_cifar100(ctx: BuildContext) -> Splits:
-    """CIFAR-100 with its 100 fine labels via torchvision.datasets.CIFAR100."""
+    """CIFAR-100 with its 100 fine labels via torchvision.datasets.CIFAR100; the 20
+    super-classes (coarse labels) become the class groups."""
     return _cifar(ctx, "cifar100")
 
 
