@@ -66,7 +66,7 @@ class LabeledSet:
 
 
 def oracle_labels(y_train: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """The simulated oracle: the dataset's true label of each queried index."""
+    """The labels of `indices` in a per-sample label table (true labels or an oracle's)."""
     return np.asarray(y_train[np.asarray(indices, dtype=np.int64)], dtype=np.int64)
 
 
@@ -101,6 +101,18 @@ def initial_indices(
         )
     rng = numpy_rng(seed, None, "initial_pool")
     return np.sort(rng.choice(available, size=size, replace=False)).astype(np.int64)
+
+
+def excluded_initial_classes(num_classes: int, count: int, seed: int) -> np.ndarray:
+    """The `count` classes a biased initial pool leaves out (VAAL §5.2), drawn per seed."""
+    if count >= num_classes:
+        raise IndexFileError(
+            f"initial_excluded_classes {count} leaves none of the {num_classes} classes"
+        )
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    rng = numpy_rng(seed, None, "initial_pool/excluded_classes")
+    return np.sort(rng.choice(num_classes, size=count, replace=False)).astype(np.int64)
 
 
 def candidate_subset(unlabeled: np.ndarray, size: int, seed: int, stage: int) -> np.ndarray:
@@ -196,10 +208,11 @@ def read_labeled(
 ) -> LabeledSet:
     """Read and validate a labeled index file.
 
-    Checks: the columns and types, duplicates, indices outside the train split (which is also
-    how test-split indices are caught: they are not positions of the train split), labels that
-    differ from the oracle, `stage_added` beyond the file's stage, the stage itself, and any
-    metadata the caller expects (experiment, method, seed).
+    `y_train`: what the oracle says for every train sample (`tavaal.oracle`; the true labels for
+    the ideal oracle). Checks: the columns and types, duplicates, indices outside the train split
+    (which is also how test-split indices are caught: they are not positions of the train split),
+    labels that differ from the oracle's, `stage_added` beyond the file's stage, the stage
+    itself, and any metadata the caller expects (experiment, method, seed).
     """
     path = Path(path)
     arrow = _read_arrow(path)

@@ -21,10 +21,13 @@ import numpy as np
 from tavaal.config import ExperimentConfig, settings_hash
 from tavaal.data import PreparedDataset, load_dataset, with_normalization
 from tavaal.errors import CheckpointError, IndexFileError
+from tavaal.oracle import SimulatedOracle, simulated_oracle
+from tavaal.oracle import describe as describe_oracle
 from tavaal.pool import (
     ALL_METHODS,
     candidate_subset,
     class_count_entropy,
+    excluded_initial_classes,
     initial_indices,
     make_table,
     oracle_labels,
@@ -112,6 +115,7 @@ def _metadata(exp: ExperimentConfig, method: str, seed: int, stage: int) -> dict
         "seed": seed,
         "stage": stage,
         "settings_hash": method_hash(exp, method),
+        "oracle": describe_oracle(exp.oracle),
     }
 
 
@@ -123,6 +127,14 @@ def _expected(exp: ExperimentConfig, method: str, seed: int, stage: int) -> dict
 def load_experiment_dataset(exp: ExperimentConfig, data_dir: Path) -> PreparedDataset:
     """The experiment's prepared dataset, with its input normalisation."""
     return with_normalization(load_dataset(exp.dataset, Path(data_dir)), exp.normalization)
+
+
+def experiment_oracle(
+    exp: ExperimentConfig, dataset: PreparedDataset, seed: int
+) -> SimulatedOracle:
+    """Who labels the experiment's queries for `seed` (`tavaal.oracle`)."""
+    info = dataset.info
+    return simulated_oracle(exp, dataset.y_train, info.num_classes, info.class_groups, seed)
 
 
 def held_out(exp: ExperimentConfig, n_train: int, seed: int) -> np.ndarray:
@@ -145,23 +157,39 @@ def run_init_pool(
     labeled_out: Path,
     log: Log = print,
 ) -> None:
-    """Stage 0: the initial labeled pool, one per (experiment, seed), shared by every method."""
+    """Stage 0: the initial labeled pool, one per (experiment, seed), shared by every method.
+
+    A biased pool (`initial_excluded_classes`, VAAL §5.2) draws only from samples whose true
+    class is not among the excluded ones; the queries may pick any class.
+    """
     dataset = load_dataset(exp.dataset, Path(data_dir))
-    excluded = held_out(exp, dataset.info.n_train, seed)
-    indices = initial_indices(dataset.info.n_train, exp.initial_size, seed, excluded)
-    labels = oracle_labels(dataset.y_train, indices)
+    info = dataset.info
+    validation = held_out(exp, info.n_train, seed)
+    left_out = excluded_initial_classes(info.num_classes, exp.initial_excluded_classes, seed)
+    excluded = validation
+    if len(left_out):
+        excluded = np.union1d(validation, np.flatnonzero(np.isin(dataset.y_train, left_out)))
+    indices = initial_indices(info.n_train, exp.initial_size, seed, excluded)
+    oracle = experiment_oracle(exp, dataset, seed)
+    labels = oracle.answer(indices)
     metadata = {
         "experiment": exp.name,
         "method": ALL_METHODS,
         "seed": seed,
         "stage": 0,
         "settings_hash": settings_hash(exp.pool_settings()),
+        "oracle": oracle.name,
     }
+    if len(left_out):
+        metadata["excluded_classes"] = ",".join(map(str, left_out.tolist()))
     write_labeled(labeled_out, make_table(indices, labels, 0), metadata)
+    wrong = int((labels != dataset.y_train[indices]).sum())
     log(
-        f"initial pool: {len(indices)} of {dataset.info.n_train} samples"
-        + (f" ({len(excluded)} held out for validation)" if len(excluded) else "")
-        + f", class-count entropy {class_count_entropy(labels, dataset.info.num_classes):.3f}"
+        f"initial pool: {len(indices)} of {info.n_train} samples"
+        + (f" ({len(validation)} held out for validation)" if len(validation) else "")
+        + (f", classes {left_out.tolist()} left out" if len(left_out) else "")
+        + f", class-count entropy {class_count_entropy(labels, info.num_classes):.3f}"
+        + (f"; oracle: {oracle.name}, {wrong} wrong labels" if wrong else "")
     )
 
 
@@ -190,8 +218,9 @@ def run_train(
     if (stage == 0) != (method is None):
         raise ValueError("stage 0 is trained per recipe (method None), later stages per method")
     dataset = load_experiment_dataset(exp, data_dir)
+    oracle = experiment_oracle(exp, dataset, seed)
     labeled_set = read_labeled(
-        labeled, dataset.y_train, stage, _expected(exp, method or ALL_METHODS, seed, stage)
+        labeled, oracle.answers, stage, _expected(exp, method or ALL_METHODS, seed, stage)
     )
     validation = held_out(exp, dataset.info.n_train, seed)
     model_out, metrics_out = Path(model_out), Path(metrics_out)
@@ -207,9 +236,8 @@ def run_train(
         device=device,
         log=log,
         resume_path=resume_path,
-        validation=(validation, oracle_labels(dataset.y_train, validation))
-        if len(validation)
-        else None,
+        # The validation split is labeled by the same oracle as the training data.
+        validation=(validation, oracle.answer(validation)) if len(validation) else None,
     )
     metrics = {
         "experiment": exp.name,
@@ -251,7 +279,8 @@ def run_query(
 
     device = resolve_device(device)
     dataset = load_experiment_dataset(exp, data_dir)
-    labeled_set = read_labeled(labeled, dataset.y_train, stage, _expected(exp, method, seed, stage))
+    oracle = experiment_oracle(exp, dataset, seed)
+    labeled_set = read_labeled(labeled, oracle.answers, stage, _expected(exp, method, seed, stage))
     labeled_idx = labeled_set.indices
     unlabeled = unlabeled_pool(exp, dataset.info.n_train, labeled_idx, seed)
     if exp.budget > len(unlabeled):
@@ -292,8 +321,8 @@ def run_query(
     _check_selection(method, chosen, candidates, exp.budget)
     scores = result.scores.copy()
     if trained is not None and "true_loss" not in scores:
-        # The simulated oracle's true loss of every candidate (TA-VAAL Fig. 8), from the
-        # logits the strategy already computed when it did.
+        # The true loss of every candidate (TA-VAAL Fig. 8; on the true labels, whatever the
+        # oracle says), from the logits the strategy already computed when it did.
         logits = ctx.candidate_logits
         if logits is None:
             logits = forward_pool(
@@ -307,7 +336,7 @@ def run_query(
         truth = oracle_labels(dataset.y_train, candidates)
         scores["true_loss"] = per_sample_loss(logits, truth).astype(np.float64)
     chosen_scores = scores.set_index("index").loc[chosen, "score"].to_numpy()
-    new_rows = make_table(chosen, oracle_labels(dataset.y_train, chosen), stage + 1, chosen_scores)
+    new_rows = make_table(chosen, oracle.answer(chosen), stage + 1, chosen_scores)
     table = labeled_set.table if len(labeled_set.table) else None
     combined = new_rows if table is None else _concat(table, new_rows)
     write_scores(

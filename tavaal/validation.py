@@ -8,7 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from tavaal.config import ExperimentConfig
-from tavaal.data import known_input_shape, known_split_sizes, list_datasets, open_prepared
+from tavaal.data import (
+    has_class_groups,
+    known_input_shape,
+    known_split_sizes,
+    list_datasets,
+    open_prepared,
+)
 from tavaal.errors import ConfigError
 from tavaal.models import list_task_models
 from tavaal.strategies import list_strategies, strategy_class
@@ -30,6 +36,12 @@ def check_experiment(
         raise ConfigError(
             f"{where}.train.dropout: {', '.join(sampling_dropout)} sample the task learner's "
             "dropout (MC dropout) and need train.dropout > 0; it applies to every method alike"
+        )
+    oracle = exp.oracle
+    if not oracle.ideal and oracle.confusion == "dataset" and not has_class_groups(exp.dataset):
+        raise ConfigError(
+            f"{where}.oracle.confusion: {exp.dataset} defines no class groups (CIFAR-100's "
+            "super-classes do); set confusion: groups with oracle.groups, or confusion: any"
         )
     shape = known_input_shape(exp.dataset)
     if exp.normalization == "half" and shape is not None and len(shape) != 3:

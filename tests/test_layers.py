@@ -24,6 +24,7 @@ LAYERS = {
     "optim": 2,
     "inference": 3,
     "pool": 3,
+    "oracle": 3,
     "training": 4,
     "adversarial": 4,
     "strategies": 5,
