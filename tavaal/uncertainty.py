@@ -147,8 +147,12 @@ def k_center_greedy(
     order = []
     for step in range(budget):
         if step == 0 and centers.shape[0] == 0:
-            # (x - mean)^2 directly: exact ties stay ties (no |a|^2 + |b|^2 - 2ab rounding).
-            pick = int(torch.argmax((points - points.mean(dim=0)).pow(2).sum(dim=1)))
+            # (x - mean)^2 directly (no |a|^2 + |b|^2 - 2ab rounding); the mean itself is
+            # rounded, so points equally far from it can differ in the last bits: values within
+            # 1e-12 of the maximum (relative) count as ties and go to the smallest position.
+            to_mean = (points - points.mean(dim=0)).pow(2).sum(dim=1)
+            top = to_mean.max()
+            pick = int(torch.nonzero(to_mean >= top - 1e-12 * top.abs())[0, 0])
         else:
             pick = int(torch.argmax(available))
         order.append(pick)
