@@ -11,7 +11,7 @@ from tavaal.errors import ConfigError
 from tavaal.report.study import check_study
 from tavaal.resources import query_estimate, train_estimate
 from tavaal.results_guard import check_results_match
-from tavaal.strategies import method_settings, strategy_class
+from tavaal.strategies import method_settings, strategy_class, trains_discriminator
 from tavaal.training import training_settings
 from tavaal.validation import check_experiment
 
@@ -33,8 +33,8 @@ EXP_DIR = f"{RESULTS}/{{experiment}}"
 # Software of every job (relative to the rules/ files); used with --sdm conda only.
 SOFTWARE = "../envs/tavaal.yaml"
 
-# Methods that train a VAE + discriminator inside the query (adversarial figures and health).
-ADVERSARIAL_METHODS = ("vaal", "tavaal")
+# Queries the two-moons adversary map can replay (VAAL and TA-VAAL themselves).
+REPLAYABLE_ADVERSARIES = ("vaal", "tavaal")
 # Datasets whose samples are points in the plane (TA-VAAL Fig. 1 selection plot).
 PLANAR_DATASETS = ("moons",)
 
@@ -164,7 +164,14 @@ def uses_task_model(method):
 
 
 def adversarial_methods(experiment):
-    return [m for m in EXPERIMENTS[experiment].methods if m in ADVERSARIAL_METHODS]
+    """Methods whose queries train a discriminator (its figures and health table)."""
+    return [
+        m for m in EXPERIMENTS[experiment].methods if trains_discriminator(strategy_class(m))
+    ]
+
+
+def replayable_adversaries(experiment):
+    return [m for m in EXPERIMENTS[experiment].methods if m in REPLAYABLE_ADVERSARIES]
 
 
 def last_query_stage(experiment):
@@ -379,12 +386,12 @@ def selection_input(wildcards):
 
 
 def adversary_map_input(wildcards):
-    """Issue 9: per adversarial method, the input and output files of the query shown in the
+    """Issue 9: per VAAL / TA-VAAL, the input and output files of the query shown in the
     selection figure (first seed), from which its VAE + D are retrained exactly. No summary:
     the diagnostics need no training after the queries they look at."""
     exp = EXPERIMENTS[wildcards.experiment]
     seed, stage = exp.seeds[0], selection_stage(exp.name)
-    methods = adversarial_methods(exp.name)
+    methods = replayable_adversaries(exp.name)
     return {
         "labeled": [run_file(exp.name, m, seed, stage, "labeled.parquet") for m in methods],
         "scores": [run_file(exp.name, m, seed, stage, "scores.parquet") for m in methods],
@@ -418,7 +425,7 @@ def diagnostic_files():
         if not (has_queries(name) and is_planar(name)):
             continue
         patterns = [table("selection_geometry", ext) for ext in ("csv", "md")]
-        if adversarial_methods(name):
+        if replayable_adversaries(name):
             patterns.append(figure("adversary_map"))
         files += [path.format(experiment=name) for path in patterns]
     return files

@@ -23,7 +23,14 @@ import math
 from dataclasses import dataclass
 from functools import cache
 
-from tavaal.adversarial import training_iterations
+from tavaal.adversarial import (
+    ADVERSARIAL,
+    FROZEN_VAE,
+    PIXEL_DISCRIMINATOR,
+    PLAIN_VAE,
+    Variant,
+    training_iterations,
+)
 from tavaal.config import ExperimentConfig
 from tavaal.data import known_input_shape, known_split_sizes
 from tavaal.errors import ConfigError
@@ -131,20 +138,35 @@ def query_estimate(exp: ExperimentConfig, method: str, stage: int, device: str) 
         if method == "coreset":
             seconds += labeled / rate
             memory += _mb(2 * 4 * (labeled + candidates) * embedding_dim)
-    if "vae" in strategy.query_reads:
+    if strategy.adversary is not None:
         pool = candidates if exp.vae.train_on == "subset" else unlabeled
         iterations = training_iterations(exp.vae, labeled, pool)
         pixels = math.prod(shape[1:]) if len(shape) == 3 else 1
         units = exp.vae.batch_size * pixels * exp.vae.base_channels**2
         reference = VAE_ITERATION_SECONDS[kind] * units / VAE_REFERENCE_UNITS
-        # A D update costs about half a VAE update (an encoder pass, no decoder).
-        steps = (exp.vae.vae_steps + 0.5 * exp.vae.disc_steps) / 1.5
-        seconds += iterations * max(reference * steps, VAE_MIN_SECONDS[kind])
+        seconds += iterations * max(
+            reference * _adversary_steps(strategy.adversary, exp), VAE_MIN_SECONDS[kind]
+        )
         seconds += (labeled + pool) / rate  # the ranker's r, and scoring
         if kind == "cpu":
             # The query's inputs, normalised to float32, up to the bank's 2 GB cap.
             memory += min(_mb(4 * (labeled + pool) * math.prod(shape)), 2048)
     return _estimate(memory, seconds)
+
+
+def _adversary_steps(variant: Variant, exp: ExperimentConfig) -> float:
+    """Cost of one schedule iteration of a query's adversary, in units of VAAL's reference
+    iteration (1 VAE + 1 D update). A D update on codes costs about half a VAE update (an
+    encoder pass, no decoder); a frozen VAE's D phase repeats the schedule with D updates only;
+    a D on pixels is an MLP, negligible next to a conv VAE."""
+    vae_steps, disc_steps = exp.vae.vae_steps, exp.vae.disc_steps
+    steps = {
+        ADVERSARIAL: vae_steps + 0.5 * disc_steps,
+        FROZEN_VAE: vae_steps + 0.5 * disc_steps,
+        PLAIN_VAE: vae_steps,
+        PIXEL_DISCRIMINATOR: 0.0,
+    }[variant]
+    return steps / 1.5
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,15 @@ BASELINES = [
     "lloss_v2",
 ]
 # Every strategy the contract tests run on; extend with further registered names.
-STRATEGIES = [*BASELINES, "vaal", "tavaal"]
+STRATEGIES = [
+    *BASELINES,
+    "vaal",
+    "tavaal",
+    "vaal_no_vae",
+    "vaal_frozen_vae",
+    "vae_wasserstein",
+    "vaal_lloss",
+]
 MODEL_STRATEGIES = [name for name in STRATEGIES if strategy_class(name).uses_task_model]
 # Columns each baseline adds to the score table.
 METHOD_COLUMNS = {

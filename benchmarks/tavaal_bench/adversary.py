@@ -1,17 +1,20 @@
-"""VAAL / TA-VAAL: the VAE/D training cost of a measured query, per iteration, and its
-extrapolation to a 10k-candidate query and to the papers' full training schedule."""
+"""VAAL / TA-VAAL and VAAL's ablations: the VAE/D training cost of a measured query, per
+iteration, and its extrapolation to a 10k-candidate query and to the papers' full schedule."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from tavaal.adversarial import training_iterations
+from tavaal.adversarial import Variant, training_iterations, variant_iterations
 
 from .settings import REFERENCE_CANDIDATES
 
 
-def adversary_numbers(settings, exp, seconds, diagnostics, lines, started, factor) -> dict:
-    """VAAL / TA-VAAL: the VAE/D training cost per iteration and its full-schedule extrapolation."""
+def adversary_numbers(
+    settings, exp, seconds, diagnostics, lines, started, factor, variant: Variant
+) -> dict:
+    """The VAE/D training cost per loop iteration and its full-schedule extrapolation (a
+    frozen-VAE ablation loops over the schedule twice: VAE, then D)."""
     iterations = int(diagnostics["iterations"])
     train_seconds = float(diagnostics["train_seconds"])
     per_iteration = train_seconds / iterations
@@ -19,7 +22,9 @@ def adversary_numbers(settings, exp, seconds, diagnostics, lines, started, facto
     labeled_full = round(settings["labeled"] * factor)
     full_cfg = dataclasses.replace(exp.vae, iterations=0)
     # The code's own rule: ceil((|L| + |subset|) * vae.epochs / vae.batch_size).
-    full_iterations = training_iterations(full_cfg, labeled_full, REFERENCE_CANDIDATES)
+    full_iterations = variant_iterations(
+        variant, training_iterations(full_cfg, labeled_full, REFERENCE_CANDIDATES)
+    )
     numbers = {
         "vae_iterations": iterations,
         "vae_train_seconds": round(train_seconds, 4),

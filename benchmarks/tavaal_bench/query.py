@@ -118,8 +118,11 @@ def bench_query_method(
         "load1_after": load1(),
     }
     diagnostics = result.diagnostics
-    if "train_seconds" in diagnostics and "iterations" in diagnostics:
-        out.update(adversary_numbers(settings, exp, seconds, diagnostics, lines, started, factor))
+    variant = type(strategy).adversary
+    if variant is not None:
+        out.update(
+            adversary_numbers(settings, exp, seconds, diagnostics, lines, started, factor, variant)
+        )
     return out
 
 

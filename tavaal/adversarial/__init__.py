@@ -3,8 +3,8 @@
 - `objectives`: the VAE and discriminator losses (VAAL eq. 1-4, TA-VAAL eq. 3-6);
 - `conditioning`: how TA-VAAL's Ranker output r is normalised for the decoder and D;
 - `data`: the query's inputs on the device and the seeded batch stream;
-- `training`: `train_adversary`, resumable;
-- `scoring`: D's logits on candidates and the health diagnostics.
+- `training`: `train_adversary`, resumable, for VAAL/TA-VAAL and VAAL's §5.1 ablations;
+- `scoring`: D's logits on candidates, the 2-Wasserstein heuristic, the health diagnostics.
 
 The query itself (which rows, which conditions, the result table) is the strategies'
 `tavaal.strategies._adversarial`.
@@ -29,16 +29,29 @@ from tavaal.adversarial.scoring import (
     adversary_diagnostics,
     roc_auc,
     score_rows,
+    wasserstein_to_centroid,
 )
 from tavaal.adversarial.training import (
+    ADVERSARIAL,
+    FROZEN_VAE,
+    PIXEL_DISCRIMINATOR,
+    PLAIN_VAE,
     TrainedAdversary,
+    Variant,
     build_adversary,
     train_adversary,
     training_iterations,
+    variant_iterations,
 )
 
 __all__ = [
+    "ADVERSARIAL",
     "DEFAULT_MAX_CACHED_BYTES",
+    "FROZEN_VAE",
+    "PIXEL_DISCRIMINATOR",
+    "PLAIN_VAE",
+    "Variant",
+    "wasserstein_to_centroid",
     "RANK_NORMALIZATIONS",
     "AdversarialData",
     "AdversaryScores",
@@ -58,4 +71,5 @@ __all__ = [
     "training_iterations",
     "vae_loss_term",
     "vae_objective",
+    "variant_iterations",
 ]

@@ -49,6 +49,15 @@ def bce(logits: Tensor, target: float) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
+def _transductive(
+    x: Tensor, recon: Tensor, mu: Tensor, logvar: Tensor, b: int, cfg: VAEConfig
+) -> Tensor:
+    """vae_loss_term of the labeled rows (the first b) plus that of the unlabeled rows."""
+    return vae_loss_term(
+        x[:b], recon[:b], mu[:b], logvar[:b], cfg.beta, cfg.kl_reduction
+    ) + vae_loss_term(x[b:], recon[b:], mu[b:], logvar[b:], cfg.beta, cfg.kl_reduction)
+
+
 @dataclass
 class VAELoss:
     total: Tensor
@@ -67,13 +76,24 @@ def vae_objective(
 ) -> VAELoss:
     """L_VAE of a batch whose first `labeled_count` rows are labeled, the rest unlabeled."""
     b = labeled_count
-    transductive = vae_loss_term(
-        x[:b], recon[:b], mu[:b], logvar[:b], cfg.beta, cfg.kl_reduction
-    ) + vae_loss_term(x[b:], recon[b:], mu[b:], logvar[b:], cfg.beta, cfg.kl_reduction)
+    transductive = _transductive(x, recon, mu, logvar, b, cfg)
     # VAAL eq. 2 / TA-VAAL eq. 5: the VAE wants D to call every point "labeled".
     adversarial = bce(disc_logits[:b], 1.0) + bce(disc_logits[b:], 1.0)
     total = cfg.recon_weight * transductive + cfg.adversary_weight * adversarial
     return VAELoss(total=total, transductive=transductive, adversarial=adversarial)
+
+
+def plain_vae_objective(
+    x: Tensor, recon: Tensor, mu: Tensor, logvar: Tensor, labeled_count: int, cfg: VAEConfig
+) -> VAELoss:
+    """L_VAE without the adversarial term: the VAE of VAAL's frozen-VAE and 2-Wasserstein
+    ablations (§5.1), trained as a plain beta-VAE on labeled + unlabeled batches."""
+    b = labeled_count
+    transductive = _transductive(x, recon, mu, logvar, b, cfg)
+    zero = torch.zeros((), device=x.device, dtype=transductive.dtype)
+    return VAELoss(
+        total=cfg.recon_weight * transductive, transductive=transductive, adversarial=zero
+    )
 
 
 def discriminator_objective(disc_logits: Tensor, labeled_count: int) -> Tensor:

@@ -7,6 +7,13 @@ so the batch drawn at any point is a function of (seed, stage, draw number) only
 resuming exact. z = mu + eps * exp(logvar / 2) feeds the decoder; D sees mu, as both official
 codes do (not a sample z). Losses: `tavaal.adversarial.objectives`.
 
+The ablations of VAAL §5.1 train with the same loop, batches and checkpoints (`Variant`):
+PIXEL_DISCRIMINATOR trains D alone on the flattened inputs; FROZEN_VAE trains the VAE without
+the adversarial term for the schedule's iterations, then freezes it (eval mode, batch norm on its
+running statistics) and trains D on its codes mu for as many iterations: "frozen" in the paper's
+sense, a D that never chases a moving latent; PLAIN_VAE trains the VAE alone, for the
+2-Wasserstein heuristic (eq. 5), which needs no D.
+
 Deliberate differences from the official codes: the labeled and unlabeled batches go through the
 VAE as one concatenated batch (one set of batch-norm statistics, consistent with the eval-mode
 scoring); TA-VAAL's official code feeds uniform noise as r on the very first iteration, here r
@@ -26,31 +33,44 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from tavaal.adversarial.data import AdversarialData, BatchCycler
-from tavaal.adversarial.objectives import discriminator_objective, vae_objective
+from tavaal.adversarial.objectives import (
+    discriminator_objective,
+    plain_vae_objective,
+    vae_objective,
+)
 from tavaal.config import VAEConfig
 from tavaal.errors import CheckpointError
-from tavaal.models import build_discriminator, build_vae
+from tavaal.models import PixelDiscriminator, build_discriminator, build_vae
 from tavaal.optim import build_optimizer
 from tavaal.seeding import seed_everything, torch_generator
 
 _CHECKPOINT_FORMAT = 1
 
+# What a query trains: VAAL / TA-VAAL's minimax game, or one of VAAL's §5.1 ablations.
+Variant = Literal["adversarial", "pixel_discriminator", "frozen_vae", "plain_vae"]
+ADVERSARIAL: Variant = "adversarial"
+PIXEL_DISCRIMINATOR: Variant = "pixel_discriminator"
+FROZEN_VAE: Variant = "frozen_vae"
+PLAIN_VAE: Variant = "plain_vae"
+
 
 @dataclass
 class TrainedAdversary:
-    vae: nn.Module
-    discriminator: nn.Module
+    vae: nn.Module | None  # None: PIXEL_DISCRIMINATOR
+    discriminator: nn.Module | None  # None: PLAIN_VAE
     iterations: int
     vae_losses: list[float]  # total VAE loss of the last VAE update of each iteration
     disc_losses: list[float]  # D loss of the last D update of each iteration
     train_seconds: float
     resumed_from: int = 0  # iteration a checkpoint resumed from (0: fresh start)
+    variant: Variant = ADVERSARIAL
 
 
 def training_iterations(vae: VAEConfig, n_labeled: int, n_pool: int) -> int:
@@ -60,8 +80,15 @@ def training_iterations(vae: VAEConfig, n_labeled: int, n_pool: int) -> int:
     return max(1, -(-(n_labeled + n_pool) * vae.epochs // vae.batch_size))
 
 
-def build_adversary(input_shape, vae: VAEConfig, conditional: bool) -> tuple[nn.Module, nn.Module]:
+def build_adversary(
+    input_shape, vae: VAEConfig, conditional: bool, variant: Variant = ADVERSARIAL
+) -> tuple[nn.Module | None, nn.Module | None]:
+    """The (VAE, D) pair a variant trains; None for the one it has not."""
+    if conditional and variant != ADVERSARIAL:
+        raise ValueError(f"the {variant} ablation has no rank conditioning")
     cond_dim = 1 if conditional else 0
+    if variant == PIXEL_DISCRIMINATOR:
+        return None, PixelDiscriminator(input_shape, vae.disc_hidden, vae.disc_depth)
     model = build_vae(
         tuple(input_shape),
         vae.latent_dim,
@@ -69,10 +96,50 @@ def build_adversary(input_shape, vae: VAEConfig, conditional: bool) -> tuple[nn.
         base_channels=vae.base_channels,
         hidden=vae.hidden,
     )
+    if variant == PLAIN_VAE:
+        return model, None
     disc = build_discriminator(
         vae.latent_dim, cond_dim, hidden=vae.disc_hidden, depth=vae.disc_depth
     )
     return model, disc
+
+
+def variant_iterations(variant: Variant, schedule: int) -> int:
+    """Loop iterations of a variant for a schedule of `schedule` iterations: FROZEN_VAE trains
+    its VAE and then its D, each for the whole schedule."""
+    return 2 * schedule if variant == FROZEN_VAE else schedule
+
+
+class _Phase:
+    """Which updates iteration `it` makes, and the number of its first batch draw."""
+
+    def __init__(self, variant: Variant, cfg: VAEConfig, schedule: int) -> None:
+        self.variant, self.cfg, self.schedule = variant, cfg, schedule
+
+    def vae_updates(self, it: int) -> int:
+        if self.variant == PIXEL_DISCRIMINATOR:
+            return 0
+        if self.variant == FROZEN_VAE and it >= self.schedule:
+            return 0
+        return self.cfg.vae_steps
+
+    def disc_updates(self, it: int) -> int:
+        if self.variant == PLAIN_VAE:
+            return 0
+        if self.variant == FROZEN_VAE and it < self.schedule:
+            return 0
+        return self.cfg.disc_steps
+
+    def draws(self, it: int) -> int:
+        # In the adversarial game the first D update reuses the last VAE batch.
+        shared = 1 if self.vae_updates(it) and self.disc_updates(it) else 0
+        return self.vae_updates(it) + self.disc_updates(it) - shared
+
+    def first_draw(self, it: int) -> int:
+        if self.variant != FROZEN_VAE or it < self.schedule:
+            return it * self.draws(0)
+        vae_draws = self.schedule * self.cfg.vae_steps
+        return vae_draws + (it - self.schedule) * self.cfg.disc_steps
 
 
 class _Batches:
@@ -119,8 +186,9 @@ def train_adversary(
     checkpoint_path: str | os.PathLike | None = None,
     checkpoint_every: int = 0,
     on_iteration: Callable[[int], None] | None = None,
+    variant: Variant = ADVERSARIAL,
 ) -> TrainedAdversary:
-    """Train a fresh VAE and D on `data` (see the module doc for the schedule).
+    """Train a fresh VAE and D on `data` (see the module doc for the schedule and variants).
 
     Seeded from (seed, stage): on CPU the result is bit-for-bit reproducible.
     `checkpoint_path` + `checkpoint_every` > 0: after every `checkpoint_every` iterations the full
@@ -131,30 +199,31 @@ def train_adversary(
     """
     cfg = vae_config
     device = torch.device(device) if device is not None else data.bank.device
-    total = training_iterations(cfg, len(data.labeled), len(data.unlabeled))
+    schedule = training_iterations(cfg, len(data.labeled), len(data.unlabeled))
+    total = variant_iterations(variant, schedule)
+    phase = _Phase(variant, cfg, schedule)
     sample_shape = tuple(
         data.bank[torch.zeros(1, dtype=torch.long, device=data.bank.device)].shape[1:]
     )
 
     seed_everything(seed, stage, "query/adversary/init")
-    vae, disc = build_adversary(sample_shape, cfg, data.conditional)
-    vae.to(device)
-    disc.to(device)
-    # Plain torch Adam, without its torch._dynamo import (tavaal.optim).
-    opt_vae = build_optimizer(torch.optim.Adam, vae.parameters(), lr=cfg.lr)
-    opt_disc = build_optimizer(torch.optim.Adam, disc.parameters(), lr=cfg.disc_lr)
+    vae, disc = build_adversary(sample_shape, cfg, data.conditional, variant)
+    # Everything whose state a resumable checkpoint holds, by its key there.
+    modules: dict = {}
+    if vae is not None:
+        vae.to(device)
+        # Plain torch Adam, without its torch._dynamo import (tavaal.optim).
+        opt_vae = build_optimizer(torch.optim.Adam, vae.parameters(), lr=cfg.lr)
+        modules.update(vae=vae, vae_optimizer=opt_vae)
+    if disc is not None:
+        disc.to(device)
+        opt_disc = build_optimizer(torch.optim.Adam, disc.parameters(), lr=cfg.disc_lr)
+        modules.update(discriminator=disc, disc_optimizer=opt_disc)
     noise = torch_generator(seed, stage, "query/adversary/noise", device)
     batch = _Batches(data, cfg, seed, stage, device)
-    # Everything whose state a resumable checkpoint holds, by its key there.
-    modules = {
-        "vae": vae,
-        "discriminator": disc,
-        "vae_optimizer": opt_vae,
-        "disc_optimizer": opt_disc,
-    }
 
     path = Path(checkpoint_path) if checkpoint_path is not None else None
-    fingerprint = _fingerprint(data, cfg, seed, stage, total, device, sample_shape)
+    fingerprint = _fingerprint(data, cfg, seed, stage, total, device, sample_shape, variant)
     state = _load_checkpoint(path, fingerprint, log) if path and path.exists() else None
     start, vae_losses, disc_losses, seconds_before = 0, [], [], 0.0
     if state is not None:
@@ -171,45 +240,59 @@ def train_adversary(
         log(f"adversary: resumed from {path} at iteration {start}/{total}")
 
     b = cfg.batch_size
-    draws_per_iteration = cfg.vae_steps + cfg.disc_steps - 1
     log_every = max(1, math.ceil(total / 10))
     began = time.perf_counter()
     window_start, window_iter = began, start
-    vae.train()
-    disc.train()
+    for module in (vae, disc):
+        if module is not None:
+            module.train()
     for it in range(start, total):
-        draw = it * draws_per_iteration
-        for _ in range(cfg.vae_steps):
+        draw = phase.first_draw(it)
+        x = r_dec = r_dis = None
+        for _ in range(phase.vae_updates(it)):
             x, r_dec, r_dis = batch(draw)
             draw += 1
             # One pass for L and U together: one set of batch-norm statistics (module doc).
             mu, logvar = vae.encode(x)
             eps = torch.randn(mu.shape, generator=noise, device=device, dtype=mu.dtype)
             z = mu + eps * torch.exp(0.5 * logvar)  # reparameterisation trick (VAAL §3.1)
-            loss = vae_objective(x, vae.decode(z, r_dec), mu, logvar, disc(mu, r_dis), b, cfg)
+            recon = vae.decode(z, r_dec)
+            if variant == ADVERSARIAL:
+                loss = vae_objective(x, recon, mu, logvar, disc(mu, r_dis), b, cfg)
+            else:
+                loss = plain_vae_objective(x, recon, mu, logvar, b, cfg)
             opt_vae.zero_grad(set_to_none=True)
             loss.total.backward()
             opt_vae.step()
-        for step in range(cfg.disc_steps):
-            if step > 0:
+        if variant == FROZEN_VAE and it >= schedule and vae.training:
+            vae.eval()  # frozen from here on: codes from its running batch-norm statistics
+        for step in range(phase.disc_updates(it)):
+            if step > 0 or x is None:
                 x, r_dec, r_dis = batch(draw)
                 draw += 1
-            with torch.no_grad():
-                mu, _ = vae.encode(x)
-            disc_loss = discriminator_objective(disc(mu, r_dis), b)
+            if vae is None:
+                disc_input = x
+            else:
+                with torch.no_grad():
+                    disc_input, _ = vae.encode(x)
+            disc_loss = discriminator_objective(disc(disc_input, r_dis), b)
             opt_disc.zero_grad(set_to_none=True)
             disc_loss.backward()
             opt_disc.step()
-        vae_losses.append(float(loss.total.detach()))
-        disc_losses.append(float(disc_loss.detach()))
+        if phase.vae_updates(it):
+            vae_losses.append(float(loss.total.detach()))
+        if phase.disc_updates(it):
+            disc_losses.append(float(disc_loss.detach()))
         done = it + 1
         if done % log_every == 0 or done == total:
             now = time.perf_counter()
             rate = (done - window_iter) / max(now - window_start, 1e-9)
-            log(
-                f"adversary iteration {done}/{total}: vae_loss {vae_losses[-1]:.4f} "
-                f"disc_loss {disc_losses[-1]:.4f} ({rate:.1f} it/s)"
-            )
+            losses = [
+                f"{name} {values[-1]:.4f}"
+                for name, values in (("vae_loss", vae_losses), ("disc_loss", disc_losses))
+                if values
+            ]
+            log(f"adversary iteration {done}/{total}: {' '.join(losses)} ({rate:.1f} it/s)")
             window_start, window_iter = now, done
         if _checkpoint_due(path, checkpoint_every, done, total):
             state = {key: module.state_dict() for key, module in modules.items()}
@@ -231,8 +314,9 @@ def train_adversary(
     seconds = seconds_before + time.perf_counter() - began
     if path is not None and path.exists():
         path.unlink()
-    vae.eval()
-    disc.eval()
+    for module in (vae, disc):
+        if module is not None:
+            module.eval()
     return TrainedAdversary(
         vae=vae,
         discriminator=disc,
@@ -241,6 +325,7 @@ def train_adversary(
         disc_losses=disc_losses,
         train_seconds=seconds,
         resumed_from=start,
+        variant=variant,
     )
 
 
@@ -249,7 +334,7 @@ def _checkpoint_due(path: Path | None, every: int, done: int, total: int) -> boo
     return path is not None and every > 0 and done % every == 0 and done < total
 
 
-def _fingerprint(data, cfg, seed, stage, total, device, sample_shape) -> str:
+def _fingerprint(data, cfg, seed, stage, total, device, sample_shape, variant) -> str:
     """What a checkpoint must have been written for to be resumed: the same query, exactly."""
     digest = hashlib.sha256()
     meta = {
@@ -264,6 +349,8 @@ def _fingerprint(data, cfg, seed, stage, total, device, sample_shape) -> str:
         "rows": len(data.bank),
         "conditional": data.conditional,
     }
+    if variant != ADVERSARIAL:  # VAAL/TA-VAAL checkpoints written before variants stay valid
+        meta["variant"] = variant
     digest.update(json.dumps(meta, sort_keys=True).encode())
     for array in (data.labeled, data.unlabeled, data.indices, data.decoder_r, data.disc_r):
         digest.update(b"|" if array is None else np.ascontiguousarray(array).tobytes())

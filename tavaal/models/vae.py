@@ -212,6 +212,23 @@ class Discriminator(nn.Module):
         return self.net(_with_condition(mu, r, self.cond_dim, "Discriminator")).squeeze(1)
 
 
+class PixelDiscriminator(Discriminator):
+    """The discriminator of VAAL's "no VAE" ablation (§5.1): the same MLP on the flattened
+    (normalised) input instead of a latent code; logits (N,)."""
+
+    def __init__(self, input_shape: tuple[int, ...], hidden: int = 512, depth: int = 3):
+        features = 1
+        for size in input_shape:
+            features *= size
+        super().__init__(features, 0, hidden, depth)
+        self.input_shape = tuple(input_shape)
+
+    def forward(self, x: Tensor, r: Tensor | None = None) -> Tensor:
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"PixelDiscriminator expects {self.input_shape}, got {x.shape[1:]}")
+        return super().forward(x.flatten(1), r)
+
+
 def build_discriminator(
     latent_dim: int, cond_dim: int = 0, hidden: int = 512, depth: int = 3
 ) -> Discriminator:

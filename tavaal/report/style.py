@@ -19,6 +19,10 @@ METHOD_LABELS = {
     "lloss": "Learning loss",
     "lloss_v2": "Learning loss v2",
     "vaal": "VAAL",
+    "vaal_no_vae": "VAAL w/o VAE (D on pixels)",
+    "vaal_frozen_vae": "VAAL, frozen VAE + D",
+    "vae_wasserstein": "VAE + 2-Wasserstein",
+    "vaal_lloss": "VAAL + learning loss",
     "tavaal": "TA-VAAL",
 }
 

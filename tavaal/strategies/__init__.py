@@ -11,6 +11,7 @@ from tavaal.strategies.base import (
     query_settings,
     score_table,
     top_k,
+    trains_discriminator,
 )
 
 _REGISTRY: dict[str, type[Strategy]] = {}
@@ -62,6 +63,10 @@ from tavaal.strategies import (  # noqa: E402, F401
     random_sampling,
     tavaal,
     vaal,
+    vaal_frozen_vae,
+    vaal_lloss,
+    vaal_no_vae,
+    vae_wasserstein,
     var_ratio,
 )
 
@@ -78,4 +83,5 @@ __all__ = [
     "score_table",
     "strategy_class",
     "top_k",
+    "trains_discriminator",
 ]

@@ -1,5 +1,8 @@
 """The query of VAAL and TA-VAAL: train the adversary on labeled + training pool, score the
-candidates, pick the lowest D logits (VAAL Alg. 2, TA-VAAL eq. 7).
+candidates, pick the lowest D logits (VAAL Alg. 2, TA-VAAL eq. 7). The ablations of VAAL §5.1
+use the same query with another training variant (`tavaal.adversarial.training`): a D on pixels
+or on a frozen VAE's codes picks by its logits like VAAL; a plain VAE picks by the
+2-Wasserstein distance to the labeled centroid (`wasserstein_query`).
 
 Selection ranks candidates on D's logit itself, lowest first. In float64, 1 - sigmoid(logit)
 rounds to exactly 1.0 for every logit below about -36.7, so ranking on P(unlabeled) would tie a
@@ -13,10 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from tavaal.adversarial import (
+    ADVERSARIAL,
     DEFAULT_MAX_CACHED_BYTES,
+    PLAIN_VAE,
     AdversarialData,
+    AdversaryScores,
     InputBank,
     TrainedAdversary,
+    Variant,
     adversary_diagnostics,
     normalise_rank,
     rank_statistics,
@@ -24,6 +31,7 @@ from tavaal.adversarial import (
     sigmoid,
     train_adversary,
     training_iterations,
+    wasserstein_to_centroid,
 )
 from tavaal.errors import CheckpointError, IndexFileError
 from tavaal.strategies._common import infer
@@ -51,6 +59,7 @@ def train_query_adversary(
     ctx: QueryContext,
     conditional: bool,
     max_cached_bytes: int = DEFAULT_MAX_CACHED_BYTES,
+    variant: Variant = ADVERSARIAL,
 ) -> QueryAdversary:
     """Train the VAE + D of one query (TA-VAAL if conditional), seeded from (seed, stage): the
     same context gives the same adversary, so diagnostics can retrain exactly what a finished
@@ -93,9 +102,10 @@ def train_query_adversary(
         indices=indices,
     )
     iterations = training_iterations(cfg, len(labeled), len(pool))
+    what = "VAE + discriminator" if variant == ADVERSARIAL else variant.replace("_", " ")
     ctx.log(
-        f"{ctx.method}: training VAE + discriminator on {len(labeled)} labeled + {len(pool)} "
-        f"unlabeled ({cfg.train_on}), {iterations} iterations"
+        f"{ctx.method}: training {what} on {len(labeled)} labeled + {len(pool)} "
+        f"unlabeled ({cfg.train_on}), schedule of {iterations} iterations"
     )
     trained = train_adversary(
         data,
@@ -106,6 +116,7 @@ def train_query_adversary(
         log=ctx.log,
         checkpoint_path=ctx.resume_path,
         checkpoint_every=ctx.checkpoint_every,
+        variant=variant,
     )
     return QueryAdversary(trained, data, indices, lab_pos, cand_pos, raw_r)
 
@@ -114,6 +125,7 @@ def adversarial_query(
     ctx: QueryContext,
     conditional: bool,
     max_cached_bytes: int = DEFAULT_MAX_CACHED_BYTES,
+    variant: Variant = ADVERSARIAL,
 ) -> QueryResult:
     """Train the adversary for one query and pick ctx.budget candidates (TA-VAAL if conditional).
 
@@ -121,21 +133,11 @@ def adversarial_query(
     (1 - P(labeled), the "likelihood of being unlabeled" the papers plot), and for TA-VAAL
     predicted_loss (raw Ranker output r) and rank_input (what D got as r). score = -disc_logit.
     """
-    adversary = train_query_adversary(ctx, conditional, max_cached_bytes)
-    trained, data = adversary.trained, adversary.data
-    cand_pos, lab_pos, raw_r = adversary.cand_pos, adversary.lab_pos, adversary.raw_r
-    candidates = np.asarray(ctx.candidates, dtype=np.int64)
-    batch_size = ctx.experiment.query.inference_batch_size
-    cand_scores = score_rows(trained, data, cand_pos, ctx.device, batch_size)
-    lab_scores = score_rows(trained, data, lab_pos, ctx.device, batch_size)
-    diagnostics = adversary_diagnostics(trained, cand_scores, lab_scores)
-    if conditional:
-        diagnostics.update(rank_statistics(raw_r, data.disc_r))
-    ctx.log(
-        f"{ctx.method}: recon MSE {diagnostics['vae_recon_mse']:.4f} (mean image "
-        f"{diagnostics['mean_image_mse']:.4f}), latent std {diagnostics['latent_mu_std']:.4f}, "
-        f"D AUC {diagnostics['disc_auc']:.3f}"
+    adversary, cand_scores, lab_scores, diagnostics = _train_and_score(
+        ctx, conditional, max_cached_bytes, variant
     )
+    data, cand_pos, raw_r = adversary.data, adversary.cand_pos, adversary.raw_r
+    candidates = np.asarray(ctx.candidates, dtype=np.int64)
     logits = cand_scores.logits.astype(np.float64)
     chosen = top_k(candidates, -logits, ctx.budget)
     columns = {
@@ -151,3 +153,46 @@ def adversarial_query(
         scores=score_table(candidates, -logits, chosen, **columns),
         diagnostics=diagnostics,
     )
+
+
+def wasserstein_query(
+    ctx: QueryContext, max_cached_bytes: int = DEFAULT_MAX_CACHED_BYTES
+) -> QueryResult:
+    """VAAL §5.1's "no discriminator" ablation: a plain VAE, then the candidates whose latent
+    Gaussians are farthest, in 2-Wasserstein distance (eq. 5), from the labeled set's centroid.
+
+    Columns: wasserstein (the distance; score = wasserstein, largest first).
+    """
+    _, cand_scores, lab_scores, diagnostics = _train_and_score(
+        ctx, False, max_cached_bytes, PLAIN_VAE
+    )
+    distance = wasserstein_to_centroid(
+        cand_scores.mu, cand_scores.sigma, lab_scores.mu, lab_scores.sigma
+    )
+    candidates = np.asarray(ctx.candidates, dtype=np.int64)
+    chosen = top_k(candidates, distance, ctx.budget)
+    return QueryResult(
+        chosen=chosen,
+        scores=score_table(candidates, distance, chosen, wasserstein=distance),
+        diagnostics=diagnostics,
+    )
+
+
+def _train_and_score(
+    ctx: QueryContext, conditional: bool, max_cached_bytes: int, variant: Variant
+) -> tuple[QueryAdversary, AdversaryScores, AdversaryScores, dict[str, float]]:
+    """Train the query's adversary (variant), score candidates and labeled rows, log health."""
+    adversary = train_query_adversary(ctx, conditional, max_cached_bytes, variant)
+    trained, data = adversary.trained, adversary.data
+    batch_size = ctx.experiment.query.inference_batch_size
+    cand_scores = score_rows(trained, data, adversary.cand_pos, ctx.device, batch_size)
+    lab_scores = score_rows(trained, data, adversary.lab_pos, ctx.device, batch_size)
+    diagnostics = adversary_diagnostics(trained, cand_scores, lab_scores)
+    if conditional:
+        diagnostics.update(rank_statistics(adversary.raw_r, data.disc_r))
+    ctx.log(
+        f"{ctx.method}: recon MSE {diagnostics['vae_recon_mse']:.4f} (mean image "
+        f"{diagnostics['mean_image_mse']:.4f}), latent std {diagnostics['latent_mu_std']:.4f}, "
+        f"D AUC {diagnostics['disc_auc']:.3f}"
+    )
+    return adversary, cand_scores, lab_scores, diagnostics

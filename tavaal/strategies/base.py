@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from tavaal.adversarial import ADVERSARIAL, FROZEN_VAE, PIXEL_DISCRIMINATOR, Variant
 from tavaal.seeding import numpy_rng, torch_generator
 from tavaal.training import PLAIN, TrainedModels, TrainingRecipe
 
@@ -99,17 +100,28 @@ class Strategy(ABC):
     recipe: ClassVar[TrainingRecipe] = PLAIN
     # The query samples the task learner's dropout (MC dropout): train.dropout must be > 0.
     needs_dropout: ClassVar[bool] = False
+    # What the query trains besides the task learner (`tavaal.adversarial.Variant`): VAAL's
+    # VAE + D game, an ablation of it, or nothing (None). Sizes the query's jobs.
+    adversary: ClassVar[Variant | None] = None
 
     @abstractmethod
     def query(self, ctx: QueryContext) -> QueryResult:
         """Score ctx.candidates and pick exactly ctx.budget of them."""
 
 
+def trains_discriminator(strategy: type[Strategy]) -> bool:
+    """The query trains a discriminator and its scores have disc_logit, disc_output and
+    unlabeled_probability (the discriminator figures and the adversarial health table)."""
+    return strategy.adversary in (ADVERSARIAL, FROZEN_VAE, PIXEL_DISCRIMINATOR)
+
+
 def query_settings(exp: ExperimentConfig, strategy: type[Strategy]) -> dict:
-    """What one method's queries depend on besides their input files (see `query_reads`)."""
+    """What one method's queries depend on besides their input files (see `query_reads`), and
+    the oracle that labels its picks (nothing for the ideal oracle)."""
     return {
         "method": strategy.name,
         **exp.select(*COMMON_QUERY_SETTINGS, *strategy.query_reads),
+        **exp.oracle_settings(),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tavaal.adversarial import ADVERSARIAL
 from tavaal.strategies import register_strategy
 from tavaal.strategies._adversarial import adversarial_query
 from tavaal.strategies._common import require_models
@@ -22,6 +23,7 @@ class TAVAAL(Strategy):
     name = "tavaal"
     uses_task_model = True
     query_reads = ("vae",)
+    adversary = ADVERSARIAL
     recipe = RANKING_RANKER
 
     def query(self, ctx: QueryContext) -> QueryResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tavaal.adversarial import ADVERSARIAL
 from tavaal.strategies import register_strategy
 from tavaal.strategies._adversarial import adversarial_query
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy
@@ -18,6 +19,7 @@ class VAAL(Strategy):
     name = "vaal"
     uses_task_model = False
     query_reads = ("vae",)
+    adversary = ADVERSARIAL
 
     def query(self, ctx: QueryContext) -> QueryResult:
         return adversarial_query(ctx, conditional=False)
