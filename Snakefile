@@ -67,3 +67,4 @@ localrules:
     table_adversarial_health,
     readme_results,
     study,
+    table_oracle_errors,

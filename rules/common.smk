@@ -180,6 +180,10 @@ def has_baseline(experiment):
     return REPORT["baseline"] in methods and len(methods) > 1
 
 
+def has_noisy_oracle(experiment):
+    return EXPERIMENTS[experiment].oracle.noise > 0
+
+
 def is_planar(experiment):
     return EXPERIMENTS[experiment].dataset in PLANAR_DATASETS
 
@@ -206,6 +210,8 @@ def experiment_figures(experiment):
         tables.append("sampling_time")
         if adversarial_methods(experiment):
             tables += ["adversarial_health", "loss_vs_likelihood"]
+    if has_noisy_oracle(experiment):
+        tables.append("oracle_errors")
     files += [table(name, ext) for name in tables for ext in ("csv", "md", "html")]
     return [path.format(experiment=experiment) for path in files]
 
@@ -485,3 +491,11 @@ def query_runtime(stage):
         return query_estimate(exp, wildcards.method, stage, config["device"]).runtime_minutes
 
     return runtime
+
+
+# ------------------------------------------------ ablations and robustness (issue 10)
+# Noisy oracle (VAAL §5.2): the wrong labels it gave, for experiments with oracle.noise > 0.
+
+
+def oracle_noise(wildcards):
+    return EXPERIMENTS[wildcards.experiment].oracle.noise

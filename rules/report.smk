@@ -285,6 +285,31 @@ rule table_adversarial_health:
         "../workflow_scripts/table_adversarial_health.py"
 
 
+rule table_oracle_errors:
+    """VAAL §5.2: wrong labels of a noisy oracle in each method's labeled sets (experiments with
+    oracle.noise > 0 only)."""
+    input:
+        summary_input,
+    output:
+        csv=table("oracle_errors", "csv"),
+        md=table("oracle_errors", "md"),
+        html=report(
+            table("oracle_errors", "html"),
+            caption="../report/tables/oracle_errors.rst",
+            category="{experiment}",
+            subcategory="Tables",
+            labels={"experiment": "{experiment}", "table": "oracle_errors"},
+        ),
+    log:
+        "logs/{experiment}/tables/oracle_errors.log",
+    params:
+        noise=oracle_noise,
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/table_oracle_errors.py"
+
+
 rule study:
     """One setting changed at a time (studies.<name>): AULC minus random per variant and method,
     paired by seed, and the adversarial part's health (tavaal.report.study)."""

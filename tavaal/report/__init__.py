@@ -62,6 +62,7 @@ from tavaal.report.tables import (
     default_targets,
     labels_to_reach,
     loss_likelihood_table,
+    oracle_errors_table,
     sampling_time_table,
 )
 
@@ -90,6 +91,7 @@ __all__ = [
     "method_color",
     "method_label",
     "method_order",
+    "oracle_errors_table",
     "paired_differences",
     "plot_accuracy",
     "plot_adversary_map",
