@@ -245,7 +245,7 @@ def all_figures():
     for name in STUDIES:
         files += [
             study_file(f).format(study=name)
-            for f in ("aulc.png", "table.csv", "table.md", "table.html")
+            for f in ("aulc.png", "curves.png", "table.csv", "table.md", "table.html")
         ]
     return files
 

@@ -312,7 +312,8 @@ rule table_oracle_errors:
 
 rule study:
     """One setting changed at a time (studies.<name>): AULC minus random per variant and method,
-    paired by seed, and the adversarial part's health (tavaal.report.study)."""
+    paired by seed, the adversarial part's health, and every experiment's learning curves
+    (tavaal.report.study)."""
     input:
         study_input,
     output:
@@ -321,6 +322,12 @@ rule study:
             caption="../report/study.rst",
             category="Studies",
             labels={"study": "{study}", "figure": "AULC minus random"},
+        ),
+        curves=report(
+            study_file("curves.png"),
+            caption="../report/study_curves.rst",
+            category="Studies",
+            labels={"study": "{study}", "figure": "learning curves"},
         ),
         csv=study_file("table.csv"),
         md=study_file("table.md"),

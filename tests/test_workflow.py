@@ -697,6 +697,38 @@ def test_plain_retraining_run_retrains_what_run_train_gives(tmp_path):
     assert again["test_loss"] == retrained["test_loss"]
 
 
+@pytest.mark.slow
+def test_study_run_writes_the_table_and_both_figures(tmp_path):
+    """A tiny study: the table, the AULC figure and the learning curves of each experiment
+    (VAAL Fig. 5), the variant borrowing the first experiment's random runs."""
+    base = {**TINY["experiments"]["tiny"], "methods": ["random", "entropy"], "stages": 2}
+    study = {
+        "run_experiments": ["tiny", "tiny_mc"],
+        "experiments": {
+            "tiny": base,
+            # Entropy ignores mc_samples; what matters here is that random is borrowed.
+            "tiny_mc": {**base, "methods": ["entropy"], "seeds": [0], "query": {"mc_samples": 5}},
+        },
+        "studies": {"mc": {"experiments": ["tiny", "tiny_mc"]}},
+    }
+    workdir = workdir_with_config(tmp_path, study)
+    config = ["--configfile", str(workdir / "extra.yaml")]
+    snakemake(workdir, "results/studies/mc/table.csv", *config, "--cores", "2", *TRIGGERS)
+    folder = workdir / "results/studies/mc"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "aulc.png",
+        "curves.png",
+        "table.csv",
+        "table.html",
+        "table.md",
+    ]
+    assert (folder / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    table = pd.read_csv(folder / "table.csv")
+    assert table["experiment"].tolist() == ["tiny", "tiny_mc"]
+    assert "queried_wrong_labels" not in table  # ideal oracle
+    assert not (workdir / "results/tiny_mc/random").exists()
+
+
 def _mtimes(root: Path) -> dict[str, float]:
     return {
         str(p.relative_to(root)): p.stat().st_mtime_ns
