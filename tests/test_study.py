@@ -162,3 +162,20 @@ def test_study_curves_one_panel_per_experiment_with_the_borrowed_random():
     assert fig.axes[0].get_xlabel() == "labeled samples"
     assert "test accuracy (%)" in fig.axes[0].get_ylabel()
 
+
+def test_study_table_counts_the_wrong_labels_bought_with_a_noisy_oracle():
+    base, noisy = exp("d"), exp("n", oracle={"noise": 0.2})
+    random = [[0.5, 0.6, 0.7], [0.4, 0.5, 0.6], [0.6, 0.7, 0.8]]
+    summaries = {"d": summary("d", {"random": random, "vaal": random})}
+    summaries["n"] = summary("n", {"random": random, "vaal": random})
+    for frame, wrong in ((summaries["d"], 0), (summaries["n"], 4)):
+        # Seed s bought wrong * stage + s wrong labels by stage `stage`.
+        frame["queried_wrong_labels"] = wrong * frame["stage"] + frame["seed"]
+    assert "queried_wrong_labels" not in study_table([base], {"d": summaries["d"]})
+    table = study_table([base, noisy], summaries)
+    # Last stage (2): 0 + (0, 1, 2) and 8 + (0, 1, 2), mean over the 3 seeds.
+    assert table["queried_wrong_labels"].tolist() == pytest.approx([1.0, 9.0])
+    assert table.loc[1, "changes"] == "oracle.noise: 0.0 → 0.2"
+    shown = study_display(table)
+    assert shown["wrong labels bought"].tolist() == ["1.0", "9.0"]
+    assert "AULC − random (points)" in shown

@@ -96,8 +96,12 @@ def study_table(
     confidence: float = 0.95,
 ) -> pd.DataFrame:
     """One row per (experiment, method other than the baseline): AULC minus the baseline's,
-    paired by seed, with its t interval, and the mean adversarial health."""
+    paired by seed, with its t interval, and the mean adversarial health. When an experiment
+    of the study has a noisy oracle, also queried_wrong_labels: the wrong labels its queries
+    bought by the last stage, mean over seeds."""
     base = experiments[0]
+    # A noisy oracle (VAAL §5.2) in the study: how many wrong labels each method bought.
+    noisy = any(exp.oracle.noise > 0 for exp in experiments)
     rows = []
     for exp in experiments:
         summary = summaries[exp.name]
@@ -123,12 +127,15 @@ def study_table(
             for key in HEALTH:
                 column = f"diag_{key}"
                 row[key] = float(queries[column].mean()) if column in queries else math.nan
+            if noisy:
+                row["queried_wrong_labels"] = _bought_wrong(summary, method, exp.stages - 1)
             rows.append(row)
     return pd.DataFrame(rows)
 
 
 def study_display(table: pd.DataFrame) -> pd.DataFrame:
-    """For reading: AULC differences in accuracy points with their interval, health rounded."""
+    """For reading: AULC differences in accuracy points with their interval, health rounded,
+    and with a noisy oracle the wrong labels bought by the last stage (mean over seeds)."""
     shown = pd.DataFrame(
         {
             "experiment": table["experiment"],
@@ -143,6 +150,8 @@ def study_display(table: pd.DataFrame) -> pd.DataFrame:
             "rank inputs in (0.01, 0.99)": table["rank_input_informative"].map(_two),
         }
     )
+    if "queried_wrong_labels" in table:
+        shown["wrong labels bought"] = table["queried_wrong_labels"].map(_one)
     return shown
 
 
@@ -242,6 +251,13 @@ def _wrapped(changes: str, width: int = 60) -> str:
     return "\n".join(lines)
 
 
+def _bought_wrong(summary: pd.DataFrame, method: str, stage: int) -> float:
+    rows = summary[(summary["method"] == method) & (summary["stage"] == stage)]
+    if "queried_wrong_labels" not in rows or rows.empty:
+        return math.nan
+    return float(rows["queried_wrong_labels"].mean())
+
+
 def _mean_ratio(queries: pd.DataFrame) -> float:
     if "diag_vae_recon_mse" not in queries or "diag_mean_image_mse" not in queries:
         return math.nan
@@ -258,6 +274,10 @@ def _interval(mean: float, low: float, high: float) -> str:
 
 def _two(value: float) -> str:
     return "—" if value is None or math.isnan(value) else f"{value:.2f}"
+
+
+def _one(value: float) -> str:
+    return "—" if value is None or math.isnan(value) else f"{value:.1f}"
 
 
 def _flat(data: Mapping, prefix: str = "") -> dict:
