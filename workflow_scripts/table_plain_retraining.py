@@ -1,12 +1,13 @@
 """Rule table_plain_retraining: each method's own task learner against a plain classifier
 retrained on its labeled sets (TA-VAAL §6.1), as a table and a figure."""
 
-from tavaal.report import save_figure, write_table
-from tavaal.report.plain_retraining import (
+from tavaal.report import (
     plain_retraining_display,
     plain_retraining_table,
     plot_plain_retraining,
     read_retraining,
+    save_figure,
+    write_table,
 )
 from tavaal.stage import workflow_job
 

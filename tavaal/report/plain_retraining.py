@@ -14,7 +14,6 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -126,6 +125,9 @@ def plain_retraining_display(table: pd.DataFrame) -> pd.DataFrame:
 def plot_plain_retraining(table: pd.DataFrame, title: str) -> Figure:
     """One panel per method: its own learner, the plain classifier on its labeled sets and the
     reference method, test accuracy against labeled samples, mean ± std over seeds."""
+    # Here, not at the top: tavaal.report.figures picks the backend before pyplot loads.
+    import matplotlib.pyplot as plt
+
     methods = method_order(table["method"])
     fig, axes = plt.subplots(
         1, len(methods), figsize=(4.5 * len(methods), 4), sharey=True, squeeze=False
