@@ -42,6 +42,13 @@ rule diagnostics:
         diagnostic_files(),
 
 
+rule plain_retraining:
+    """Opt-in ablation (TA-VAAL §6.1, issue 10): per experiment, each non-plain method's own
+    task learner against a plain classifier retrained on its labeled sets, without new queries."""
+    input:
+        plain_retraining_files(),
+
+
 include: "rules/data.smk"
 include: "rules/active_learning.smk"
 include: "rules/report.smk"
@@ -67,3 +74,6 @@ localrules:
     table_adversarial_health,
     readme_results,
     study,
+    plain_retraining,
+    table_plain_retraining,
+    table_oracle_errors,

@@ -12,7 +12,7 @@ from tavaal.report.study import check_study
 from tavaal.resources import query_estimate, train_estimate
 from tavaal.results_guard import check_results_match
 from tavaal.strategies import method_settings, strategy_class, trains_discriminator
-from tavaal.training import training_settings
+from tavaal.training import PLAIN, get_recipe, training_settings
 from tavaal.validation import check_experiment
 
 RESULTS = config["results_dir"].rstrip("/")
@@ -111,7 +111,11 @@ def experiment_recipes(experiment):
 wildcard_constraints:
     experiment=_alternation(EXPERIMENTS),
     method=_alternation(m for exp in EXPERIMENTS.values() for m in exp.methods),
-    recipe=_alternation(r for name in EXPERIMENTS for r in experiment_recipes(name)),
+    # plain also for the target plain_retraining: its stage-0 reference is the shared plain
+    # model, wanted even where no method of the experiment trains plain.
+    recipe=_alternation(
+        [r for name in EXPERIMENTS for r in experiment_recipes(name)] + [PLAIN.name]
+    ),
     dataset=_alternation(exp.dataset for exp in EXPERIMENTS.values()),
     seed=r"0|[1-9]\d*",
     stage=r"0|[1-9]\d*",
@@ -187,6 +191,10 @@ def has_baseline(experiment):
     return REPORT["baseline"] in methods and len(methods) > 1
 
 
+def has_noisy_oracle(experiment):
+    return EXPERIMENTS[experiment].oracle.noise > 0
+
+
 def is_planar(experiment):
     return EXPERIMENTS[experiment].dataset in PLANAR_DATASETS
 
@@ -213,6 +221,8 @@ def experiment_figures(experiment):
         tables.append("sampling_time")
         if adversarial_methods(experiment):
             tables += ["adversarial_health", "loss_vs_likelihood"]
+    if has_noisy_oracle(experiment):
+        tables.append("oracle_errors")
     files += [table(name, ext) for name in tables for ext in ("csv", "md", "html")]
     return [path.format(experiment=experiment) for path in files]
 
@@ -242,7 +252,7 @@ def all_figures():
     for name in STUDIES:
         files += [
             study_file(f).format(study=name)
-            for f in ("aulc.png", "table.csv", "table.md", "table.html")
+            for f in ("aulc.png", "curves.png", "table.csv", "table.md", "table.html")
         ]
     return files
 
@@ -456,11 +466,9 @@ def shown_selection_stage(wildcards):
 
 
 def _training_recipe(wildcards):
+    # The recipe wildcard names the recipe: a shared stage-0 model, or retrain_plain's.
     if "recipe" in wildcards.keys():
-        return next(
-            recipe(m) for m in EXPERIMENTS[wildcards.experiment].methods
-            if recipe(m).name == wildcards.recipe
-        )
+        return get_recipe(wildcards.recipe)
     return recipe(wildcards.method)
 
 
@@ -492,3 +500,78 @@ def query_runtime(stage):
         return query_estimate(exp, wildcards.method, stage, config["device"]).runtime_minutes
 
     return runtime
+
+
+# ------------------------------------------------ ablations and robustness (issue 10)
+# Plain retraining (TA-VAAL §6.1): a plain classifier, no Ranker and one member, retrained on
+# the labeled sets of every method that trains otherwise, so that the quality of the selected
+# samples is measured apart from the effect of the loss prediction module on its own learner.
+
+
+def retrained_methods(experiment):
+    """The experiment's methods whose task learner is not plain (lloss, tavaal, ensemble_varr)."""
+    return [m for m in EXPERIMENTS[experiment].methods if recipe(m).name != PLAIN.name]
+
+
+def plain_metrics_file(experiment, method, seed, stage):
+    """metrics.json of the plain classifier on `method`'s labeled set of `stage`: stage 0's
+    pool is shared, so its plain model is the shared stage-0 one (rule train_initial)."""
+    if stage == 0:
+        return f"{STAGE0}/{PLAIN.name}/metrics.json".format(experiment=experiment, seed=seed)
+    return stage_file(stage, f"{PLAIN.name}/metrics.json").format(
+        experiment=experiment, method=method, seed=seed
+    )
+
+
+def plain_retraining_files():
+    """Opt-in target `plain_retraining`: its table and figure for every experiment with a
+    method to retrain."""
+    names = [name for name in EXPERIMENTS if retrained_methods(name)]
+    patterns = [table("plain_retraining", ext) for ext in ("csv", "md", "html")]
+    patterns.append(figure("plain_retraining"))
+    return [path.format(experiment=name) for name in names for path in patterns]
+
+
+def _retraining_runs(experiment):
+    exp = EXPERIMENTS[experiment]
+    methods = retrained_methods(experiment)
+    return [(m, s, k) for m in methods for s in exp.seeds for k in range(exp.stages)]
+
+
+def plain_retraining_input(wildcards):
+    """Per (retrained method, seed, stage): the method's own metrics and the plain classifier's
+    on the same labeled set; the baseline's metrics (random) as reference when it runs."""
+    name = wildcards.experiment
+    exp = EXPERIMENTS[name]
+    runs = _retraining_runs(name)
+    files = {
+        "own": [run_file(name, m, s, k, "metrics.json") for m, s, k in runs],
+        "plain": [plain_metrics_file(name, m, s, k) for m, s, k in runs],
+        "reference": [],
+    }
+    baseline = REPORT["baseline"]
+    if baseline in exp.methods:
+        files["reference"] = [
+            run_file(name, baseline, s, k, "metrics.json")
+            for s in exp.seeds
+            for k in range(exp.stages)
+        ]
+    return files
+
+
+def plain_retraining_methods(wildcards):
+    """The method of each of plain_retraining_input's own and plain files, in the same order."""
+    return [m for m, _, _ in _retraining_runs(wildcards.experiment)]
+
+
+def plain_retraining_reference(wildcards):
+    """The method of the reference files: the baseline when the experiment runs it, else None."""
+    baseline = REPORT["baseline"]
+    return baseline if baseline in EXPERIMENTS[wildcards.experiment].methods else None
+
+
+# Noisy oracle (VAAL §5.2): the wrong labels it gave, for experiments with oracle.noise > 0.
+
+
+def oracle_noise(wildcards):
+    return EXPERIMENTS[wildcards.experiment].oracle.noise

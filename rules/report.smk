@@ -285,9 +285,35 @@ rule table_adversarial_health:
         "../workflow_scripts/table_adversarial_health.py"
 
 
+rule table_oracle_errors:
+    """VAAL §5.2: wrong labels of a noisy oracle in each method's labeled sets (experiments with
+    oracle.noise > 0 only)."""
+    input:
+        summary_input,
+    output:
+        csv=table("oracle_errors", "csv"),
+        md=table("oracle_errors", "md"),
+        html=report(
+            table("oracle_errors", "html"),
+            caption="../report/tables/oracle_errors.rst",
+            category="{experiment}",
+            subcategory="Tables",
+            labels={"experiment": "{experiment}", "table": "oracle_errors"},
+        ),
+    log:
+        "logs/{experiment}/tables/oracle_errors.log",
+    params:
+        noise=oracle_noise,
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/table_oracle_errors.py"
+
+
 rule study:
     """One setting changed at a time (studies.<name>): AULC minus random per variant and method,
-    paired by seed, and the adversarial part's health (tavaal.report.study)."""
+    paired by seed, the adversarial part's health, and every experiment's learning curves
+    (tavaal.report.study)."""
     input:
         study_input,
     output:
@@ -296,6 +322,12 @@ rule study:
             caption="../report/study.rst",
             category="Studies",
             labels={"study": "{study}", "figure": "AULC minus random"},
+        ),
+        curves=report(
+            study_file("curves.png"),
+            caption="../report/study_curves.rst",
+            category="Studies",
+            labels={"study": "{study}", "figure": "learning curves"},
         ),
         csv=study_file("table.csv"),
         md=study_file("table.md"),
@@ -343,3 +375,69 @@ rule readme_results:
         SOFTWARE
     script:
         "../workflow_scripts/readme_results.py"
+
+
+# ------------------------------------------------ ablations and robustness (issue 10)
+# Plain retraining (TA-VAAL §6.1), opt-in through the target plain_retraining: a plain
+# classifier on the labeled sets of every method whose own learner is not plain, no new query.
+
+
+rule retrain_plain:
+    """A plain classifier on a method's labeled set of stage k >= 1 (stage 0 uses the shared
+    stage-0 plain model of train_initial); the recipe wildcard is only ever `plain`."""
+    input:
+        unpack(train_input),
+    output:
+        model=stage_file("{stage}", "{recipe}/model.pt"),
+        metrics=stage_file("{stage}", "{recipe}/metrics.json"),
+    log:
+        stage_log("{stage}", "{recipe}/train"),
+    benchmark:
+        stage_benchmark("{stage}", "{recipe}/train")
+    params:
+        # The recipe wildcard makes these, and the resources, the plain recipe's.
+        settings=recipe_training_settings,
+        code_version=CODE_VERSION,
+    wildcard_constraints:
+        stage=r"[1-9]\d*",
+        recipe=PLAIN.name,
+    threads: 1
+    resources:
+        mem_mb=train_mem_mb,
+        runtime=train_runtime,
+        gpu=1,
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/retrain_plain.py"
+
+
+rule table_plain_retraining:
+    input:
+        unpack(plain_retraining_input),
+    output:
+        csv=table("plain_retraining", "csv"),
+        md=table("plain_retraining", "md"),
+        html=report(
+            table("plain_retraining", "html"),
+            caption="../report/tables/plain_retraining.rst",
+            category="{experiment}",
+            subcategory="Tables",
+            labels={"experiment": "{experiment}", "table": "plain_retraining"},
+        ),
+        figure=report(
+            figure("plain_retraining"),
+            caption="../report/plain_retraining.rst",
+            category="{experiment}",
+            subcategory="Learning curves",
+            labels={"experiment": "{experiment}", "figure": "plain retraining"},
+        ),
+    log:
+        "logs/{experiment}/tables/plain_retraining.log",
+    params:
+        methods=plain_retraining_methods,
+        reference=plain_retraining_reference,
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/table_plain_retraining.py"

@@ -499,6 +499,10 @@ def _write_run(tmp_path, method, seed, stages, num_classes=3):
     return metrics, [labeled_path], scores
 
 
+# The true labels of _write_run's indices 0..7: what its index files say (an ideal oracle).
+TRUE_LABELS = np.array([0, 0, 1, 1, 2, 2, 0, 1])
+
+
 def test_build_summary_from_files(tmp_path):
     metrics, labeled, scores = [], [], []
     for method in ("tavaal", "random"):
@@ -507,7 +511,7 @@ def test_build_summary_from_files(tmp_path):
             metrics += m
             labeled += lab
             scores += s
-    summary = report.build_summary(metrics, labeled, scores, num_classes=3)
+    summary = report.build_summary(metrics, labeled, scores, num_classes=3, y_train=TRUE_LABELS)
     assert len(summary) == 2 * 2 * 3
     assert not summary.duplicated(["method", "seed", "stage"]).any()
     assert list(summary["method"].unique()) == ["random", "tavaal"]
@@ -525,6 +529,49 @@ def test_build_summary_from_files(tmp_path):
     assert row.loc[0, "candidate_true_loss"] == pytest.approx(3.0)
     assert row.loc[0, "min_class_accuracy"] == pytest.approx(0.4)
     assert (summary["num_classes"] == 3).all()
+    # The ideal oracle: every label is the true one.
+    assert (summary[["wrong_labels", "queried_wrong_labels"]] == 0).all(axis=None)
     path = tmp_path / "out" / "summary.parquet"
     report.write_summary(summary, path)
     pd.testing.assert_frame_equal(report.read_summary(path), summary)
+
+
+def _noisy_runs(tmp_path):
+    """_write_run's files of lloss, seeds 0 and 1, stages 0-2 (indices 0-3 in the initial pool,
+    4-5 bought at stage 1, 6-7 at stage 2), and true labels that the oracle's differ from at
+    index 1 (initial pool), 5 (stage 1) and 6 (stage 2)."""
+    metrics, labeled, scores = [], [], []
+    for seed in (0, 1):
+        m, lab, s = _write_run(tmp_path, "lloss", seed, stages=3)
+        metrics, labeled, scores = metrics + m, labeled + lab, scores + s
+    truth = TRUE_LABELS.copy()
+    truth[[1, 5, 6]] = [2, 1, 2]
+    return report.build_summary(metrics, labeled, scores, num_classes=3, y_train=truth)
+
+
+def test_summary_counts_the_wrong_labels_of_a_noisy_oracle(tmp_path):
+    summary = _noisy_runs(tmp_path)
+    for seed in (0, 1):
+        rows = summary[summary["seed"] == seed].set_index("stage")
+        # Every stage's labeled set: all samples added up to it.
+        assert rows["wrong_labels"].tolist() == [1, 2, 3]
+        # Bought by queries: stage_added >= 1 only, the initial pool's wrong label left out.
+        assert rows["queried_wrong_labels"].tolist() == [0, 1, 2]
+
+
+def test_oracle_errors_table_shares_of_bought_labels(tmp_path):
+    summary = _noisy_runs(tmp_path)
+    # Seed 1 bought no wrong label at stage 1 (as if its sample 5 were labeled right).
+    seed1 = (summary["seed"] == 1) & (summary["stage"] >= 1)
+    summary.loc[seed1, ["wrong_labels", "queried_wrong_labels"]] -= 1
+    table = report.oracle_errors_table(summary, noise=0.2).set_index("stage")
+    assert table["labels"].tolist() == [4, 6, 8]
+    assert table["seeds"].tolist() == [2, 2, 2]
+    assert table["wrong_labels"].tolist() == pytest.approx([1.0, 1.5, 2.5])
+    assert table["queried_wrong_labels"].tolist() == pytest.approx([0.0, 0.5, 1.5])
+    assert table["queried_labels"].tolist() == [0, 2, 4]
+    # (1 + 0) of 2 + 2 bought at stage 1; (2 + 1) of 4 + 4 by stage 2; nothing bought at 0.
+    assert math.isnan(table.loc[0, "queried_wrong_share"])
+    assert table.loc[1, "queried_wrong_share"] == pytest.approx(0.25)
+    assert table.loc[2, "queried_wrong_share"] == pytest.approx(0.375)
+    assert (table["oracle_noise"] == 0.2).all()

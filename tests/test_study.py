@@ -112,3 +112,70 @@ def test_study_table_pairs_by_seed_and_averages_the_health():
     assert shown.loc[0, "AULC − random (points)"] == "+3.0 [+3.0, +3.0]"
     assert shown.loc[0, "D AUC"] == "0.70" and shown.loc[0, "rank inputs in (0.01, 0.99)"] == "—"
     assert np.isfinite(table["aulc_diff_mean"]).all()
+
+
+def test_study_curves_one_panel_per_experiment_with_the_borrowed_random():
+    """VAAL Fig. 5: a variant without random runs shows the first experiment's, of its seeds."""
+    from tavaal.report.study import plot_study_curves
+
+    base = exp("d")
+    beta = exp("v", methods=["vaal"], seeds=[0, 1], vae={"beta": 0.5})
+    wide = exp("w", methods=["vaal"], vae={"latent_dim": 8, "beta": 0.5, "epochs": 3})
+    own = exp("own", budget=20)
+    random = [[0.5, 0.6, 0.7], [0.4, 0.5, 0.6], [0.6, 0.7, 0.8]]
+    vaal = [[a + 0.01 for a in seed] for seed in random]
+    summaries = {
+        name: summary(name, curves)
+        for name, curves in {
+            "d": {"random": random, "vaal": vaal},
+            "v": {"vaal": vaal[:2]},
+            "w": {"vaal": vaal},
+            "own": {"random": random, "vaal": vaal},
+        }.items()
+    }
+    fig = plot_study_curves([base, beta, wide, own], summaries, title="Study s")
+    # Four panels; the grid's two cells left over (3 columns) are removed.
+    assert len(fig.axes) == 4
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "d\n(baseline)"
+    assert titles[1] == "v\nvae.beta: 1.0 → 0.5"
+    # Long lists of changes wrap between changes, never inside one.
+    assert titles[2] == "w\nvae.beta: 1.0 → 0.5; vae.epochs: 100 → 3\nvae.latent_dim: 64 → 8"
+    assert titles[3] == "own\nbudget: 40 → 20"
+
+    def lines(ax):
+        return {
+            line.get_label(): line
+            for line in ax.get_lines()
+            if not line.get_label().startswith("_")
+        }
+
+    assert list(lines(fig.axes[0])) == ["Random", "VAAL"]
+    assert list(lines(fig.axes[1])) == ["Random (d's runs)", "VAAL"]
+    assert list(lines(fig.axes[2])) == ["Random (d's runs)", "VAAL"]
+    assert list(lines(fig.axes[3])) == ["Random", "VAAL"]
+    # v runs seeds 0 and 1: d's random of those seeds only, in percent.
+    borrowed = lines(fig.axes[1])["Random (d's runs)"]
+    np.testing.assert_allclose(borrowed.get_xdata(), [40, 80, 120])
+    np.testing.assert_allclose(borrowed.get_ydata(), [45.0, 55.0, 65.0])
+    np.testing.assert_allclose(lines(fig.axes[2])["Random (d's runs)"].get_ydata(), [50, 60, 70])
+    assert fig.axes[0].get_xlabel() == "labeled samples"
+    assert "test accuracy (%)" in fig.axes[0].get_ylabel()
+
+
+def test_study_table_counts_the_wrong_labels_bought_with_a_noisy_oracle():
+    base, noisy = exp("d"), exp("n", oracle={"noise": 0.2})
+    random = [[0.5, 0.6, 0.7], [0.4, 0.5, 0.6], [0.6, 0.7, 0.8]]
+    summaries = {"d": summary("d", {"random": random, "vaal": random})}
+    summaries["n"] = summary("n", {"random": random, "vaal": random})
+    for frame, wrong in ((summaries["d"], 0), (summaries["n"], 4)):
+        # Seed s bought wrong * stage + s wrong labels by stage `stage`.
+        frame["queried_wrong_labels"] = wrong * frame["stage"] + frame["seed"]
+    assert "queried_wrong_labels" not in study_table([base], {"d": summaries["d"]})
+    table = study_table([base, noisy], summaries)
+    # Last stage (2): 0 + (0, 1, 2) and 8 + (0, 1, 2), mean over the 3 seeds.
+    assert table["queried_wrong_labels"].tolist() == pytest.approx([1.0, 9.0])
+    assert table.loc[1, "changes"] == "oracle.noise: 0.0 → 0.2"
+    shown = study_display(table)
+    assert shown["wrong labels bought"].tolist() == ["1.0", "9.0"]
+    assert "AULC − random (points)" in shown

@@ -216,6 +216,8 @@ def expected_jobs(config: dict) -> Counter:
                 counts["table_adversarial_health"] += 1
             if exp["dataset"] == "moons":
                 counts["figure_selection"] += 1
+        if exp.get("oracle", {}).get("noise", 0) > 0:
+            counts["table_oracle_errors"] += 1
     counts["prepare_dataset"] = len(datasets)
     if config.get("studies"):
         counts["study"] = len(config["studies"])
@@ -433,6 +435,89 @@ def test_query_reads_the_task_model_only_when_the_method_uses_it(tmp_path):
         }
 
 
+# Issue 10: a mix of plain and non-plain methods with random, and an experiment whose only
+# method trains with a Ranker (no method of it trains plain) and whose oracle is noisy.
+ABLATION = {
+    "run_experiments": ["mixed", "rankers"],
+    "experiments": {
+        "mixed": {
+            **TINY["experiments"]["tiny"],
+            "methods": ["random", "entropy", "lloss", "tavaal"],
+        },
+        "rankers": {
+            **TINY["experiments"]["tiny"],
+            "methods": ["lloss"],
+            "seeds": [0],
+            "stages": 2,
+            "oracle": {"noise": 0.1},
+        },
+    },
+}
+
+
+def test_plain_retraining_target_retrains_the_non_plain_methods_only(tmp_path):
+    """TA-VAAL §6.1: a plain classifier on every labeled set of stage >= 1 of the methods that
+    do not train plain (lloss, tavaal); stage 0 is the shared stage-0 plain model, trained even
+    where no method of the experiment trains plain; random's metrics as reference."""
+    from tavaal.resources import train_estimate
+    from tavaal.training import PLAIN
+
+    workdir = workdir_with_config(tmp_path, ABLATION)
+    jobs = planned_jobs(workdir, "plain_retraining", "--configfile", str(workdir / "extra.yaml"))
+    retrained = [job for job in jobs if job["rule"] == "retrain_plain"]
+    runs = {("mixed", m, s, k) for m in ("lloss", "tavaal") for s in (0, 1) for k in (1, 2)}
+    runs.add(("rankers", "lloss", 0, 1))
+    assert len(retrained) == len(runs)
+    for job in retrained:
+        w = dict(item.split("=") for item in job["wildcards"].split(", "))
+        run = f"results/{w['experiment']}/{w['method']}/seed{w['seed']}/stage{w['stage']}"
+        assert files(job["input"]) == {f"{run}/labeled.parquet", "data/moons"}
+        assert files(job["output"]) == {f"{run}/plain/model.pt", f"{run}/plain/metrics.json"}
+        runs.remove((w["experiment"], w["method"], int(w["seed"]), int(w["stage"])))
+        # Sized for the plain recipe, not the method's.
+        exp = ExperimentConfig.from_dict(w["experiment"], ABLATION["experiments"][w["experiment"]])
+        estimate = train_estimate(exp, PLAIN, int(w["stage"]), "auto")
+        resources = dict(item.split("=") for item in job["resources"].split(", "))
+        assert int(resources["mem_mb"]) == estimate.mem_mb
+        assert int(resources["runtime"]) == estimate.runtime_minutes
+    assert not runs
+    shared = {
+        (w["experiment"], w["recipe"])
+        for job in jobs
+        if job["rule"] == "train_initial"
+        for w in [dict(item.split("=") for item in job["wildcards"].split(", "))]
+    }
+    assert ("rankers", "plain") in shared
+    # Entropy is neither retrained nor the reference: none of its jobs is needed.
+    assert not any("/entropy/" in job.get("output", "") for job in jobs)
+    tables = {
+        job["output"].split("/")[1]: files(job["input"])
+        for job in jobs
+        if job["rule"] == "table_plain_retraining"
+    }
+    assert set(tables) == {"mixed", "rankers"}
+    mixed = tables["mixed"]
+    for seed in (0, 1):
+        assert f"results/mixed/stage0/seed{seed}/plain/metrics.json" in mixed
+        assert f"results/mixed/stage0/seed{seed}/margin_ranker/metrics.json" in mixed
+        assert f"results/mixed/random/seed{seed}/stage2/metrics.json" in mixed
+        assert f"results/mixed/tavaal/seed{seed}/stage2/plain/metrics.json" in mixed
+    assert not any("stage0/plain" in path or "random/seed0/stage1/plain" in path for path in mixed)
+    assert tables["rankers"] == {
+        "results/rankers/stage0/seed0/margin_ranker/metrics.json",
+        "results/rankers/lloss/seed0/stage1/metrics.json",
+        "results/rankers/stage0/seed0/plain/metrics.json",
+        "results/rankers/lloss/seed0/stage1/plain/metrics.json",
+    }
+
+
+def test_a_noisy_oracle_adds_the_oracle_errors_table(tmp_path):
+    workdir = workdir_with_config(tmp_path, ABLATION)
+    counts = dry_run_counts(workdir, "--configfile", str(workdir / "extra.yaml"))
+    assert counts == expected_jobs(merged_config(ABLATION))
+    assert counts["table_oracle_errors"] == 1  # rankers only
+
+
 # ------------------------------------------------------------------------ tiny real runs
 
 
@@ -560,6 +645,88 @@ def test_tiny_index_files_chain_by_budget(tiny_run):
                     )
                     assert set(scores.loc[scores["chosen"], "index"]) == new
                 previous = indices
+
+
+@pytest.mark.slow
+def test_plain_retraining_run_retrains_what_run_train_gives(tmp_path):
+    """The target on a tiny run: the stage-1 plain classifier is exactly what run_train with
+    the plain recipe gives on the method's labeled set; stage 0 is the shared plain model."""
+    from tavaal.stage import run_train
+    from tavaal.training import PLAIN
+
+    small = copy.deepcopy(TINY)
+    small["experiments"]["tiny"].update(methods=["random", "lloss"], stages=2)
+    workdir = workdir_with_config(tmp_path / "run", small, "small.yaml")
+    config = ["--configfile", str(workdir / "small.yaml")]
+    snakemake(workdir, "plain_retraining", *config, "--cores", "2", *TRIGGERS)
+    results = workdir / "results"
+    base = results / "tiny"
+    for name in ("tables/plain_retraining.md", "tables/plain_retraining.html"):
+        assert (base / name).stat().st_size > 0, name
+    assert (base / "figures/plain_retraining.png").read_bytes()[:4] == b"\x89PNG"
+    table = pd.read_csv(base / "tables/plain_retraining.csv")
+    assert table["method"].tolist() == ["lloss", "lloss"]
+    assert table["labels"].tolist() == [20, 30]
+    assert table[["own_mean", "plain_mean", "reference_mean"]].stack().between(0, 1).all()
+
+    def accuracy(path):
+        return json.loads(Path(path).read_text())["accuracy"]
+
+    first = table.set_index("stage").loc[0]
+    shared = [accuracy(base / f"stage0/seed{s}/plain/metrics.json") for s in (0, 1)]
+    assert first["plain_mean"] == pytest.approx(sum(shared) / 2, abs=1e-6)
+    assert first["reference_mean"] == pytest.approx(first["plain_mean"], abs=1e-6)
+    ranker = [accuracy(base / f"stage0/seed{s}/margin_ranker/metrics.json") for s in (0, 1)]
+    assert first["own_mean"] == pytest.approx(sum(ranker) / 2, abs=1e-6)
+    exp = ExperimentConfig.from_dict("tiny", small["experiments"]["tiny"])
+    retrained = json.loads((base / "lloss/seed0/stage1/plain/metrics.json").read_text())
+    assert (retrained["recipe"], retrained["method"], retrained["labels"]) == ("plain", "lloss", 30)
+    again = run_train(
+        exp,
+        PLAIN,
+        0,
+        1,
+        labeled=base / "lloss/seed0/stage1/labeled.parquet",
+        data_dir=workdir / "data",
+        model_out=tmp_path / "again/model.pt",
+        metrics_out=tmp_path / "again/metrics.json",
+        method="lloss",
+        log=lambda line: None,
+    )
+    assert again["accuracy"] == retrained["accuracy"]
+    assert again["test_loss"] == retrained["test_loss"]
+
+
+@pytest.mark.slow
+def test_study_run_writes_the_table_and_both_figures(tmp_path):
+    """A tiny study: the table, the AULC figure and the learning curves of each experiment
+    (VAAL Fig. 5), the variant borrowing the first experiment's random runs."""
+    base = {**TINY["experiments"]["tiny"], "methods": ["random", "entropy"], "stages": 2}
+    study = {
+        "run_experiments": ["tiny", "tiny_mc"],
+        "experiments": {
+            "tiny": base,
+            # Entropy ignores mc_samples; what matters here is that random is borrowed.
+            "tiny_mc": {**base, "methods": ["entropy"], "seeds": [0], "query": {"mc_samples": 5}},
+        },
+        "studies": {"mc": {"experiments": ["tiny", "tiny_mc"]}},
+    }
+    workdir = workdir_with_config(tmp_path, study)
+    config = ["--configfile", str(workdir / "extra.yaml")]
+    snakemake(workdir, "results/studies/mc/table.csv", *config, "--cores", "2", *TRIGGERS)
+    folder = workdir / "results/studies/mc"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "aulc.png",
+        "curves.png",
+        "table.csv",
+        "table.html",
+        "table.md",
+    ]
+    assert (folder / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    table = pd.read_csv(folder / "table.csv")
+    assert table["experiment"].tolist() == ["tiny", "tiny_mc"]
+    assert "queried_wrong_labels" not in table  # ideal oracle
+    assert not (workdir / "results/tiny_mc/random").exists()
 
 
 def _mtimes(root: Path) -> dict[str, float]:

@@ -7,6 +7,8 @@ One module per concern:
 - `statistics`: learning curves, paired differences by seed, t intervals, area under the
   learning curve: the one place every table and figure takes its numbers from;
 - `tables`: the tables of one experiment;
+- `plain_retraining`: each method's own task learner against a plain classifier retrained on
+  its labeled sets (TA-VAAL §6.1);
 - `table_files`: tables as csv, markdown and self-contained html files;
 - `figures`: learning curves, selected samples, the adversarial part;
 - `style`: method names, colours and order;
@@ -38,6 +40,12 @@ from tavaal.report.figures.selection import (
     plot_selection,
     selection_figure,
 )
+from tavaal.report.plain_retraining import (
+    plain_retraining_display,
+    plain_retraining_table,
+    plot_plain_retraining,
+    read_retraining,
+)
 from tavaal.report.statistics import (
     area_under_curve,
     improvement_curves,
@@ -62,6 +70,7 @@ from tavaal.report.tables import (
     default_targets,
     labels_to_reach,
     loss_likelihood_table,
+    oracle_errors_table,
     sampling_time_table,
 )
 
@@ -90,14 +99,19 @@ __all__ = [
     "method_color",
     "method_label",
     "method_order",
+    "oracle_errors_table",
     "paired_differences",
+    "plain_retraining_display",
+    "plain_retraining_table",
     "plot_accuracy",
     "plot_adversary_map",
     "plot_class_entropy",
     "plot_discriminator_histogram",
     "plot_improvement",
     "plot_loss_vs_likelihood",
+    "plot_plain_retraining",
     "plot_selection",
+    "read_retraining",
     "read_summary",
     "replay_query_adversary",
     "sampling_time_table",

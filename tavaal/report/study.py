@@ -22,7 +22,7 @@ import pandas as pd
 
 from tavaal.config import ExperimentConfig
 from tavaal.errors import ConfigError
-from tavaal.report.statistics import aulc_per_seed, t_interval
+from tavaal.report.statistics import aulc_per_seed, learning_curves, t_interval
 from tavaal.report.style import method_label, method_order
 from tavaal.strategies import method_hash, strategy_class
 from tavaal.training import training_hash
@@ -96,8 +96,12 @@ def study_table(
     confidence: float = 0.95,
 ) -> pd.DataFrame:
     """One row per (experiment, method other than the baseline): AULC minus the baseline's,
-    paired by seed, with its t interval, and the mean adversarial health."""
+    paired by seed, with its t interval, and the mean adversarial health. When an experiment
+    of the study has a noisy oracle, also queried_wrong_labels: the wrong labels its queries
+    bought by the last stage, mean over seeds."""
     base = experiments[0]
+    # A noisy oracle (VAAL §5.2) in the study: how many wrong labels each method bought.
+    noisy = any(exp.oracle.noise > 0 for exp in experiments)
     rows = []
     for exp in experiments:
         summary = summaries[exp.name]
@@ -123,12 +127,15 @@ def study_table(
             for key in HEALTH:
                 column = f"diag_{key}"
                 row[key] = float(queries[column].mean()) if column in queries else math.nan
+            if noisy:
+                row["queried_wrong_labels"] = _bought_wrong(summary, method, exp.stages - 1)
             rows.append(row)
     return pd.DataFrame(rows)
 
 
 def study_display(table: pd.DataFrame) -> pd.DataFrame:
-    """For reading: AULC differences in accuracy points with their interval, health rounded."""
+    """For reading: AULC differences in accuracy points with their interval, health rounded,
+    and with a noisy oracle the wrong labels bought by the last stage (mean over seeds)."""
     shown = pd.DataFrame(
         {
             "experiment": table["experiment"],
@@ -143,6 +150,8 @@ def study_display(table: pd.DataFrame) -> pd.DataFrame:
             "rank inputs in (0.01, 0.99)": table["rank_input_informative"].map(_two),
         }
     )
+    if "queried_wrong_labels" in table:
+        shown["wrong labels bought"] = table["queried_wrong_labels"].map(_one)
     return shown
 
 
@@ -185,6 +194,70 @@ def plot_study(table: pd.DataFrame, title: str, confidence: float = 0.95):
     return fig
 
 
+def plot_study_curves(
+    experiments: Sequence[ExperimentConfig],
+    summaries: Mapping[str, pd.DataFrame],
+    baseline: str = "random",
+    title: str | None = None,
+):
+    """Learning curves of every experiment of a study, one panel each (VAAL Fig. 5): test
+    accuracy against labeled samples per method, mean ± std over seeds (shaded), with the
+    baseline's curve from `random_source` (a variant may borrow the first experiment's runs, of
+    its own seeds). Panels share the accuracy axis, so that variants compare at a glance."""
+    import matplotlib.pyplot as plt
+
+    from tavaal.report.figures.common import draw_curve, label_count_axis
+
+    base = experiments[0]
+    columns = min(len(experiments), 3)
+    rows = math.ceil(len(experiments) / columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(5 * columns, 4.2 * rows), sharey=True, squeeze=False
+    )
+    for ax, exp in zip(axes.flat, experiments, strict=False):
+        source = random_source(base, exp, baseline)
+        reference = summaries[source]
+        reference = reference[(reference["method"] == baseline) & reference["seed"].isin(exp.seeds)]
+        own = summaries[exp.name]
+        curves = learning_curves(pd.concat([reference, own[own["method"] != baseline]]))
+        curves = curves.assign(mean=100 * curves["mean"], std=100 * curves["std"])
+        for method in method_order(curves["method"]):
+            borrowed = method == baseline and source != exp.name
+            label = f"{method_label(method)} ({source}'s runs)" if borrowed else None
+            draw_curve(ax, curves, method, label=label)
+        label_count_axis(ax, curves["labels"])
+        ax.set_title(f"{exp.name}\n{_wrapped(setting_changes(base, exp))}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test accuracy (%), mean ± std over seeds")
+    # The grid's cells left over after the last experiment.
+    for ax in axes.flat[len(experiments) :]:
+        fig.delaxes(ax)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _wrapped(changes: str, width: int = 60) -> str:
+    """setting_changes over lines of about `width` characters, never inside one change."""
+    lines: list[str] = []
+    for change in changes.split("; "):
+        if lines and len(lines[-1]) + 2 + len(change) <= width:
+            lines[-1] += f"; {change}"
+        else:
+            lines.append(change)
+    return "\n".join(lines)
+
+
+def _bought_wrong(summary: pd.DataFrame, method: str, stage: int) -> float:
+    rows = summary[(summary["method"] == method) & (summary["stage"] == stage)]
+    if "queried_wrong_labels" not in rows or rows.empty:
+        return math.nan
+    return float(rows["queried_wrong_labels"].mean())
+
+
 def _mean_ratio(queries: pd.DataFrame) -> float:
     if "diag_vae_recon_mse" not in queries or "diag_mean_image_mse" not in queries:
         return math.nan
@@ -201,6 +274,10 @@ def _interval(mean: float, low: float, high: float) -> str:
 
 def _two(value: float) -> str:
     return "—" if value is None or math.isnan(value) else f"{value:.2f}"
+
+
+def _one(value: float) -> str:
+    return "—" if value is None or math.isnan(value) else f"{value:.1f}"
 
 
 def _flat(data: Mapping, prefix: str = "") -> dict:

@@ -53,11 +53,16 @@ def read_metrics(paths: Sequence[str | Path], methods: Sequence[str] | None = No
     return frame
 
 
-def selection_statistics(labeled_paths: Iterable[str | Path], num_classes: int) -> pd.DataFrame:
+def selection_statistics(
+    labeled_paths: Iterable[str | Path], num_classes: int, y_train: np.ndarray
+) -> pd.DataFrame:
     """Per (method, seed, stage), from the last index file of each run (it holds every stage).
 
     selected_class_entropy: class-count entropy of the samples added at that stage (stage 0: the
     initial pool); labeled_class_entropy: of the whole labeled set at that stage (TA-VAAL Fig. 7a).
+    wrong_labels: samples of the labeled set at that stage whose label (what the oracle said)
+    differs from the dataset's true label `y_train[index]`; queried_wrong_labels: of those, the
+    ones bought by queries (stage_added >= 1). Both 0 with the ideal oracle (VAAL §5.2).
     """
     rows = []
     for path in labeled_paths:
@@ -65,6 +70,7 @@ def selection_statistics(labeled_paths: Iterable[str | Path], num_classes: int) 
         meta = labeled.metadata
         added = labeled.table["stage_added"].to_numpy()
         labels = labeled.labels
+        wrong = labels != np.asarray(y_train[labeled.indices], dtype=np.int64)
         for stage in range(labeled.stage + 1):
             batch = labels[added == stage]
             rows.append(
@@ -78,6 +84,8 @@ def selection_statistics(labeled_paths: Iterable[str | Path], num_classes: int) 
                     "labeled_class_entropy": class_count_entropy(
                         labels[added <= stage], num_classes
                     ),
+                    "wrong_labels": int(np.sum(wrong & (added <= stage))),
+                    "queried_wrong_labels": int(np.sum(wrong & (added >= 1) & (added <= stage))),
                 }
             )
     return pd.DataFrame(rows)
@@ -114,17 +122,21 @@ def build_summary(
     scores_paths: Iterable[str | Path],
     num_classes: int,
     metric_methods: Sequence[str] | None = None,
+    *,
+    y_train: np.ndarray,
 ) -> pd.DataFrame:
     """Every metric row of one experiment: one row per (method, seed, stage).
 
     Query columns (query_seconds, diag_*, ...) belong to the query made at that stage and are
-    empty at the last stage, which has no query. `metric_methods`: see `read_metrics`.
+    empty at the last stage, which has no query. `metric_methods`: see `read_metrics`;
+    `y_train`: the dataset's true train labels, against which the oracle's are counted
+    (`selection_statistics`).
     """
     metrics = read_metrics(list(metrics_paths), metric_methods)
     metrics = metrics.drop(
         columns=["labeled_class_entropy", "recipe", "settings_hash"], errors="ignore"
     )
-    selection = selection_statistics(labeled_paths, num_classes)
+    selection = selection_statistics(labeled_paths, num_classes, y_train)
     queries = query_statistics(scores_paths)
     summary = metrics.merge(selection, on=KEYS, how="left", validate="one_to_one")
     summary = summary.merge(queries, on=KEYS, how="left", validate="one_to_one")
@@ -146,13 +158,19 @@ def aggregate_experiment(
     dataset_dir: str | Path,
     metric_methods: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """`build_summary` with the number of classes read from the prepared dataset."""
+    """`build_summary` with the number of classes and the true labels read from the prepared
+    dataset."""
     from tavaal.data import load_dataset
 
     dataset_dir = Path(dataset_dir)
-    info = load_dataset(dataset_dir.name, dataset_dir.parent).info
+    dataset = load_dataset(dataset_dir.name, dataset_dir.parent)
     return build_summary(
-        metrics_paths, labeled_paths, scores_paths, info.num_classes, metric_methods
+        metrics_paths,
+        labeled_paths,
+        scores_paths,
+        dataset.info.num_classes,
+        metric_methods,
+        y_train=dataset.y_train,
     )
 
 

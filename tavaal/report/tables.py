@@ -203,3 +203,30 @@ def loss_likelihood_table(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
             }
         )
     return in_method_order(pd.DataFrame(rows))
+
+
+def oracle_errors_table(summary: pd.DataFrame, noise: float) -> pd.DataFrame:
+    """What a noisy oracle (VAAL §5.2) cost each method, per stage, mean over seeds: wrong labels
+    in the labeled set, wrong labels bought by queries, and the share of queried labels that were
+    wrong, next to the configured noise rate (a selection that prefers samples the oracle gets
+    wrong shows a share above it). Stage 0 has bought nothing: its share is NaN."""
+    rows = summary.sort_values(["seed", "stage"]).copy()
+    # Labels bought by the queries up to each stage: everything added after the initial pool.
+    bought = rows["selected"].where(rows["stage"] >= 1, 0)
+    rows["queried_labels"] = bought.groupby([rows["method"], rows["seed"]]).cumsum()
+    table = rows.groupby(["method", "stage"], sort=False).agg(
+        labels=("labels", "first"),
+        seeds=("seed", "count"),
+        wrong_labels=("wrong_labels", "mean"),
+        queried_wrong_labels=("queried_wrong_labels", "mean"),
+        queried_labels=("queried_labels", "mean"),
+        _wrong_sum=("queried_wrong_labels", "sum"),
+        _queried_sum=("queried_labels", "sum"),
+    )
+    table = table.reset_index()
+    # Pooled over seeds; the same as the mean of the seeds' shares, as every seed buys alike.
+    table["queried_wrong_share"] = (table["_wrong_sum"] / table["_queried_sum"]).where(
+        table["_queried_sum"] > 0
+    )
+    table["oracle_noise"] = float(noise)
+    return in_method_order(table.drop(columns=["_wrong_sum", "_queried_sum"]))

@@ -25,10 +25,13 @@ def save_figure(fig: Figure, path: str | Path) -> None:
     plt.close(fig)
 
 
-def draw_curve(ax, curves: pd.DataFrame, method: str, band: str = "std") -> None:
+def draw_curve(
+    ax, curves: pd.DataFrame, method: str, band: str = "std", label: str | None = None
+) -> None:
     """One method of `learning_curves`: the mean over seeds as a line and a shaded band, either
     ±1 standard deviation (band="std") or the lowest to the highest seed (band="range"). The
     range stays inside the values' own bounds (an entropy within [0, log K]); mean ± std need not.
+    `label`: the legend's, the method's name by default.
     """
     group = curves[curves["method"] == method].sort_values("stage")
     x = group["labels"].to_numpy(np.float64)
@@ -41,7 +44,7 @@ def draw_curve(ax, curves: pd.DataFrame, method: str, band: str = "std") -> None
     else:
         raise ValueError(f"band must be 'std' or 'range', not {band!r}")
     color = method_color(method)
-    ax.plot(x, mean, marker="o", markersize=3, color=color, label=method_label(method))
+    ax.plot(x, mean, marker="o", markersize=3, color=color, label=label or method_label(method))
     ax.fill_between(x, low, high, color=color, alpha=0.15, linewidth=0)
 
 
