@@ -121,7 +121,13 @@ def study_section(
         f"learning curve minus {base}'s in accuracy points, paired by seed, with a "
         f"{confidence:.0%} t interval; the VAE's reconstruction error over the mean image's "
         f"and the discriminator's AUC, mean over queries and seeds; for TA-VAAL the share of "
-        f"rank inputs inside (0.01, 0.99):",
+        f"rank inputs inside (0.01, 0.99)"
+        + (
+            "; with a noisy oracle, the wrong labels each method's queries bought by the last "
+            "stage (mean over seeds):"
+            if "queried_wrong_labels" in table
+            else ":"
+        ),
         markdown_table(study_display(table)).strip(),
     ]
     sentences = []
