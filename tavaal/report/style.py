@@ -39,11 +39,13 @@ def method_label(method: str) -> str:
 
 
 def method_color(method: str):
-    """One fixed colour per method, the same in every figure of every experiment."""
+    """One fixed colour per method, the same in every figure of every experiment; the known
+    methods (more than ten) each get their own: tab10, then Dark2's darker shades."""
     known = list(METHOD_LABELS)
+    palette = [*matplotlib.colormaps["tab10"].colors, *matplotlib.colormaps["Dark2"].colors]
     # crc32, not hash(): str hashes differ between processes, and every figure is its own job.
     position = known.index(method) if method in known else len(known) + zlib.crc32(method.encode())
-    return matplotlib.colormaps["tab10"](position % 10)
+    return palette[position % len(palette)]
 
 
 def in_method_order(frame: pd.DataFrame, first: str | None = None) -> pd.DataFrame:
