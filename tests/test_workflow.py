@@ -449,7 +449,7 @@ ABLATION = {
             "methods": ["lloss"],
             "seeds": [0],
             "stages": 2,
-            "oracle": {"noise": 0.1},
+            "oracle": {"noise": 0.1, "confusion": "any"},
         },
     },
 }
