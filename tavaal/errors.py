@@ -24,3 +24,8 @@ class CheckpointError(TavaalError):
 class ReadmeError(TavaalError):
     """The README has no single generated section to replace (its markers are missing or
     repeated)."""
+
+
+class LabelingError(TavaalError):
+    """A labeling request, its to_label.csv or a human's labels file is missing or malformed,
+    or the labeling page cannot be served or captured."""

@@ -1,0 +1,197 @@
+"""The files of one labeling batch: label_request.json, to_label.csv and the human's labels file.
+
+A batch folder holds `to_label.csv` (columns `sample_id,path,label`, label empty, rows in the
+order the samples were picked) and `label_request.json` (experiment, method, seed, stage, the
+class names in class-index order, `labels_file` and `to_label`). The human's answer, the labels
+file, has the same columns and rows in the same order, each `label` a class name or empty.
+Relative paths in these files are relative to the current working directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tavaal.errors import LabelingError
+
+COLUMNS = ("sample_id", "path", "label")
+REQUEST_NAME = "label_request.json"
+_REQUEST_KEYS = {
+    "experiment": str,
+    "method": str,
+    "seed": int,
+    "stage": int,
+    "classes": list,
+    "labels_file": str,
+    "to_label": str,
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    sample_id: int
+    path: str  # as written in to_label.csv, so the labels file repeats it verbatim
+    row: int  # 1-based row number in to_label.csv
+
+
+@dataclass(frozen=True)
+class LabelRequest:
+    request_file: Path
+    experiment: str
+    method: str
+    seed: int
+    stage: int
+    classes: tuple[str, ...]
+    labels_file: Path
+    to_label: Path
+    samples: tuple[Sample, ...]
+    _by_id: dict[int, Sample] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", {s.sample_id: s for s in self.samples})
+
+    def sample(self, sample_id: int) -> Sample | None:
+        return self._by_id.get(sample_id)
+
+
+def find_request(path: Path | str) -> Path:
+    """The label_request.json meant by `path`: the file itself, its folder, or its to_label.csv."""
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() == ".csv":
+        path = (path if path.is_dir() else path.parent) / REQUEST_NAME
+    if not path.is_file():
+        raise LabelingError(
+            f"{path}: labeling request not found (give a {REQUEST_NAME}, its folder or its "
+            "to_label.csv)"
+        )
+    return path
+
+
+def read_request(path: Path | str) -> LabelRequest:
+    """Read and check a request (a label_request.json, its folder or its to_label.csv)."""
+    request_file = find_request(path)
+    try:
+        raw = json.loads(request_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LabelingError(f"{request_file}: not a readable JSON file ({exc})") from None
+    if not isinstance(raw, dict):
+        raise LabelingError(f"{request_file}: expected a JSON object")
+    for key, kind in _REQUEST_KEYS.items():
+        # bool is an int subclass; a seed of `true` is a mistake, not seed 1.
+        if key not in raw or not isinstance(raw[key], kind) or isinstance(raw[key], bool):
+            raise LabelingError(f"{request_file}: {key!r} must be a {kind.__name__}")
+    classes = raw["classes"]
+    if not classes or not all(isinstance(c, str) and c.strip() == c and c for c in classes):
+        raise LabelingError(
+            f"{request_file}: 'classes' must be a non-empty list of class names (non-empty "
+            "strings without surrounding spaces)"
+        )
+    if len(set(classes)) != len(classes):
+        raise LabelingError(f"{request_file}: 'classes' names a class twice")
+    to_label = Path(raw["to_label"])
+    return LabelRequest(
+        request_file=request_file,
+        experiment=raw["experiment"],
+        method=raw["method"],
+        seed=raw["seed"],
+        stage=raw["stage"],
+        classes=tuple(classes),
+        labels_file=Path(raw["labels_file"]),
+        to_label=to_label,
+        samples=_read_to_label(to_label),
+    )
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="") as file:
+            text = file.read()
+    except FileNotFoundError:
+        raise LabelingError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabelingError(f"{path}: not a readable CSV file ({exc})") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if tuple(reader.fieldnames or ()) != COLUMNS:
+        raise LabelingError(
+            f"{path}: columns must be exactly {','.join(COLUMNS)} "
+            f"(found {','.join(reader.fieldnames or ()) or 'none'})"
+        )
+    rows = list(reader)
+    for number, row in enumerate(rows, start=1):
+        if None in row or None in row.values():
+            raise LabelingError(f"{path}: row {number} does not have exactly 3 fields")
+    return rows
+
+
+def _read_to_label(path: Path) -> tuple[Sample, ...]:
+    samples = []
+    seen = set()
+    for number, row in enumerate(_read_rows(path), start=1):
+        try:
+            sample_id = int(row["sample_id"])
+        except ValueError:
+            raise LabelingError(
+                f"{path}: row {number}: sample_id {row['sample_id']!r} is not an integer"
+            ) from None
+        if sample_id in seen:
+            raise LabelingError(f"{path}: row {number}: sample_id {sample_id} is repeated")
+        if not row["path"]:
+            raise LabelingError(f"{path}: row {number}: path is empty")
+        seen.add(sample_id)
+        samples.append(Sample(sample_id, row["path"], number))
+    return tuple(samples)
+
+
+def read_labels(request: LabelRequest) -> dict[int, str]:
+    """The labels given so far: {sample_id: class name}; empty when there is no labels file yet.
+
+    An existing file must repeat to_label.csv's rows (ids and paths, in order) and use only the
+    request's class names; otherwise its first offending row is named.
+    """
+    path = request.labels_file
+    if not path.exists():
+        return {}
+    rows = _read_rows(path)
+    if len(rows) != len(request.samples):
+        raise LabelingError(
+            f"{path}: {len(rows)} rows, but {request.to_label} has {len(request.samples)}"
+        )
+    labels = {}
+    for sample, row in zip(request.samples, rows, strict=True):
+        where = f"{path}: row {sample.row}"
+        if row["sample_id"].strip() != str(sample.sample_id) or row["path"] != sample.path:
+            raise LabelingError(
+                f"{where} is sample_id {row['sample_id']!r}, path {row['path']!r}; "
+                f"{request.to_label} has sample_id {sample.sample_id}, path {sample.path!r} there"
+            )
+        if row["label"] and row["label"] not in request.classes:
+            raise LabelingError(
+                f"{where}: label {row['label']!r} is not one of the classes "
+                f"{', '.join(request.classes)}"
+            )
+        if row["label"]:
+            labels[sample.sample_id] = row["label"]
+    return labels
+
+
+def write_labels(request: LabelRequest, labels: Mapping[int, str]) -> None:
+    """Write the labels file atomically: to_label.csv's rows in order, a class name or empty."""
+    path = request.labels_file
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for sample in request.samples:
+        writer.writerow([sample.sample_id, sample.path, labels.get(sample.sample_id, "")])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", newline="") as file:
+            file.write(out.getvalue())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
