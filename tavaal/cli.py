@@ -87,6 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--against", type=Path, help="another labeled.parquet to compare with")
 
+    label = sub.add_parser(
+        "label",
+        help="label a practitioner-mode batch on a local web page (writes its labels file)",
+    )
+    label.add_argument(
+        "request", type=Path, help="label_request.json, its folder, or its to_label.csv"
+    )
+    label.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765)")
+    label.add_argument(
+        "--no-browser", action="store_true", help="only print the URL; do not open a browser"
+    )
+
     readme = sub.add_parser(
         "readme-update",
         help="replace the README's results section (between its results markers) with a file "
@@ -356,6 +368,13 @@ def _inspect(args) -> int:
     return 0
 
 
+def _label(args) -> int:
+    from tavaal.labeling.page import serve_labeling
+
+    serve_labeling(args.request, port=args.port, open_browser=not args.no_browser)
+    return 0
+
+
 def _readme_update(args) -> int:
     from tavaal.report.readme import update_readme
 
@@ -374,6 +393,7 @@ COMMANDS = {
     "run": _run,
     "inspect": _inspect,
     "estimate": _estimate,
+    "label": _label,
     "readme-update": _readme_update,
 }
 

@@ -25,6 +25,7 @@ LAYERS = {
     "inference": 3,
     "pool": 3,
     "oracle": 3,
+    "labeling": 3,
     "training": 4,
     "adversarial": 4,
     "strategies": 5,
