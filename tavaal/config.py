@@ -130,14 +130,26 @@ class OracleConfig:
     (`tavaal.oracle`).
     """
 
+    # "simulated": answers from known labels (ideal or noisy); "human": a person answers by
+    # filling one labels file per request (practitioner mode, `tavaal.practitioner`).
+    kind: Literal["simulated", "human"] = "simulated"
     noise: float = 0.0
     confusion: Literal["dataset", "groups", "any"] = "dataset"
     # Class indices that a labeler may confuse, one list per group (confusion: groups).
     groups: tuple[tuple[int, ...], ...] = ()
+    # Human oracle: where the people's labels files live (mirroring results/), and an optional
+    # CSV (path,label; paths relative to the image folder) of labels they already have, which
+    # then is the initial pool ("": none, the initial pool goes to the person first).
+    labels_dir: str = "labels"
+    initial_labels: str = ""
 
     @property
     def ideal(self) -> bool:
-        return self.noise == 0.0
+        return self.kind == "simulated" and self.noise == 0.0
+
+    @property
+    def human(self) -> bool:
+        return self.kind == "human"
 
 
 @dataclass(frozen=True)
@@ -209,6 +221,10 @@ class ExperimentConfig:
                 raise ConfigError(f"{where}.vae.{key}: must be >= 1")
         if self.initial_excluded_classes < 0:
             raise ConfigError(f"{where}.initial_excluded_classes: must be >= 0")
+        if self.oracle.human:
+            self._validate_human(where)
+        elif self.oracle.initial_labels:
+            raise ConfigError(f"{where}.oracle.initial_labels: only read by the human oracle")
         if not 0.0 <= self.oracle.noise < 1.0:
             raise ConfigError(f"{where}.oracle.noise: must be in [0, 1), got {self.oracle.noise}")
         if self.oracle.confusion == "groups" and not self.oracle.ideal:
@@ -227,6 +243,27 @@ class ExperimentConfig:
             )
         if self.query.mc_samples < 2 or self.query.ensemble_size < 2:
             raise ConfigError(f"{where}.query: mc_samples and ensemble_size must be >= 2")
+
+    def _validate_human(self, where: str) -> None:
+        """What a person labeling the queries cannot do: be noisy on purpose, label a held-out
+        validation split nobody asked for, or hide classes whose labels are unknown."""
+        if self.oracle.noise:
+            raise ConfigError(
+                f"{where}.oracle.noise: a simulated oracle's setting; the human oracle's labels "
+                "are what the person says"
+            )
+        if self.train.validation_size:
+            raise ConfigError(
+                f"{where}.train.validation_size: the human oracle labels only queried samples; "
+                "set it to 0"
+            )
+        if self.initial_excluded_classes:
+            raise ConfigError(
+                f"{where}.initial_excluded_classes: needs known labels; the human oracle's pool "
+                "has none"
+            )
+        if not self.oracle.labels_dir:
+            raise ConfigError(f"{where}.oracle.labels_dir: must name a folder")
 
     def labeled_size(self, stage: int) -> int:
         return self.initial_size + stage * self.budget
@@ -248,7 +285,14 @@ class ExperimentConfig:
     def oracle_settings(self) -> dict[str, Any]:
         """What the oracle's answers depend on; empty for the ideal oracle, so that results made
         before the oracle option existed keep their settings hash."""
-        return {} if self.oracle.ideal else self.select("oracle")
+        if self.oracle.ideal:
+            return {}
+        if self.oracle.human:
+            # Where the files live is not what they say: their contents are checked instead.
+            return self.select("oracle.kind")
+        # The simulated oracle's keys only, as before the human oracle existed (same hashes).
+        noisy = self.select("oracle")["oracle"]
+        return {"oracle": {key: noisy[key] for key in ("noise", "confusion", "groups")}}
 
     def pool_settings(self) -> dict[str, Any]:
         """What the initial pool (and the held-out validation split) depend on."""

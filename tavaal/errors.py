@@ -27,5 +27,5 @@ class ReadmeError(TavaalError):
 
 
 class LabelingError(TavaalError):
-    """A labeling request, its to_label.csv or a human's labels file is missing or malformed,
-    or the labeling page cannot be served or captured."""
+    """A labeling request, its to_label.csv or a person's labels file is missing, incomplete or
+    malformed, or the labeling page cannot be served or captured."""

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from tavaal.config import ExperimentConfig, OracleConfig
-from tavaal.errors import ConfigError
+from tavaal.errors import ConfigError, LabelingError
 from tavaal.seeding import numpy_rng
 
 IDEAL = "simulated"
+HUMAN = "human"
 
 
 class Oracle(ABC):
@@ -55,6 +56,29 @@ class SimulatedOracle(Oracle):
 
     def answer(self, indices: np.ndarray) -> np.ndarray:
         return np.asarray(self.answers[np.asarray(indices, dtype=np.int64)], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class HumanOracle(Oracle):
+    """Answers from the labels files a person filled (`tavaal.label_requests`): sample id ->
+    class index, and where the answers came from (named when one is missing)."""
+
+    labels: dict[int, int]
+    source: str
+
+    @property
+    def name(self) -> str:
+        return HUMAN
+
+    def answer(self, indices: np.ndarray) -> np.ndarray:
+        indices = np.asarray(indices, dtype=np.int64)
+        unanswered = [int(i) for i in indices if int(i) not in self.labels]
+        if unanswered:
+            raise LabelingError(
+                f"{self.source}: sample {unanswered[0]} has no label ({len(unanswered)} "
+                "unanswered)"
+            )
+        return np.array([self.labels[int(i)] for i in indices], dtype=np.int64)
 
 
 def confusion_groups(
@@ -114,7 +138,10 @@ def noisy_answers(
 
 
 def describe(oracle: OracleConfig) -> str:
-    """The oracle's name in index files: "simulated" or e.g. "simulated, 20% noise (dataset)"."""
+    """The oracle's name in index files: "simulated", "human", or e.g. "simulated, 20% noise
+    within dataset groups"."""
+    if oracle.human:
+        return HUMAN
     if oracle.ideal:
         return IDEAL
     return f"{IDEAL}, {100 * oracle.noise:g}% noise within {oracle.confusion} groups"

@@ -13,6 +13,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,11 +21,12 @@ import numpy as np
 
 from tavaal.config import ExperimentConfig, settings_hash
 from tavaal.data import PreparedDataset, load_dataset, with_normalization
-from tavaal.errors import CheckpointError, IndexFileError
+from tavaal.errors import CheckpointError, ConfigError, IndexFileError
 from tavaal.oracle import SimulatedOracle, simulated_oracle
 from tavaal.oracle import describe as describe_oracle
 from tavaal.pool import (
     ALL_METHODS,
+    LabeledSet,
     candidate_subset,
     class_count_entropy,
     excluded_initial_classes,
@@ -105,7 +107,7 @@ def end_process() -> None:
     os._exit(0)
 
 
-def _metadata(exp: ExperimentConfig, method: str, seed: int, stage: int) -> dict:
+def query_metadata(exp: ExperimentConfig, method: str, seed: int, stage: int) -> dict:
     """Metadata of a method's query outputs (stage >= 1 labeled sets and scores)."""
     from tavaal.strategies import method_hash
 
@@ -132,9 +134,24 @@ def load_experiment_dataset(exp: ExperimentConfig, data_dir: Path) -> PreparedDa
 def experiment_oracle(
     exp: ExperimentConfig, dataset: PreparedDataset, seed: int
 ) -> SimulatedOracle:
-    """Who labels the experiment's queries for `seed` (`tavaal.oracle`)."""
+    """The simulated oracle of the experiment's queries for `seed` (`tavaal.oracle`); a human
+    oracle's answers arrive as files instead (`tavaal.practitioner`)."""
     info = dataset.info
+    if exp.oracle.human or not info.train_labels_known:
+        raise ConfigError(
+            f"experiments.{exp.name}.oracle: a simulated oracle needs the labels of "
+            f"{info.name}'s pool, which are unknown; use oracle kind: human"
+        )
     return simulated_oracle(exp, dataset.y_train, info.num_classes, info.class_groups, seed)
+
+
+def answer_table(exp: ExperimentConfig, dataset: PreparedDataset, seed: int) -> np.ndarray | None:
+    """What the oracle says for every train sample, to check labeled sets against: the simulated
+    oracle's table; None for the human oracle, whose answers were checked when its labels file
+    was read (`tavaal.practitioner.run_take_labels`)."""
+    if exp.oracle.human:
+        return None
+    return experiment_oracle(exp, dataset, seed).answers
 
 
 def held_out(exp: ExperimentConfig, n_train: int, seed: int) -> np.ndarray:
@@ -218,9 +235,9 @@ def run_train(
     if (stage == 0) != (method is None):
         raise ValueError("stage 0 is trained per recipe (method None), later stages per method")
     dataset = load_experiment_dataset(exp, data_dir)
-    oracle = experiment_oracle(exp, dataset, seed)
+    answers = answer_table(exp, dataset, seed)
     labeled_set = read_labeled(
-        labeled, oracle.answers, stage, _expected(exp, method or ALL_METHODS, seed, stage)
+        labeled, answers, stage, _expected(exp, method or ALL_METHODS, seed, stage)
     )
     validation = held_out(exp, dataset.info.n_train, seed)
     model_out, metrics_out = Path(model_out), Path(metrics_out)
@@ -236,8 +253,9 @@ def run_train(
         device=device,
         log=log,
         resume_path=resume_path,
-        # The validation split is labeled by the same oracle as the training data.
-        validation=(validation, oracle.answer(validation)) if len(validation) else None,
+        # The validation split is labeled by the same oracle as the training data (a simulated
+        # one: the human oracle has no validation split, `OracleConfig`).
+        validation=(validation, answers[validation]) if len(validation) else None,
     )
     metrics = {
         "experiment": exp.name,
@@ -272,15 +290,54 @@ def run_query(
     log: Log = print,
 ) -> None:
     """Score a candidate subset, pick `budget` samples, ask the oracle, write stage k+1."""
+    dataset = load_experiment_dataset(exp, data_dir)
+    oracle = experiment_oracle(exp, dataset, seed)
+    selection = select_samples(
+        exp, method, seed, stage, labeled, model, dataset, scores_out, device, log
+    )
+    chosen = selection.chosen
+    new_rows = make_table(chosen, oracle.answer(chosen), stage + 1, selection.chosen_scores)
+    table = selection.labeled_set.table
+    combined = new_rows if not len(table) else _concat(table, new_rows)
+    write_labeled(labeled_out, combined, query_metadata(exp, method, seed, stage + 1))
+    entropy = class_count_entropy(new_rows["label"].to_numpy(), dataset.info.num_classes)
+    log(f"{method}: class-count entropy of the chosen {entropy:.3f}")
+
+
+@dataclass
+class Selection:
+    """One query's picks, before anyone labels them."""
+
+    labeled_set: LabeledSet  # the stage's labeled set the query started from
+    chosen: np.ndarray  # int64, in pick order
+    chosen_scores: np.ndarray  # their scores (higher = picked first)
+
+
+def select_samples(
+    exp: ExperimentConfig,
+    method: str,
+    seed: int,
+    stage: int,
+    labeled: Path,
+    model: Path | None,
+    dataset: PreparedDataset,
+    scores_out: Path,
+    device: str = "auto",
+    log: Log = print,
+) -> Selection:
+    """Score a candidate subset and pick `budget` samples; write the query's scores.parquet.
+
+    Whoever then labels the picks (`run_query`: the simulated oracle at once; the human oracle
+    through a request, `tavaal.practitioner`), the picks and scores are the same.
+    """
     from tavaal.inference import forward_pool, per_sample_loss
     from tavaal.seeding import seed_everything
     from tavaal.strategies import QueryContext, get_strategy
     from tavaal.training import load_task_models, resolve_device
 
     device = resolve_device(device)
-    dataset = load_experiment_dataset(exp, data_dir)
-    oracle = experiment_oracle(exp, dataset, seed)
-    labeled_set = read_labeled(labeled, oracle.answers, stage, _expected(exp, method, seed, stage))
+    answers = answer_table(exp, dataset, seed)
+    labeled_set = read_labeled(labeled, answers, stage, _expected(exp, method, seed, stage))
     labeled_idx = labeled_set.indices
     unlabeled = unlabeled_pool(exp, dataset.info.n_train, labeled_idx, seed)
     if exp.budget > len(unlabeled):
@@ -295,7 +352,7 @@ def run_query(
             raise CheckpointError(f"method {method!r} needs the stage's model.pt, none was given")
         trained = load_task_models(Path(model), exp, strategy.recipe, dataset.info, device)
     seed_everything(seed, stage, "query")
-    labeled_out = Path(labeled_out)
+    scores_out = Path(scores_out)
     ctx = QueryContext(
         experiment=exp,
         method=method,
@@ -309,7 +366,7 @@ def run_query(
         device=device,
         models=trained,
         log=log,
-        resume_path=labeled_out.with_name(f"query{stage}.resume"),
+        resume_path=scores_out.with_name(f"query{stage}.resume"),
         checkpoint_every=exp.vae.checkpoint_every,
     )
     log(f"{method}: scoring {len(candidates)} of {len(unlabeled)} unlabeled samples")
@@ -320,9 +377,10 @@ def run_query(
     chosen = np.asarray(result.chosen, dtype=np.int64)
     _check_selection(method, chosen, candidates, exp.budget)
     scores = result.scores.copy()
-    if trained is not None and "true_loss" not in scores:
+    if trained is not None and "true_loss" not in scores and dataset.info.train_labels_known:
         # The true loss of every candidate (TA-VAAL Fig. 8; on the true labels, whatever the
-        # oracle says), from the logits the strategy already computed when it did.
+        # oracle says), from the logits the strategy already computed when it did. Unknown
+        # for a practitioner's pool.
         logits = ctx.candidate_logits
         if logits is None:
             logits = forward_pool(
@@ -336,26 +394,19 @@ def run_query(
         truth = oracle_labels(dataset.y_train, candidates)
         scores["true_loss"] = per_sample_loss(logits, truth).astype(np.float64)
     chosen_scores = scores.set_index("index").loc[chosen, "score"].to_numpy()
-    new_rows = make_table(chosen, oracle.answer(chosen), stage + 1, chosen_scores)
-    table = labeled_set.table if len(labeled_set.table) else None
-    combined = new_rows if table is None else _concat(table, new_rows)
     write_scores(
         scores_out,
         scores,
         {
-            **_metadata(exp, method, seed, stage),
+            **query_metadata(exp, method, seed, stage),
             "query_seconds": round(query_seconds, 4),
             "candidates": len(candidates),
             "diagnostics": {k: float(v) for k, v in result.diagnostics.items()},
         },
     )
-    write_labeled(labeled_out, combined, _metadata(exp, method, seed, stage + 1))
     ctx.resume_path.unlink(missing_ok=True)
-    entropy = class_count_entropy(new_rows["label"].to_numpy(), dataset.info.num_classes)
-    log(
-        f"{method}: chose {len(chosen)} samples in {query_seconds:.2f}s; "
-        f"class-count entropy of the chosen {entropy:.3f}"
-    )
+    log(f"{method}: chose {len(chosen)} samples in {query_seconds:.2f}s")
+    return Selection(labeled_set=labeled_set, chosen=chosen, chosen_scores=chosen_scores)
 
 
 def _concat(old, new):

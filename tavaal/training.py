@@ -238,10 +238,12 @@ def train_task_learner(
     if val_split is not None:
         metrics["validation_accuracy"] = [state["validation_accuracy"] for state in finished]
         metrics["selected_step"] = [state["selected_step"] for state in finished]
-    log(
-        f"stage {stage}: {len(indices)} labels, test accuracy {metrics['accuracy']:.4f}, "
-        f"test loss {metrics['test_loss']:.4f}, {train_seconds:.1f}s"
+    measured = (
+        f"test accuracy {metrics['accuracy']:.4f}, test loss {metrics['test_loss']:.4f}"
+        if metrics["accuracy"] is not None
+        else "no test split"
     )
+    log(f"stage {stage}: {len(indices)} labels, {measured}, {train_seconds:.1f}s")
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "recipe": recipe.name,
@@ -553,6 +555,13 @@ def evaluate(trained: TrainedModels, dataset: PreparedDataset, device, batch_siz
     2018); each member's own accuracy is kept in `member_accuracies`.
     """
     info = dataset.info
+    if len(dataset.y_test) == 0:
+        # An image folder without test labels (`tavaal.data.image_folder`): nothing to measure.
+        return {
+            "accuracy": None,
+            "per_class_accuracy": [None] * info.num_classes,
+            "test_loss": None,
+        }
     test_indices = np.arange(len(dataset.y_test), dtype=np.int64)
     labels = torch.from_numpy(np.array(dataset.y_test, dtype=np.int64))
     outputs = [

@@ -11,6 +11,11 @@ Importing this package loads neither torch, torchvision nor scikit-learn.
 """
 
 from tavaal.data import synthetic, torchvision_sets  # noqa: F401  (register the builders)
+from tavaal.data.image_folder import (
+    ImageFolderSpec,
+    declare_image_folders,
+    train_image_paths,
+)
 from tavaal.data.imbalance import (
     class_count_entropy,
     imbalance_train,
@@ -23,6 +28,7 @@ from tavaal.data.registry import (
     PreparedDataset,
     Splits,
     has_class_groups,
+    image_folder_of,
     known_input_shape,
     known_split_sizes,
     list_datasets,
@@ -37,9 +43,12 @@ __all__ = [
     "FORMAT_VERSION",
     "BuildContext",
     "DatasetInfo",
+    "ImageFolderSpec",
     "PreparedDataset",
     "Splits",
     "class_count_entropy",
+    "declare_image_folders",
+    "image_folder_of",
     "imbalance_train",
     "has_class_groups",
     "known_input_shape",
@@ -54,5 +63,6 @@ __all__ = [
     "register_dataset",
     "subsample_per_class",
     "to_tensor_batch",
+    "train_image_paths",
     "with_normalization",
 ]

@@ -37,6 +37,9 @@ class DatasetInfo:
     # The group of each class when the dataset defines one (CIFAR-100's super-classes, read
     # from its coarse labels); empty otherwise. A noisy oracle confuses classes within a group.
     class_groups: tuple[int, ...] = ()
+    # False for an image folder whose pool labels are unknown (stored as -1): only a human
+    # oracle can label it (`tavaal.data.image_folder`).
+    train_labels_known: bool = True
 
 
 @dataclass
@@ -69,6 +72,9 @@ class Splits:
     classes: tuple[str, ...]
     provenance: Provenance | None = None  # None: generated or shipped, no raw files read
     class_groups: tuple[int, ...] = ()  # see DatasetInfo.class_groups
+    # An image folder's paths (written to files.json); None for the registered datasets.
+    files: dict | None = None
+    train_labels_known: bool = True  # see DatasetInfo.train_labels_known
 
     @property
     def kind(self) -> Literal["image", "vector"]:
@@ -102,6 +108,9 @@ class _Registration:
     split_sizes: tuple[int, int] | None
     input_shape: tuple[int, ...] | None
     class_groups: bool
+    # The config entry of a practitioner's image folder (`tavaal.data.image_folder`); None for
+    # the datasets registered in code.
+    image_folder: object | None = None
 
 
 _REGISTRY: dict[str, _Registration] = {}
@@ -143,6 +152,29 @@ def register_dataset(
         return builder
 
     return decorate
+
+
+def register_image_folder(
+    name: str, builder: Builder, n_train: int, n_test: int, input_shape: tuple[int, ...], spec
+) -> None:
+    """Make a config-declared image folder known under `name` (`tavaal.data.image_folder`).
+
+    Declaring the same name again replaces the earlier declaration (a config is read once per
+    process, tests read several); the name of a dataset registered in code is refused.
+    """
+    existing = _REGISTRY.get(name)
+    if existing is not None and existing.image_folder is None:
+        raise DatasetError(
+            f"image_folders.{name}: {name!r} is the name of a built-in dataset; choose another"
+        )
+    _REGISTRY[name] = _Registration(
+        builder, None, (n_train, n_test), tuple(input_shape), False, image_folder=spec
+    )
+
+
+def image_folder_of(name: str):
+    """The `ImageFolderSpec` dataset `name` was declared with, or None for a built-in one."""
+    return _registration(name).image_folder
 
 
 def list_datasets() -> list[str]:

@@ -19,18 +19,26 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tavaal.data.image_folder import (
+    FILES,
+    UNKNOWN_LABEL,
+    ImageFolderSpec,
+    build_image_folder,
+    read_files,
+)
 from tavaal.data.registry import (
     BuildContext,
     DatasetInfo,
     PreparedDataset,
     Splits,
     get_builder,
+    image_folder_of,
     list_raw_sources,
 )
 from tavaal.errors import DatasetError
@@ -48,6 +56,7 @@ def prepare_dataset(
     data_dir: str | Path,
     download: bool = False,
     raw_sources: Mapping[str, str | Path] | None = None,
+    log: Callable[[str], None] = print,
 ) -> Path:
     """Write ``data_dir/name`` in the canonical form unless it exists; return that folder.
 
@@ -56,17 +65,27 @@ def prepare_dataset(
     read in place and verified instead (`tavaal.data.raw_sources`), never downloaded. Entries for
     sources the dataset does not read are ignored, so one mapping serves every dataset. An
     existing folder is checked, not rebuilt: a damaged one raises `DatasetError` naming the bad
-    file.
+    file. A practitioner's image folder (declared with `tavaal.data.declare_image_folders`) is
+    decoded with progress lines to `log`; an existing one prepared from another config entry is
+    refused.
     """
     builder = get_builder(name)
+    spec = image_folder_of(name)
     sources = _source_folders(raw_sources or {})
     data_dir = Path(data_dir)
     folder = data_dir / name
     if folder.exists():
         open_prepared(name, data_dir)
+        if spec is not None:
+            _check_same_folder(folder, spec)
         return folder
-    ctx = BuildContext(name=name, raw_root=data_dir / "raw", download=download, raw_sources=sources)
-    splits = builder(ctx)
+    if spec is not None:
+        splits = build_image_folder(spec, log)
+    else:
+        ctx = BuildContext(
+            name=name, raw_root=data_dir / "raw", download=download, raw_sources=sources
+        )
+        splits = builder(ctx)
     info = describe(name, splits)
     data_dir.mkdir(parents=True, exist_ok=True)
     staging = data_dir / f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
@@ -80,6 +99,9 @@ def prepare_dataset(
             meta["raw_md5_verified"] = splits.provenance.md5_verified
         text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
         _write_bytes(staging / META_FILE, text.encode())
+        if splits.files is not None:
+            files = json.dumps(splits.files, indent=1, sort_keys=True) + "\n"
+            _write_bytes(staging / FILES, files.encode())
         _fsync_dir(staging)
         try:
             os.rename(staging, folder)
@@ -105,11 +127,21 @@ def load_dataset(
     raw_sources: Mapping[str, str | Path] | None = None,
 ) -> PreparedDataset:
     """The prepared dataset, preparing it first (see `prepare_dataset`) if its folder is missing."""
-    get_builder(name)
     data_dir = Path(data_dir)
     if not (data_dir / name).exists():
         prepare_dataset(name, data_dir, download=download, raw_sources=raw_sources)
     return open_prepared(name, data_dir)
+
+
+def _check_same_folder(folder: Path, spec: ImageFolderSpec) -> None:
+    """An image folder prepared from another config entry would silently mean other data."""
+    prepared = read_files(folder).get("spec")
+    if prepared != spec.to_dict():
+        changed = sorted(k for k in spec.to_dict() if (prepared or {}).get(k) != spec.to_dict()[k])
+        raise DatasetError(
+            f"{folder}: prepared from another {spec.where} entry ({', '.join(changed)} differ); "
+            f"delete {folder} to prepare it again (its experiments' results then rerun)"
+        )
 
 
 def _source_folders(raw_sources: Mapping[str, str | Path]) -> dict[str, Path]:
@@ -167,11 +199,13 @@ def describe(name: str, splits: Splits) -> DatasetInfo:
     num_classes = len(splits.classes)
     for part in ("train", "test"):
         x, y = getattr(splits, f"x_{part}"), getattr(splits, f"y_{part}")
-        if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        if x.shape[0] != y.shape[0] or (x.shape[0] == 0 and not _may_be_empty(splits, part)):
             raise DatasetError(
                 f"dataset {name!r}: {part} split has {x.shape[0]} samples and {y.shape[0]} labels"
             )
-        if y.min() < 0 or y.max() >= num_classes:
+        unknown = part == "train" and not splits.train_labels_known
+        allowed = (y == UNKNOWN_LABEL).all() if unknown else ((y >= 0) & (y < num_classes)).all()
+        if len(y) and not allowed:
             raise DatasetError(f"dataset {name!r}: {part} labels outside 0..{num_classes - 1}")
     if kind == "image":
         _, h, w, c = splits.x_train.shape
@@ -191,7 +225,13 @@ def describe(name: str, splits: Splits) -> DatasetInfo:
         n_train=int(splits.x_train.shape[0]),
         n_test=int(splits.x_test.shape[0]),
         class_groups=_class_groups(name, splits),
+        train_labels_known=splits.train_labels_known,
     )
+
+
+def _may_be_empty(splits: Splits, part: str) -> bool:
+    # An image folder without test labels has no test split (no accuracy is measured).
+    return part == "test" and splits.files is not None
 
 
 def _class_groups(name: str, splits: Splits) -> tuple[int, ...]:
@@ -284,8 +324,10 @@ def _read_meta(path: Path, name: str) -> DatasetInfo:
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise _damaged(path, f"format_version {version!r}, this tavaal reads {FORMAT_VERSION}")
-    # class_groups came later; datasets prepared before it have none (an empty tuple).
-    fields = [f.name for f in dataclasses.fields(DatasetInfo) if f.name != "class_groups"]
+    # class_groups and train_labels_known came later; datasets prepared before them have none
+    # (an empty tuple) and known labels.
+    later = ("class_groups", "train_labels_known")
+    fields = [f.name for f in dataclasses.fields(DatasetInfo) if f.name not in later]
     missing = [key for key in fields if key not in meta]
     if missing:
         raise _damaged(path, f"missing key {missing[0]!r}")
@@ -303,6 +345,7 @@ def _read_meta(path: Path, name: str) -> DatasetInfo:
             n_train=_typed(meta, "n_train", int),
             n_test=_typed(meta, "n_test", int),
             class_groups=tuple(_item("class_groups", v, int) for v in meta.get("class_groups", [])),
+            train_labels_known=_flag(meta, "train_labels_known", True),
         )
     except TypeError as exc:
         raise _damaged(path, str(exc)) from None
@@ -311,7 +354,7 @@ def _read_meta(path: Path, name: str) -> DatasetInfo:
         (info.kind not in ("image", "vector"), f"kind {info.kind!r} is not image/vector"),
         (len(info.input_shape) != (3 if info.kind == "image" else 1), "input_shape has wrong rank"),
         (len(info.classes) != info.num_classes, "classes do not match num_classes"),
-        (info.n_train < 1 or info.n_test < 1, "n_train and n_test must be positive"),
+        (info.n_train < 1 or info.n_test < 0, "n_train must be positive, n_test not negative"),
         (
             bool(info.class_groups) and len(info.class_groups) != info.num_classes,
             "class_groups do not match num_classes",
@@ -330,6 +373,13 @@ def _typed(meta: dict[str, Any], key: str, kind: type) -> Any:
     value = meta[key]
     if isinstance(value, bool) or not isinstance(value, kind):
         raise TypeError(f"key {key!r} should be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _flag(meta: dict[str, Any], key: str, default: bool) -> bool:
+    value = meta.get(key, default)
+    if not isinstance(value, bool):
+        raise TypeError(f"key {key!r} should be true or false, got {value!r}")
     return value
 
 

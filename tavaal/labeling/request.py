@@ -4,16 +4,23 @@ A batch folder holds `to_label.csv` (columns `sample_id,path,label`, label empty
 order the samples were picked) and `label_request.json` (experiment, method, seed, stage, the
 class names in class-index order, `labels_file` and `to_label`). The human's answer, the labels
 file, has the same columns and rows in the same order, each `label` a class name or empty.
-Relative paths in these files are relative to the current working directory.
+Relative paths in these files are relative to the current working directory. Row numbers in
+messages count samples: row 1 is the first sample below the header.
+
+The workflow writes a request (`write_request`, with the batch's contact sheet) and, before it
+takes the answers, checks them (`read_answers`, `require_complete`, `check_unchanged`); the
+labeling page reads and writes the labels file in to_label.csv's order (`read_labels`,
+`write_labels`).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +28,8 @@ from tavaal.errors import LabelingError
 
 COLUMNS = ("sample_id", "path", "label")
 REQUEST_NAME = "label_request.json"
+TO_LABEL = "to_label.csv"
+CONTACT_SHEET = "contact_sheet.png"
 _REQUEST_KEYS = {
     "experiment": str,
     "method": str,
@@ -107,7 +116,7 @@ def read_request(path: Path | str) -> LabelRequest:
     )
 
 
-def _read_rows(path: Path) -> list[dict[str, str]]:
+def read_rows(path: Path) -> list[dict[str, str]]:
     try:
         with path.open(newline="") as file:
             text = file.read()
@@ -131,7 +140,7 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
 def _read_to_label(path: Path) -> tuple[Sample, ...]:
     samples = []
     seen = set()
-    for number, row in enumerate(_read_rows(path), start=1):
+    for number, row in enumerate(read_rows(path), start=1):
         try:
             sample_id = int(row["sample_id"])
         except ValueError:
@@ -156,7 +165,7 @@ def read_labels(request: LabelRequest) -> dict[int, str]:
     path = request.labels_file
     if not path.exists():
         return {}
-    rows = _read_rows(path)
+    rows = read_rows(path)
     if len(rows) != len(request.samples):
         raise LabelingError(
             f"{path}: {len(rows)} rows, but {request.to_label} has {len(request.samples)}"
@@ -188,10 +197,147 @@ def write_labels(request: LabelRequest, labels: Mapping[int, str]) -> None:
     for sample in request.samples:
         writer.writerow([sample.sample_id, sample.path, labels.get(sample.sample_id, "")])
     path.parent.mkdir(parents=True, exist_ok=True)
+    _write_text(path, out.getvalue())
+
+
+def write_request(
+    folder: Path,
+    sample_ids: Sequence[int],
+    paths: Sequence[str],
+    classes: Sequence[str],
+    labels_file: Path,
+    about: Mapping[str, object],
+) -> None:
+    """Write a batch into `folder`: to_label.csv, label_request.json and contact_sheet.png,
+    each atomically; `about` holds experiment, method, seed and stage."""
+    from tavaal.labeling.contact_sheet import write_contact_sheet
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerows((int(s), p, "") for s, p in zip(sample_ids, paths, strict=True))
+    _write_text(folder / TO_LABEL, out.getvalue())
+    request = {
+        **about,
+        "classes": list(classes),
+        "labels_file": str(labels_file),
+        "to_label": str(folder / TO_LABEL),
+    }
+    _write_text(folder / REQUEST_NAME, json.dumps(request, indent=2) + "\n")
+    title = (
+        f"{about['experiment']} / {about['method']} / seed {about['seed']} / stage "
+        f"{about['stage']}: {len(paths)} images to label -> {labels_file}"
+    )
+    ids = [int(s) for s in sample_ids]
+    write_contact_sheet(list(paths), ids, folder / CONTACT_SHEET, title=title)
+
+
+@dataclass(frozen=True)
+class LabelAnswers:
+    """What a labels file says: the class index of each answered sample, and the requested
+    samples it leaves without a label."""
+
+    path: Path
+    labels: dict[int, int]
+    missing: tuple[Sample, ...]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+def read_answers(request: LabelRequest) -> LabelAnswers:
+    """Check the request's labels file before the workflow takes its answers.
+
+    Rows may come in any order (a spreadsheet may have sorted them). Refused, naming the file
+    and row: a sample that was not asked for, a sample listed twice, a path that is not the
+    requested sample's, a class name that is not one of the request's. Empty labels and
+    requested samples without a row are counted as missing (`require_complete`).
+    """
+    path = request.labels_file
+    if not path.exists():
+        raise LabelingError(f"{path}: not found; it answers {request.to_label}")
+    seen: dict[int, int] = {}
+    labels: dict[int, int] = {}
+    missing = []
+    for number, row in enumerate(read_rows(path), start=1):
+        where = f"{path}: row {number}"
+        try:
+            sample_id = int(row["sample_id"])
+        except ValueError:
+            raise LabelingError(
+                f"{where}: sample_id {row['sample_id']!r} is not an integer"
+            ) from None
+        sample = request.sample(sample_id)
+        if sample is None:
+            raise LabelingError(
+                f"{where}: sample {sample_id} was not asked for in {request.to_label}"
+            )
+        if sample_id in seen:
+            raise LabelingError(
+                f"{where}: sample {sample_id} is listed twice (also row {seen[sample_id]})"
+            )
+        seen[sample_id] = number
+        if row["path"] != sample.path:
+            raise LabelingError(
+                f"{where}: sample {sample_id} has path {row['path']!r}; {request.to_label} "
+                f"says {sample.path!r}"
+            )
+        label = row["label"].strip()
+        if not label:
+            missing.append(sample)
+        elif label not in request.classes:
+            raise LabelingError(
+                f"{where}: unknown class {label!r} for sample {sample_id}; classes: "
+                f"{', '.join(request.classes)}"
+            )
+        else:
+            labels[sample_id] = request.classes.index(label)
+    missing += [s for s in request.samples if s.sample_id not in seen]
+    return LabelAnswers(path, labels, tuple(sorted(missing, key=lambda s: s.row)))
+
+
+def require_complete(answers: LabelAnswers, request: LabelRequest) -> None:
+    """A partially filled labels file is not an answer: say how many rows are missing."""
+    if answers.complete:
+        return
+    first = answers.missing[0]
+    raise LabelingError(
+        f"{answers.path}: {len(answers.missing)} of {len(request.samples)} samples have no label "
+        f"yet (first: sample {first.sample_id}, row {first.row} of {request.to_label}); label "
+        "them all, then rerun"
+    )
+
+
+def check_unchanged(
+    answers: LabelAnswers, request: LabelRequest, used: Mapping[int, int], used_by: Path
+) -> None:
+    """`used_by` (a labeled.parquet) was built from this labels file when it said `used`
+    (sample id -> class index): a label changed since is refused, naming the row."""
+    for sample in request.samples:
+        then, now = used.get(sample.sample_id), answers.labels.get(sample.sample_id)
+        if then is not None and now != then:
+            said = request.classes[now] if now is not None else "no label"
+            raise LabelingError(
+                f"{answers.path}: sample {sample.sample_id} (row {sample.row} of "
+                f"{request.to_label}) now says {said!r}, but {used_by} and every later stage "
+                f"were built when it said {request.classes[then]!r}; restore that label (to "
+                "relabel, move those results away first)"
+            )
+
+
+def digest(path: Path) -> str:
+    """sha256 of a labels file, recorded with the labeled set built from it."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with tmp.open("w", newline="") as file:
-            file.write(out.getvalue())
+            file.write(text)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
