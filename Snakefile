@@ -52,6 +52,13 @@ rule plain_retraining:
 include: "rules/data.smk"
 include: "rules/active_learning.smk"
 include: "rules/report.smk"
+include: "rules/practitioner.smk"
+
+
+onsuccess:
+    # Practitioner mode: say which labels files the runs wait for (nothing when none does).
+    for line in waiting_for_labels():
+        print(f"tavaal: {line}")
 
 
 # Cheap rules run on the submitting node under a cluster profile; prepare_dataset too, since
@@ -77,3 +84,7 @@ localrules:
     plain_retraining,
     table_plain_retraining,
     table_oracle_errors,
+    take_initial_labels,
+    initial_labels,
+    take_labels,
+    export_labels,

@@ -12,6 +12,9 @@
 
 
 rule init_pool:
+    wildcard_constraints:
+        # A person labels the initial pool of human-oracle experiments (rules/practitioner.smk).
+        experiment=_only(SIMULATED),
     input:
         dataset=dataset_input,
     output:
@@ -88,6 +91,9 @@ for _stage in range(QUERY_STAGES):
     rule:
         name:
             f"query_stage{_stage}"
+        wildcard_constraints:
+            # Human-oracle experiments query with query_request_stage<k> instead.
+            experiment=_only(SIMULATED),
         input:
             unpack(query_input(_stage)),
         output:

@@ -7,7 +7,9 @@ from snakemake.exceptions import WorkflowError
 
 from tavaal import layout
 from tavaal.config import ExperimentConfig
-from tavaal.errors import ConfigError
+from tavaal.data import declare_image_folders, known_input_shape, known_split_sizes
+from tavaal.errors import ConfigError, TavaalError
+from tavaal.practitioner import label_progress
 from tavaal.report.study import check_study
 from tavaal.resources import query_estimate, train_estimate
 from tavaal.results_guard import check_results_match
@@ -30,6 +32,9 @@ STAGE0 = f"{RESULTS}/{{experiment}}/stage0/seed{{seed}}"
 STAGE0_LOGS = "logs/{experiment}/stage0/seed{seed}"
 STAGE0_BENCH = "benchmarks/{experiment}/stage0/seed{seed}"
 EXP_DIR = f"{RESULTS}/{{experiment}}"
+EXPORT = layout.EXPORT_FOLDER.format(
+    results=RESULTS, experiment="{experiment}", method="{method}", seed="{seed}", stage="{stage}"
+)
 # Software of every job (relative to the rules/ files); used with --sdm conda only.
 SOFTWARE = "../envs/tavaal.yaml"
 
@@ -66,6 +71,12 @@ def _load_experiments():
     return experiments
 
 
+# Practitioners' own image folders (image_folders.<name>), checked and counted before any job:
+# experiments name them as datasets.
+try:
+    IMAGE_FOLDERS = declare_image_folders(config["image_folders"])
+except TavaalError as exc:
+    raise WorkflowError(f"invalid configuration: {exc}") from None
 # name -> ExperimentConfig, for the experiments this run builds (validated before any job).
 EXPERIMENTS = _load_experiments()
 
@@ -97,6 +108,20 @@ QUERY_STAGES = max(exp.stages for exp in EXPERIMENTS.values()) - 1
 def _alternation(names):
     # Longest first so that e.g. cifar10_imb10 is not cut at cifar10.
     return "|".join(re.escape(name) for name in sorted(set(names), key=lambda n: (-len(n), n)))
+
+
+def _only(names):
+    """A wildcard constraint matching exactly `names` (nothing when there is none)."""
+    names = list(names)
+    return _alternation(names) if names else r"(?!)"
+
+
+# Who labels: a simulated oracle answers inside the query rules; a person (oracle kind human,
+# rules/practitioner.smk) answers requests the workflow stops at.
+HUMAN = [name for name, exp in EXPERIMENTS.items() if exp.oracle.human]
+SIMULATED = [name for name in EXPERIMENTS if name not in HUMAN]
+HUMAN_ASKED_POOL = [name for name in HUMAN if not EXPERIMENTS[name].oracle.initial_labels]
+HUMAN_GIVEN_POOL = [name for name in HUMAN if EXPERIMENTS[name].oracle.initial_labels]
 
 
 def recipe(method):
@@ -199,6 +224,120 @@ def is_planar(experiment):
     return EXPERIMENTS[experiment].dataset in PLANAR_DATASETS
 
 
+def image_folder_mb(dataset):
+    """Megabytes of a prepared image folder's arrays (pool and test, uint8 RGB)."""
+    c, h, w = known_input_shape(dataset)
+    n_train, n_test = known_split_sizes(dataset)
+    return (n_train + n_test) * c * h * w // 2**20 + 1
+
+
+def pool_labels_known(experiment):
+    folder = IMAGE_FOLDERS.get(EXPERIMENTS[experiment].dataset)
+    return folder is None or folder.labels is not None
+
+
+# --------------------------------------------------------- practitioner mode (human oracle)
+# Before any job: how far each run can go with the labels people have given (tavaal.practitioner
+# .label_progress); invalid labels files, or ones changed after a stage used them, stop here.
+
+
+def _label_progress():
+    progress = {}
+    for name in HUMAN:
+        exp = EXPERIMENTS[name]
+        for method in exp.methods:
+            for seed in exp.seeds:
+                try:
+                    progress[name, method, seed] = label_progress(exp, RESULTS, method, seed)
+                except TavaalError as exc:
+                    raise WorkflowError(f"labels: {exc}") from None
+    return progress
+
+
+LABEL_PROGRESS = _label_progress()
+
+
+def export_folder(experiment, method, seed, stage):
+    return layout.EXPORT_FOLDER.format(
+        results=RESULTS, experiment=experiment, method=method, seed=seed, stage=stage
+    )
+
+
+def human_targets():
+    """Per human-labeled run: the trainings its labels allow, the request it waits for (with its
+    contact sheet) and the export of its last labeled stage."""
+    files = []
+    for (name, method, seed), progress in LABEL_PROGRESS.items():
+        files += [run_file(name, method, seed, k, "metrics.json") for k in range(progress.ready)]
+        if progress.waiting_for is not None:
+            folder = layout.request_folder(RESULTS, name, method, seed, progress.ready)
+            files += [str(folder / "to_label.csv"), str(folder / "contact_sheet.png")]
+        if progress.ready:
+            export = export_folder(name, method, seed, progress.ready - 1)
+            files += [f"{export}/labeled.csv", f"{export}/model.pt"]
+    return list(dict.fromkeys(files))
+
+
+def human_complete(experiment):
+    """Every run of the experiment has all its labels, and its folder has a test split: the
+    summary, figures and tables can be made."""
+    folder = IMAGE_FOLDERS[EXPERIMENTS[experiment].dataset]
+    runs = [p for (name, _, _), p in LABEL_PROGRESS.items() if name == experiment]
+    return folder.test_labels is not None and all(p.waiting_for is None for p in runs)
+
+
+def waiting_for_labels():
+    """One line per labels file the runs wait for (the shared initial pool's once): which
+    runs, what to label, where, and how."""
+    waiting = {}
+    for (name, method, seed), p in LABEL_PROGRESS.items():
+        if p.waiting_for is not None:
+            runs = waiting.setdefault(p.waiting_for, (name, seed, p.ready, p.note, []))[4]
+            runs.append(method)
+    return [
+        f"{name}, seed {seed}, stage {stage} ({', '.join(methods)}) waits for labels: {note}"
+        for name, seed, stage, note, methods in waiting.values()
+    ]
+
+
+def labels_input(wildcards):
+    """The person's labels file of a request (ancient: only its contents count, checked by
+    label_progress and the job; a re-save without changes reruns nothing)."""
+    exp = EXPERIMENTS[wildcards.experiment]
+    stage = int(wildcards.get("stage", 0))
+    method = wildcards.get("method", layout.ALL_METHODS)
+    path = layout.labels_file(exp.oracle.labels_dir, exp.name, method, wildcards.seed, stage)
+    return ancient(str(path))
+
+
+def take_labels_input(wildcards):
+    """A later stage's request and answers, the labeled set and scores of the query that asked."""
+    w, stage = wildcards, int(wildcards.stage)
+    return {
+        "request": stage_file("{stage}", "label_request.json").format(**w),
+        "to_label": stage_file("{stage}", "to_label.csv").format(**w),
+        "labels": labels_input(w),
+        "previous": run_file(w.experiment, w.method, w.seed, stage - 1, "labeled.parquet"),
+        "scores": run_file(w.experiment, w.method, w.seed, stage - 1, "scores.parquet"),
+    }
+
+
+def initial_labels_input(wildcards):
+    return {
+        "labels": EXPERIMENTS[wildcards.experiment].oracle.initial_labels,
+        "dataset": dataset_dir(wildcards.experiment),
+    }
+
+
+def export_input(wildcards):
+    w, stage = wildcards, int(wildcards.stage)
+    return {
+        "labeled": run_file(w.experiment, w.method, w.seed, stage, "labeled.parquet"),
+        "model": run_file(w.experiment, w.method, w.seed, stage, "model.pt"),
+        "dataset": dataset_dir(w.experiment),
+    }
+
+
 def selection_stage(experiment):
     """Query stage shown in the two-moons figure: report.selection_stage, clamped."""
     last = last_query_stage(experiment)
@@ -211,7 +350,8 @@ def experiment_figures(experiment):
     names = ["accuracy", "class_entropy"]
     if has_baseline(experiment):
         names.append("improvement")
-    if has_queries(experiment) and adversarial_methods(experiment):
+    # The true loss needs the pool's labels, unknown in a practitioner's folder.
+    if has_queries(experiment) and adversarial_methods(experiment) and pool_labels_known(experiment):
         names += ["discriminator_histogram", "loss_vs_likelihood"]
     if has_queries(experiment) and is_planar(experiment):
         names.append("selection")
@@ -219,7 +359,7 @@ def experiment_figures(experiment):
     tables = ["accuracy", "aulc", "labels_to_reach"]
     if has_queries(experiment):
         tables.append("sampling_time")
-        if adversarial_methods(experiment):
+        if adversarial_methods(experiment) and pool_labels_known(experiment):
             tables += ["adversarial_health", "loss_vs_likelihood"]
     if has_noisy_oracle(experiment):
         tables.append("oracle_errors")
@@ -231,13 +371,15 @@ def experiment_figures(experiment):
 
 
 def all_metrics():
-    return [
+    files = [
         run_file(name, method, seed, stage, "metrics.json")
         for name, exp in EXPERIMENTS.items()
+        if name not in HUMAN
         for method in exp.methods
         for seed in exp.seeds
         for stage in range(exp.stages)
     ]
+    return files + human_targets()
 
 
 def study_file(name):
@@ -245,8 +387,10 @@ def study_file(name):
 
 
 def all_figures():
-    files = []
+    files = human_targets()
     for name in EXPERIMENTS:
+        if name in HUMAN and not human_complete(name):
+            continue
         files.append(f"{EXP_DIR}/summary.parquet".format(experiment=name))
         files += experiment_figures(name)
     for name in STUDIES:

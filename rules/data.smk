@@ -5,6 +5,8 @@
 
 
 rule prepare_dataset:
+    wildcard_constraints:
+        dataset=_only(d for d in (e.dataset for e in EXPERIMENTS.values()) if d not in IMAGE_FOLDERS),
     output:
         # The folder is written atomically by the library (staging folder, then rename).
         directory(f"{DATA}/{{dataset}}"),
@@ -18,3 +20,25 @@ rule prepare_dataset:
         SOFTWARE
     script:
         "../workflow_scripts/prepare_dataset.py"
+
+
+rule prepare_image_folder:
+    """A practitioner's folder of images (image_folders.<name>), decoded at its image_size."""
+    wildcard_constraints:
+        dataset=_only(IMAGE_FOLDERS),
+    output:
+        directory(f"{DATA}/{{dataset}}"),
+    log:
+        "logs/data/{dataset}.log",
+    params:
+        # A changed entry (size, labels, test split) prepares the folder again.
+        folder=lambda wildcards: IMAGE_FOLDERS[wildcards.dataset].to_dict(),
+    threads: 1
+    resources:
+        # One decoded image at a time; the arrays: N x image_size^2 x 3 bytes.
+        mem_mb=lambda wildcards: 1000 + image_folder_mb(wildcards.dataset),
+        runtime=60,
+    conda:
+        SOFTWARE
+    script:
+        "../workflow_scripts/prepare_image_folder.py"

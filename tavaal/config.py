@@ -227,7 +227,7 @@ class ExperimentConfig:
             raise ConfigError(f"{where}.oracle.initial_labels: only read by the human oracle")
         if not 0.0 <= self.oracle.noise < 1.0:
             raise ConfigError(f"{where}.oracle.noise: must be in [0, 1), got {self.oracle.noise}")
-        if self.oracle.confusion == "groups" and not self.oracle.ideal:
+        if self.oracle.confusion == "groups" and self.oracle.noise:
             if not self.oracle.groups:
                 raise ConfigError(f"{where}.oracle.groups: confusion 'groups' needs the groups")
             seen: set[int] = set()

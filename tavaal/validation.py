@@ -10,6 +10,7 @@ from pathlib import Path
 from tavaal.config import ExperimentConfig
 from tavaal.data import (
     has_class_groups,
+    image_folder_of,
     known_input_shape,
     known_split_sizes,
     list_datasets,
@@ -37,8 +38,9 @@ def check_experiment(
             f"{where}.train.dropout: {', '.join(sampling_dropout)} sample the task learner's "
             "dropout (MC dropout) and need train.dropout > 0; it applies to every method alike"
         )
+    _check_oracle_kind(exp, where)
     oracle = exp.oracle
-    if not oracle.ideal and oracle.confusion == "dataset" and not has_class_groups(exp.dataset):
+    if oracle.noise and oracle.confusion == "dataset" and not has_class_groups(exp.dataset):
         raise ConfigError(
             f"{where}.oracle.confusion: {exp.dataset} defines no class groups (CIFAR-100's "
             "super-classes do); set confusion: groups with oracle.groups, or confusion: any"
@@ -52,6 +54,26 @@ def check_experiment(
     n_train = _train_split_size(exp.dataset, data_dir)
     if n_train is not None:
         _check_pool(exp, where, n_train)
+
+
+def _check_oracle_kind(exp: ExperimentConfig, where: str) -> None:
+    """A person labels a practitioner's image folder; a simulated oracle needs known labels."""
+    folder = image_folder_of(exp.dataset)
+    if exp.oracle.human:
+        if folder is None:
+            raise ConfigError(
+                f"{where}.oracle.kind: the human oracle labels the images of an image_folders "
+                f"dataset; {exp.dataset} is a built-in dataset"
+            )
+        labels = exp.oracle.initial_labels
+        if labels and not Path(labels).is_file():
+            raise ConfigError(f"{where}.oracle.initial_labels: {labels} does not exist")
+    elif folder is not None and folder.labels is None:
+        raise ConfigError(
+            f"{where}.oracle.kind: the pool labels of image_folders.{exp.dataset} are unknown, so "
+            f"only a person can answer: set oracle.kind: human (or give image_folders."
+            f"{exp.dataset}.labels for a simulated trial)"
+        )
 
 
 def _train_split_size(dataset: str, data_dir: str | Path | None) -> int | None:
