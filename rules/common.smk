@@ -2,6 +2,7 @@
 # lists, named input functions and the global wildcard constraints (no rules here).
 
 import re
+import sys
 
 from snakemake.exceptions import WorkflowError
 
@@ -298,6 +299,12 @@ def waiting_for_labels():
         f"{name}, seed {seed}, stage {stage} ({', '.join(methods)}) waits for labels: {note}"
         for name, seed, stage, note, methods in waiting.values()
     ]
+
+
+# Said before any job (also on a dry-run or when nothing is left to do) and again at the end.
+if workflow.is_main_process:
+    for _line in waiting_for_labels():
+        print(f"tavaal: {_line}", file=sys.stderr)
 
 
 def labels_input(wildcards):

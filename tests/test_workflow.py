@@ -1012,3 +1012,191 @@ def test_killed_run_leaves_nothing_accepted_and_resumes_identically(tiny_run, tm
     resumed = tiny_files(workdir, pattern)
     assert len(resumed) == 2  # stages 1 and 2; stage 0's pool is the shared one
     assert resumed == tiny_files(tiny_run, pattern)
+
+
+# ----------------------------------------------------- practitioner mode (human oracle)
+
+
+def _fill_labels_from_truth(work: Path, truth_csv: Path, images: str) -> list[Path]:
+    """Play the human: fill every requested labels file not filled yet from the hidden labels."""
+    import csv
+
+    with truth_csv.open() as handle:
+        truth = {row["path"]: row["label"] for row in csv.DictReader(handle)}
+    filled = []
+    for request_json in sorted((work / "results").rglob("label_request.json")):
+        request = json.loads(request_json.read_text())
+        target = work / request["labels_file"]
+        if target.exists():
+            continue
+        with (work / request["to_label"]).open() as handle:
+            rows = list(csv.DictReader(handle))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["sample_id", "path", "label"])
+            for row in rows:
+                relative = Path(row["path"]).relative_to(images).as_posix()
+                writer.writerow([row["sample_id"], row["path"], truth[relative]])
+        filled.append(target)
+    return filled
+
+
+def _simulated_run(work: Path, experiment: dict, folder: dict) -> Path:
+    """The same protocol with a simulated oracle that is given the labels, run in this process
+    (library calls, no Snakemake): the reference the human-labeled run must equal."""
+    from tavaal.config import ExperimentConfig
+    from tavaal.data import declare_image_folders, prepare_dataset
+    from tavaal.stage import run_init_pool, run_query, run_train
+
+    quiet = lambda line: None  # noqa: E731
+    folders = {"known": {**folder, "labels": "toy/truth.csv"}}
+    folders = {
+        k: {**v, **{p: str(work / v[p]) for p in ("path", "test_labels", "labels")}}
+        for k, v in folders.items()
+    }
+    declare_image_folders(folders)
+    data, results = work / "sim_data", work / "sim_results"
+    prepare_dataset("known", data, log=quiet)
+    exp = ExperimentConfig.from_dict("sim", {**experiment, "dataset": "known", "oracle": {}})
+    (method,) = exp.methods
+    recipe = strategy_class(method).recipe
+    for stage in range(exp.stages):
+        labeled = run_file(results, "sim", method, 0, stage, "labeled.parquet")
+        model = run_file(results, "sim", method, 0, stage, "model.pt")
+        if stage == 0:
+            run_init_pool(exp, 0, data, labeled, log=quiet)
+        train_method = None if stage == 0 else method
+        run_train(
+            exp,
+            recipe,
+            0,
+            stage,
+            labeled,
+            data,
+            model,
+            model.with_name("metrics.json"),
+            method=train_method,
+            device="cpu",
+            log=quiet,
+        )
+        if stage + 1 < exp.stages:
+            following = run_file(results, "sim", method, 0, stage + 1, "labeled.parquet")
+            scores = run_file(results, "sim", method, 0, stage, "scores.parquet")
+            run_query(
+                exp,
+                method,
+                0,
+                stage,
+                labeled,
+                model,
+                data,
+                following,
+                scores,
+                device="cpu",
+                log=quiet,
+            )
+    return results
+
+
+@pytest.mark.slow
+def test_practitioner_three_stages_with_a_script_playing_the_human(tmp_path):
+    """Issue 13: the workflow stops at each stage whose labels are missing, says which file to
+    fill, continues once it is filled, and ends with the labeled sets, models and accuracies of
+    a simulated oracle on the same images (whose labels it is given)."""
+    from tavaal.data.toy_folder import TOY_CLASSES, write_toy_folder
+
+    write_toy_folder(tmp_path / "toy", pool_per_class=10, test_per_class=4, seed=1)
+    folder = {
+        "path": "toy/images",
+        "classes": list(TOY_CLASSES),
+        "test_labels": "toy/test_labels.csv",
+    }
+    experiment = {
+        "dataset": "shapes",
+        "model": "small_cnn",
+        "methods": ["entropy"],
+        "seeds": [0],
+        "initial_size": 8,
+        "budget": 6,
+        "stages": 3,
+        "subset_size": 0,
+        "oracle": {"kind": "human"},
+        "train": {"epochs": 1, "batch_size": 16, "milestones": []},
+    }
+    extra = {
+        "run_experiments": ["shapes"],
+        "image_folders": {"shapes": folder},
+        "experiments": {"shapes": experiment},
+    }
+    work = workdir_with_config(tmp_path, extra)
+    # Target all: trainings, requests and exports, no figures (they are not what is tested).
+    args = (
+        "all",
+        "--cores",
+        "2",
+        "--configfile",
+        str(work / "config.yaml"),
+        str(work / "extra.yaml"),
+    )
+    first = snakemake(work, *args)
+    said = first.stderr
+    pool_labels = "labels/shapes/stage0/seed0/labels.csv"
+    assert "shapes, seed 0, stage 0 (entropy) waits for labels" in said
+    assert pool_labels in said and "tavaal label results/shapes/stage0/seed0" in said
+    stage0 = work / "results/shapes/stage0/seed0"
+    assert (stage0 / "to_label.csv").exists() and (stage0 / "contact_sheet.png").exists()
+    assert not list((work / "results/shapes").rglob("metrics.json"))
+
+    # Half an answer is no answer: the run says how many are missing and trains nothing.
+    (filled,) = _fill_labels_from_truth(work, work / "toy/truth.csv", "toy/images")
+    lines = filled.read_text().splitlines()
+    filled.write_text(
+        "\n".join([lines[0], *(f"{line.rsplit(',', 1)[0]}," for line in lines[1:3]), *lines[3:]])
+        + "\n"
+    )
+    partial = snakemake(work, *args, "-n")
+    assert "2 of 8 samples still have no label" in partial.stderr
+    assert "Nothing to be done" in partial.stdout + partial.stderr
+    filled.unlink()
+
+    for stage in range(3):
+        assert len(_fill_labels_from_truth(work, work / "toy/truth.csv", "toy/images")) == 1
+        run = snakemake(work, *args)
+        waiting = re.findall(r"stage (\d) \((\w+)\) waits for labels", run.stderr)
+        assert waiting == ([] if stage == 2 else [(str(stage + 1), "entropy")])
+
+    simulated = _simulated_run(work, experiment, folder)
+    for stage in range(3):
+        mine = read_labeled(
+            run_file(work / "results", "shapes", "entropy", 0, stage, "labeled.parquet")
+        )
+        theirs = read_labeled(run_file(simulated, "sim", "entropy", 0, stage, "labeled.parquet"))
+        assert mine.table.equals(theirs.table), stage
+        assert (mine.metadata["oracle"], theirs.metadata["oracle"]) == ("human", "simulated")
+        accuracy = [
+            json.loads(run_file(root, name, "entropy", 0, stage, "metrics.json").read_text())[
+                "accuracy"
+            ]
+            for root, name in ((work / "results", "shapes"), (simulated, "sim"))
+        ]
+        assert accuracy[0] == accuracy[1] is not None
+    export = work / "results/shapes/export/entropy/seed0/stage2"
+    exported = pd.read_csv(export / "labeled.csv")
+    assert list(exported.columns) == ["sample_id", "path", "label", "stage", "score"]
+    assert len(exported) == 8 + 2 * 6 and exported["stage"].tolist() == sorted(exported["stage"])
+    model = run_file(work / "results", "shapes", "entropy", 0, 2, "model.pt")
+    assert (export / "model.pt").read_bytes() == model.read_bytes()
+    assert "Nothing to be done" in snakemake(work, *args, "-n").stdout
+
+    # A label changed after its stage was built stops the run before any job, naming the row.
+    answer = work / "labels/shapes/entropy/seed0/stage1/labels.csv"
+    lines = answer.read_text().splitlines()
+    sample, path, label = lines[3].split(",")
+    other = next(c for c in TOY_CLASSES if c != label)
+    lines[3] = f"{sample},{path},{other}"
+    answer.write_text("\n".join(lines) + "\n")
+    changed = snakemake(work, *args, check=False)
+    assert changed.returncode != 0
+    request = "results/shapes/entropy/seed0/stage1/to_label.csv"
+    assert f"sample {sample} (row 3 of {request}) now says '{other}'" in changed.stderr
