@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     toy = sub.add_parser(
         "toy-folder",
         help="write a folder of generated shape images with their true labels, to try the "
-        "human oracle (README, \"Label your own images\")",
+        'human oracle (README, "Label your own images")',
     )
     toy.add_argument("folder", type=Path, help="where to write images/, truth.csv, test_labels.csv")
     toy.add_argument("--pool-per-class", type=int, default=40, help="pool images per class")
