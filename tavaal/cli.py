@@ -99,6 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-browser", action="store_true", help="only print the URL; do not open a browser"
     )
 
+    toy = sub.add_parser(
+        "toy-folder",
+        help="write a folder of generated shape images with their true labels, to try the "
+        'human oracle (README, "Label your own images")',
+    )
+    toy.add_argument("folder", type=Path, help="where to write images/, truth.csv, test_labels.csv")
+    toy.add_argument("--pool-per-class", type=int, default=40, help="pool images per class")
+    toy.add_argument("--test-per-class", type=int, default=20, help="test images per class")
+    toy.add_argument("--seed", type=int, default=0, help="the same seed writes the same files")
+
     readme = sub.add_parser(
         "readme-update",
         help="replace the README's results section (between its results markers) with a file "
@@ -375,6 +385,18 @@ def _label(args) -> int:
     return 0
 
 
+def _toy_folder(args) -> int:
+    from tavaal.data.toy_folder import TOY_CLASSES, write_toy_folder
+
+    folder = write_toy_folder(args.folder, args.pool_per_class, args.test_per_class, args.seed)
+    pool = args.pool_per_class * len(TOY_CLASSES)
+    test = args.test_per_class * len(TOY_CLASSES)
+    print(f"{folder.images}: {pool + test} images of {', '.join(TOY_CLASSES)}")
+    print(f"{folder.truth}: the true labels of the {pool} pool images")
+    print(f"{folder.test_labels}: the labels of the {test} test images")
+    return 0
+
+
 def _readme_update(args) -> int:
     from tavaal.report.readme import update_readme
 
@@ -394,6 +416,7 @@ COMMANDS = {
     "inspect": _inspect,
     "estimate": _estimate,
     "label": _label,
+    "toy-folder": _toy_folder,
     "readme-update": _readme_update,
 }
 

@@ -246,3 +246,24 @@ def test_inspect_shows_a_labeled_files_own_error(tmp_path, capsys):
     assert err.strip() == f"tavaal: error: {bad}: index 5 appears twice"
     assert main(["inspect", str(tmp_path / "none.parquet")]) == 2
     assert "index file not found" in capsys.readouterr().err
+
+
+def test_toy_folder_command_writes_the_same_files_for_the_same_seed(tmp_path, capsys):
+    def written(folder):
+        return {
+            str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        }
+
+    args = ["--pool-per-class", "4", "--test-per-class", "2", "--seed", "3"]
+    assert main(["toy-folder", str(tmp_path / "a"), *args]) == 0
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'a' / 'truth.csv'}: the true labels of the 12 pool images" in out
+    first = written(tmp_path / "a")
+    images = [name for name in first if name.startswith("images/")]
+    assert len(images) == 18 and {name[-4:] for name in images} <= {".jpg", ".png"}
+    assert len(first["truth.csv"].decode().splitlines()) == 1 + 12
+    assert len(first["test_labels.csv"].decode().splitlines()) == 1 + 6
+    assert main(["toy-folder", str(tmp_path / "b"), *args]) == 0
+    assert written(tmp_path / "b") == first

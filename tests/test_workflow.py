@@ -30,6 +30,7 @@ from expected_results import check_against_expected
 from tavaal import cli, report
 from tavaal.config import ExperimentConfig, QueryConfig, RankerConfig, TrainConfig, VAEConfig
 from tavaal.data import list_datasets, list_raw_sources
+from tavaal.data.toy_folder import write_toy_folder
 from tavaal.layout import run_file
 from tavaal.models import list_task_models
 from tavaal.pool import read_labeled
@@ -196,6 +197,10 @@ def expected_jobs(config: dict) -> Counter:
         stages = exp.get("stages", 10)
         runs = len(methods) * len(seeds)
         datasets.add(exp["dataset"])
+        if exp.get("oracle", {}).get("kind") == "human":
+            # Nobody has labeled anything yet: the run stops at the initial pool's request.
+            counts["request_initial_labels"] += len(seeds)
+            continue
         # Stage 0 is shared: one pool per seed, one model per training recipe and seed.
         recipes = {strategy_class(m).recipe.name for m in methods}
         counts["init_pool"] += len(seeds)
@@ -218,7 +223,10 @@ def expected_jobs(config: dict) -> Counter:
                 counts["figure_selection"] += 1
         if exp.get("oracle", {}).get("noise", 0) > 0:
             counts["table_oracle_errors"] += 1
-    counts["prepare_dataset"] = len(datasets)
+    image_folders = datasets & set(config.get("image_folders") or {})
+    counts["prepare_dataset"] = len(datasets - image_folders)
+    if image_folders:
+        counts["prepare_image_folder"] = len(image_folders)
     if config.get("studies"):
         counts["study"] = len(config["studies"])
     return counts
@@ -364,6 +372,12 @@ def test_default_config_dry_run_lists_the_expected_jobs(tmp_path):
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
 def test_preset_dry_run_replaces_the_default_experiments(tmp_path, preset):
     workdir = workdir_with_config(tmp_path)
+    # An image folder must exist for the workflow to parse: the practitioner tutorial's is the
+    # generated toy folder (`tavaal toy-folder toy`), written here as its README step does.
+    folders = (yaml.safe_load(preset.read_text()).get("image_folders") or {}).values()
+    if folders:
+        assert all(Path(folder["path"]).parts[0] == "toy" for folder in folders), preset
+        write_toy_folder(workdir / "toy")
     counts = dry_run_counts(workdir, "--configfile", str(preset))
     config = merged_config(yaml.safe_load(preset.read_text()))
     assert counts == expected_jobs(config)
