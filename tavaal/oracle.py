@@ -75,8 +75,7 @@ class HumanOracle(Oracle):
         unanswered = [int(i) for i in indices if int(i) not in self.labels]
         if unanswered:
             raise LabelingError(
-                f"{self.source}: sample {unanswered[0]} has no label ({len(unanswered)} "
-                "unanswered)"
+                f"{self.source}: sample {unanswered[0]} has no label ({len(unanswered)} unanswered)"
             )
         return np.array([self.labels[int(i)] for i in indices], dtype=np.int64)
 
