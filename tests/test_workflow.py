@@ -247,7 +247,7 @@ def test_schema_enums_match_the_registries():
     schema = load_schema()
     experiment = schema["$defs"]["experiment"]["properties"]
     assert sorted(experiment["methods"]["items"]["enum"]) == list_strategies()
-    assert sorted(experiment["dataset"]["anyOf"][0]["enum"]) == list_datasets()
+    assert sorted(experiment["dataset"]["anyOf"][0]["enum"]) == list_datasets(image_folders=False)
     assert sorted(experiment["model"]["enum"]) == list_task_models()
     assert schema["properties"]["raw_sources"]["propertyNames"]["enum"] == list_raw_sources()
 

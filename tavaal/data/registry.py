@@ -177,9 +177,10 @@ def image_folder_of(name: str):
     return _registration(name).image_folder
 
 
-def list_datasets() -> list[str]:
-    """Sorted names of all registered datasets."""
-    return sorted(_REGISTRY)
+def list_datasets(image_folders: bool = True) -> list[str]:
+    """Sorted names of the registered datasets; without the image folders a config declared
+    when `image_folders` is False (the built-in datasets alone)."""
+    return sorted(n for n, r in _REGISTRY.items() if image_folders or r.image_folder is None)
 
 
 def list_raw_sources() -> list[str]:
