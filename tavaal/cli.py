@@ -174,11 +174,20 @@ def _prepare(args) -> int:
     return 0
 
 
+def _with_image_folders(config: dict) -> dict:
+    """Declare the config's image_folders (practitioners' datasets) before its experiments are
+    checked or estimated."""
+    from tavaal.data import declare_image_folders
+
+    declare_image_folders(config.get("image_folders"))
+    return config
+
+
 def _experiment(args):
     from tavaal.config import experiment_from_config, load_config
     from tavaal.validation import check_experiment
 
-    exp = experiment_from_config(load_config(args.config), args.experiment)
+    exp = experiment_from_config(_with_image_folders(load_config(args.config)), args.experiment)
     check_experiment(exp, data_dir=args.data_dir)
     return exp
 
@@ -269,16 +278,22 @@ def _run(args) -> int:
     from tqdm import tqdm
 
     from tavaal.config import experiment_from_config, load_config
+    from tavaal.errors import ConfigError
     from tavaal.layout import run_file
     from tavaal.stage import run_init_pool
     from tavaal.validation import check_experiment
 
-    config = load_config(args.config)
+    config = _with_image_folders(load_config(args.config))
     names = args.experiment or list(config.get("experiments") or {})
     experiments = [experiment_from_config(config, name) for name in names]
     chains = []
     for exp in experiments:
         check_experiment(exp, data_dir=args.data_dir)
+        if exp.oracle.human:
+            raise ConfigError(
+                f"experiments.{exp.name}.oracle.kind: a person labels this experiment through "
+                "the workflow (snakemake stops at each request); `tavaal run` has nobody to ask"
+            )
         methods = args.methods or list(exp.methods)
         for method in methods:
             _check_method(exp, method)
@@ -317,7 +332,7 @@ def _estimate(args) -> int:
     from tavaal.config import experiment_from_config, merge_configs, selected_experiments
     from tavaal.resources import device_kind, experiment_estimate
 
-    config = merge_configs(*args.configs)
+    config = _with_image_folders(merge_configs(*args.configs))
     unit = "GPU" if device_kind(args.device) == "gpu" else "CPU-core"
     print(f"experiment  jobs  {unit} hours  longest chain (h)")
     total = 0.0

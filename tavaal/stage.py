@@ -137,7 +137,12 @@ def experiment_oracle(
     """The simulated oracle of the experiment's queries for `seed` (`tavaal.oracle`); a human
     oracle's answers arrive as files instead (`tavaal.practitioner`)."""
     info = dataset.info
-    if exp.oracle.human or not info.train_labels_known:
+    if exp.oracle.human:
+        raise ConfigError(
+            f"experiments.{exp.name}.oracle.kind: a person labels this experiment, through the "
+            "workflow's requests (tavaal.practitioner), not inside this step"
+        )
+    if not info.train_labels_known:
         raise ConfigError(
             f"experiments.{exp.name}.oracle: a simulated oracle needs the labels of "
             f"{info.name}'s pool, which are unknown; use oracle kind: human"

@@ -474,3 +474,39 @@ def test_write_request_makes_the_files_the_page_reads(tmp_path, toy):
     answers = read_answers(request)
     require_complete(answers, request)
     assert answers.labels == {5: 0, 1: 0, 9: 0}
+
+
+def test_the_command_line_knows_image_folders_and_leaves_people_to_the_workflow(
+    tmp_path, toy, capsys
+):
+    import yaml
+
+    from tavaal import cli
+
+    folder, data = toy
+    entry = {"path": str(folder.images), "classes": CLASSES, "test_labels": str(folder.test_labels)}
+    settings = experiment("x", "mine").to_dict()
+    config = {
+        "image_folders": {"mine": entry},
+        "experiments": {"x": {**settings, "oracle": {"kind": "human"}}},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert cli.main(["estimate", str(path)]) == 0
+    assert re.search(r"^x  5  ", capsys.readouterr().out, re.MULTILINE)
+    code = cli.main(
+        [
+            "run",
+            "--config",
+            str(path),
+            "--data-dir",
+            str(data),
+            "--results-dir",
+            str(tmp_path / "r"),
+        ]
+    )
+    assert code == 2
+    assert "oracle.kind: a person labels this experiment through the workflow" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "r").exists()
