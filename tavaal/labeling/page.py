@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import string
 import sys
 import threading
@@ -160,7 +161,12 @@ def serve_labeling(
     open_browser: bool = False,
     log: Callable[[str], None] = print,
 ) -> None:
-    """Serve the labeling page of a request until Ctrl-C."""
+    """Serve the labeling page of a request until Ctrl-C (or SIGTERM)."""
+    if threading.current_thread() is threading.main_thread():
+        # A process started in the background of a script inherits SIGINT as ignored, and
+        # Python then installs no KeyboardInterrupt for it: take Ctrl-C (and a kill) back.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     server = LabelingServer(request_json, port)
     server.start()
     labels_file = server.request.labels_file
