@@ -45,7 +45,14 @@ class TrainConfig:
     # horizontal flip, on image datasets only. TA-VAAL arXiv §5.3 uses it for CIFAR-10 and SVHN,
     # normalisation only for Fashion-MNIST; on 8×8 digits it destroys the signal.
     augment: bool = True
+    # Which augmentation when `augment` is on. "pad_crop": the crop of the image zero-padded by
+    # `crop_padding` above. "resized_crop" (ImageNet-style, for large images such as 224 px):
+    # a random box of area fraction in `crop_scale` and aspect ratio (width / height,
+    # log-uniform) in `crop_ratio`, resized back to the stored size; `crop_padding` is unused.
+    augmentation: Literal["pad_crop", "resized_crop"] = "pad_crop"
     crop_padding: int = 4
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (0.75, 4 / 3)
     hflip: bool = True
     # Model selection (VAAL's official code): hold out this many train-split samples, never
     # labeled or queried, and keep the weights with the best accuracy on them, evaluated every
@@ -216,6 +223,7 @@ class ExperimentConfig:
                 raise ConfigError(f"{where}.train.{key}: must be >= 0")
         if not 0.0 <= self.train.dropout < 1.0:
             raise ConfigError(f"{where}.train.dropout: must be in [0, 1)")
+        self._validate_crop(where)
         for key in ("latent_dim", "batch_size", "vae_steps", "disc_steps", "disc_depth", "epochs"):
             if getattr(self.vae, key) < 1:
                 raise ConfigError(f"{where}.vae.{key}: must be >= 1")
@@ -243,6 +251,22 @@ class ExperimentConfig:
             )
         if self.query.mc_samples < 2 or self.query.ensemble_size < 2:
             raise ConfigError(f"{where}.query: mc_samples and ensemble_size must be >= 2")
+
+    def _validate_crop(self, where: str) -> None:
+        """The resized crop's ranges: an area fraction in (0, 1], a positive aspect ratio, each
+        given as [min, max]."""
+        low, high = self.train.crop_scale
+        if not 0.0 < low <= high <= 1.0:
+            raise ConfigError(
+                f"{where}.train.crop_scale: need 0 < min <= max <= 1 (area fractions of the "
+                f"image), got [{low}, {high}]"
+            )
+        low, high = self.train.crop_ratio
+        if not 0.0 < low <= high:
+            raise ConfigError(
+                f"{where}.train.crop_ratio: need 0 < min <= max (width / height), "
+                f"got [{low}, {high}]"
+            )
 
     def _validate_human(self, where: str) -> None:
         """What a person labeling the queries cannot do: be noisy on purpose, label a held-out
@@ -293,6 +317,17 @@ class ExperimentConfig:
         # The simulated oracle's keys only, as before the human oracle existed (same hashes).
         noisy = self.select("oracle")["oracle"]
         return {"oracle": {key: noisy[key] for key in ("noise", "confusion", "groups")}}
+
+    def train_settings(self) -> dict[str, Any]:
+        """The `train` section as a trained model depends on it. The augmentation choice came
+        later: with the default "pad_crop" its keys are left out, so that models trained before
+        it existed keep their settings hash; with "resized_crop" they replace the unused
+        `crop_padding`."""
+        train = self.to_dict()["train"]
+        later = ("augmentation", "crop_scale", "crop_ratio")
+        if train["augmentation"] == "pad_crop":
+            return {key: value for key, value in train.items() if key not in later}
+        return {key: value for key, value in train.items() if key != "crop_padding"}
 
     def pool_settings(self) -> dict[str, Any]:
         """What the initial pool (and the held-out validation split) depend on."""
@@ -393,10 +428,17 @@ def _coerce(hint, value, where: str):
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
         return value
     if origin is tuple:
-        (item_type, _ellipsis) = typing.get_args(hint)
+        args = typing.get_args(hint)
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(_coerce(item_type, item, f"{where}[{i}]") for i, item in enumerate(value))
+        if args[-1] is Ellipsis:
+            args = (args[0],) * len(value)
+        elif len(value) != len(args):
+            raise ConfigError(f"{where}: expected a list of {len(args)} items, got {value!r}")
+        return tuple(
+            _coerce(item, v, f"{where}[{i}]")
+            for i, (item, v) in enumerate(zip(args, value, strict=True))
+        )
     if origin in (typing.Union, types.UnionType):
         raise ConfigError(f"{where}: unsupported union type in config schema")
     if hint is bool:
