@@ -2,8 +2,8 @@
 
 Both papers re-initialise the task learner at every stage, so each stage trains from scratch on
 that stage's labeled set. The training data lives on the device as one tensor; batches are
-gathered, augmented (pad-4 random crop + horizontal flip) and normalised there, with no
-DataLoader or per-sample PIL transforms.
+gathered, augmented (`tavaal.augmentation`: pad-4 random crop or random-resized crop, plus a
+horizontal flip) and normalised there, with no DataLoader or per-sample PIL transforms.
 
 What is trained is a *recipe*, not a method: every method declares the recipe its task learner
 needs (plain classifier, with a margin-loss or ranking-loss ranker, or an ensemble). Methods of
@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tavaal.config import ExperimentConfig, settings_hash
+from tavaal.augmentation import augment_images, resized_crop_images
+from tavaal.config import ExperimentConfig, TrainConfig, settings_hash
 from tavaal.data import DatasetInfo, PreparedDataset, to_tensor_batch
 from tavaal.errors import CheckpointError
 from tavaal.inference import forward_pool
@@ -74,7 +75,7 @@ def training_settings(exp: ExperimentConfig, recipe: TrainingRecipe) -> dict:
         "dataset": exp.dataset,
         "model": exp.model,
         "normalization": exp.normalization,
-        "train": exp.to_dict()["train"],
+        "train": exp.train_settings(),
         "inference_batch_size": exp.query.inference_batch_size,
     }
     if recipe.ranker_loss is not None:
@@ -107,26 +108,11 @@ def build_model(exp: ExperimentConfig, info: DatasetInfo) -> TaskModel:
     )
 
 
-def augment_images(
-    batch: torch.Tensor, generator: torch.Generator, padding: int = 4, hflip: bool = True
-) -> torch.Tensor:
-    """Random crop of the zero-padded image and horizontal flip of a uint8 (N, H, W, C) batch.
-
-    Runs on the batch's device. Zero padding happens on raw pixels, as in the papers' pipelines
-    (TA-VAAL §4.2: 32×32 crops of 36×36 zero-padded images).
-    """
-    n, h, w, _ = batch.shape
-    padded = F.pad(batch, (0, 0, padding, padding, padding, padding))
-    device = batch.device
-    draws = torch.randint(0, 2 * padding + 1, (2, n), generator=generator, device=device)
-    flips = torch.rand(n, generator=generator, device=device) < 0.5
-    if not hflip:
-        flips = torch.zeros_like(flips)
-    rows = draws[0][:, None] + torch.arange(h, device=device)[None, :]
-    cols = draws[1][:, None] + torch.arange(w, device=device)[None, :]
-    cols = torch.where(flips[:, None], cols.flip(1), cols)
-    sample = torch.arange(n, device=device)[:, None, None]
-    return padded[sample, rows[:, :, None], cols[:, None, :]]
+def _augment(raw: torch.Tensor, generator: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
+    """`train.augmentation` of a uint8 (N, H, W, C) batch, drawn from `generator`."""
+    if cfg.augmentation == "resized_crop":
+        return resized_crop_images(raw, generator, cfg.crop_scale, cfg.crop_ratio, cfg.hflip)
+    return augment_images(raw, generator, cfg.crop_padding, cfg.hflip)
 
 
 def _batch_order(n: int, batch_size: int, generator: torch.Generator, device) -> list[torch.Tensor]:
@@ -341,7 +327,7 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
         for batch_index in _batch_order(len(y_all), cfg.batch_size, shuffle, device):
             raw = x_all[batch_index]
             if augment:
-                raw = augment_images(raw, shuffle, cfg.crop_padding, cfg.hflip)
+                raw = _augment(raw, shuffle, cfg)
             targets = y_all[batch_index]
             out = model(to_tensor_batch(raw, info))
             per_sample = F.cross_entropy(out.logits, targets, reduction="none")

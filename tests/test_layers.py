@@ -20,6 +20,7 @@ LAYERS = {
     "data": 2,
     "models": 2,
     "losses": 2,
+    "augmentation": 2,
     "uncertainty": 2,
     "optim": 2,
     "inference": 3,
