@@ -95,6 +95,10 @@ class VAEConfig:
     # Linear layers of the discriminator (official code: 3; papers' text: 5-layer MLP).
     disc_depth: int = 3
     batch_size: int = 64
+    # Side of the square images the VAE and D see (0: as stored). VAAL's VAE was built for
+    # 32x32 (and 64 for BDD100K); at 224 px a downsampled copy keeps it that size (the stored
+    # images are resized on the device with antialiasing, once per query).
+    input_size: int = 0
     # Passes over labeled + training pool; converted to iterations when `iterations` is 0
     # (TA-VAAL code: (|L| + |subset|) * epochs / batch).
     epochs: int = 100
@@ -227,6 +231,11 @@ class ExperimentConfig:
         for key in ("latent_dim", "batch_size", "vae_steps", "disc_steps", "disc_depth", "epochs"):
             if getattr(self.vae, key) < 1:
                 raise ConfigError(f"{where}.vae.{key}: must be >= 1")
+        if self.vae.input_size and not 8 <= self.vae.input_size <= 512:
+            raise ConfigError(
+                f"{where}.vae.input_size: 0 (as stored) or a side in 8..512, got "
+                f"{self.vae.input_size}"
+            )
         if self.initial_excluded_classes < 0:
             raise ConfigError(f"{where}.initial_excluded_classes: must be >= 0")
         if self.oracle.human:
@@ -296,13 +305,20 @@ class ExperimentConfig:
         return _plain(dataclasses.asdict(self))
 
     def select(self, *paths: str) -> dict[str, Any]:
-        """The settings at dotted `paths` ("budget", "vae", "query.mc_samples"), by path."""
+        """The settings at dotted `paths` ("budget", "vae", "query.mc_samples"), by path.
+
+        Keys that came later are left out of a section while they hold the default that means
+        "as before" (`LATER_DEFAULTS`), so that results made before them keep their hashes.
+        """
         plain = self.to_dict()
         selected = {}
         for path in paths:
             value: Any = plain
             for key in path.split("."):
                 value = value[key]
+            later = LATER_DEFAULTS.get(path, {})
+            if later:
+                value = {k: v for k, v in value.items() if k not in later or v != later[k]}
             selected[path] = value
         return selected
 
@@ -335,6 +351,11 @@ class ExperimentConfig:
         if self.initial_excluded_classes:
             settings.update(self.select("initial_excluded_classes"))
         return {**settings, **self.oracle_settings()}
+
+
+# Section -> keys added after results existed, with the value that reproduces the earlier
+# behaviour: left out of `ExperimentConfig.select` while they hold it.
+LATER_DEFAULTS: dict[str, dict[str, Any]] = {"vae": {"input_size": 0}}
 
 
 def settings_hash(settings: dict[str, Any]) -> str:

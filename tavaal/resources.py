@@ -141,6 +141,9 @@ def query_estimate(exp: ExperimentConfig, method: str, stage: int, device: str) 
     if strategy.adversary is not None:
         pool = candidates if exp.vae.train_on == "subset" else unlabeled
         iterations = training_iterations(exp.vae, labeled, pool)
+        # The adversary's inputs: the stored images, or their copy at vae.input_size.
+        if len(shape) == 3 and exp.vae.input_size:
+            shape = (shape[0], exp.vae.input_size, exp.vae.input_size)
         pixels = math.prod(shape[1:]) if len(shape) == 3 else 1
         units = exp.vae.batch_size * pixels * exp.vae.base_channels**2
         reference = VAE_ITERATION_SECONDS[kind] * units / VAE_REFERENCE_UNITS

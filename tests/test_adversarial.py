@@ -31,7 +31,7 @@ from tavaal.adversarial import (
 )
 from tavaal.config import ExperimentConfig, QueryConfig, VAEConfig
 from tavaal.data import DatasetInfo, PreparedDataset
-from tavaal.errors import CheckpointError
+from tavaal.errors import CheckpointError, ConfigError
 from tavaal.models.base import TaskModel
 from tavaal.seeding import seed_everything
 from tavaal.strategies import QueryContext, get_strategy, strategy_class
@@ -422,6 +422,62 @@ def test_input_bank_raw_rows_normalise_like_load_inputs():
     torch.testing.assert_close(raw[positions], cached[positions], rtol=0, atol=0)
     expected = (images[[29, 3, 8, 8]].transpose(0, 3, 1, 2) / 255.0 - 0.4) / 0.25
     np.testing.assert_allclose(cached[positions][:, 1].numpy(), expected[:, 1], atol=1e-6)
+
+
+def test_input_bank_resizes_images_for_the_vae_in_both_storages():
+    """vae.input_size: the adversary sees an antialiased, downsampled copy of the images."""
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, size=(12, 16, 16, 3), dtype=np.uint8)
+    info = DatasetInfo(
+        name="big",
+        kind="image",
+        num_classes=2,
+        classes=("a", "b"),
+        input_shape=(3, 16, 16),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        n_train=12,
+        n_test=0,
+    )
+    indices = np.array([9, 2, 5, 11])
+    cached = InputBank.load(images, indices, info, "cpu", size=8)
+    raw = InputBank.load(images, indices, info, "cpu", max_cached_bytes=0, size=8)
+    assert cached.normalised.shape == (4, 3, 8, 8) and raw.raw.shape == (4, 8, 8, 3)
+    everything = torch.arange(4)
+    torch.testing.assert_close(raw[everything], cached[everything], rtol=0, atol=0)
+    # Each 2x2 block of a constant image stays that constant; a row keeps its sample's content.
+    reference = torch.nn.functional.interpolate(
+        torch.from_numpy(images[indices]).permute(0, 3, 1, 2).float(),
+        size=(8, 8),
+        mode="bilinear",
+        antialias=True,
+    )
+    expected = (reference.round().clamp(0, 255) / 255.0 - 0.5) / 0.25
+    torch.testing.assert_close(cached[everything], expected, rtol=0, atol=1e-6)
+    # The stored size (or 0) keeps the rows as they are.
+    same = InputBank.load(images, indices, info, "cpu", size=16)
+    torch.testing.assert_close(
+        same[everything], InputBank.load(images, indices, info, "cpu")[everything]
+    )
+
+
+def test_vae_input_size_is_validated_and_hashed_only_when_set():
+    from tavaal.strategies import method_hash
+
+    base = {"dataset": "digits", "model": "digits_cnn", "methods": ["vaal", "tavaal"]}
+    exp = ExperimentConfig.from_dict("x", base)
+    # Computed before vae.input_size existed: results made then keep their hashes.
+    assert (method_hash(exp, "vaal"), method_hash(exp, "tavaal")) == (
+        "ad877df6bf7dd964",
+        "948025de90ec9224",
+    )
+    smaller = ExperimentConfig.from_dict("x", {**base, "vae": {"input_size": 16}})
+    assert smaller.select("vae")["vae"]["input_size"] == 16
+    assert method_hash(smaller, "vaal") != method_hash(exp, "vaal")
+    with pytest.raises(
+        ConfigError, match=r"vae\.input_size: 0 \(as stored\) or a side in 8\.\.512"
+    ):
+        ExperimentConfig.from_dict("x", {**base, "vae": {"input_size": 4}})
 
 
 # ------------------------------------------------------------------------------- the strategies

@@ -510,3 +510,38 @@ def test_the_command_line_knows_image_folders_and_leaves_people_to_the_workflow(
         capsys.readouterr().err
     )
     assert not (tmp_path / "r").exists()
+
+
+def test_vaal_trains_its_vae_on_the_downsampled_copy(tmp_path, toy, stage0_models, monkeypatch):
+    """vae.input_size (issue 12): the 32 px images reach the VAE and D at 16 px."""
+    from tavaal.adversarial import training
+
+    folder, data = toy
+    root, sim_pool, models = stage0_models
+    built = []
+    original = training.build_adversary
+
+    def recording(input_shape, *args, **kwargs):
+        built.append(tuple(input_shape))
+        return original(input_shape, *args, **kwargs)
+
+    monkeypatch.setattr(training, "build_adversary", recording)
+    base = experiment("sim", "toy_known", methods=["vaal"]).to_dict()
+    exp = ExperimentConfig.from_dict("sim", {**base, "vae": {**base["vae"], "input_size": 16}})
+    labeled = tmp_path / "labeled.parquet"
+    run_query(
+        exp,
+        "vaal",
+        0,
+        0,
+        sim_pool,
+        None,
+        data,
+        labeled,
+        tmp_path / "scores.parquet",
+        device="cpu",
+        log=lambda line: None,
+    )
+    assert built == [(3, 16, 16)]
+    added = read_labeled(labeled).table.query("stage_added == 1")
+    assert len(added) == 4 and added["index"].is_unique

@@ -3,14 +3,17 @@ are labeled, TA-VAAL's rank conditions, and the seeded epoch-style batch stream.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from tavaal.data import to_tensor_batch
 from tavaal.inference import batches, load_inputs
 from tavaal.seeding import torch_generator
 
@@ -52,14 +55,30 @@ class InputBank:
         device,
         max_cached_bytes: int = DEFAULT_MAX_CACHED_BYTES,
         chunk: int = 4096,
+        size: int = 0,
     ) -> InputBank:
+        """The rows `indices` of `x`; images resized to `size` x `size` first when `size` is
+        set and differs from the stored size (`vae.input_size`)."""
         indices = np.asarray(indices, dtype=np.int64)
+        stored = info
+        if size and info.kind == "image" and tuple(info.input_shape[1:]) != (size, size):
+            info = dataclasses.replace(info, input_shape=(info.input_shape[0], size, size))
         per_row = 4 * math.prod(info.input_shape)
+        resize = info is not stored
         if len(indices) * per_row <= max_cached_bytes:
-            parts = [load_inputs(x, part, info, device) for part in batches(indices, chunk)]
+            if resize:
+                parts = [
+                    to_tensor_batch(_resized_rows(x, part, size, device), info)
+                    for part in batches(indices, chunk)
+                ]
+            else:
+                parts = [load_inputs(x, part, info, device) for part in batches(indices, chunk)]
             if not parts:
                 return cls(normalised=torch.zeros((0, *info.input_shape), device=device))
             return cls(normalised=torch.cat(parts))
+        if resize:
+            parts = [_resized_rows(x, part, size, device) for part in batches(indices, chunk)]
+            return cls(raw=torch.cat(parts), info=info)
         order = np.argsort(indices, kind="stable")
         rows = np.empty((len(indices), *x.shape[1:]), dtype=x.dtype)
         rows[order] = np.asarray(x[indices[order]])
@@ -75,9 +94,18 @@ class InputBank:
     def __getitem__(self, positions: Tensor) -> Tensor:
         if self.normalised is not None:
             return self.normalised[positions]
-        from tavaal.data import to_tensor_batch
-
         return to_tensor_batch(self.raw[positions], self.info)
+
+
+def _resized_rows(x: np.ndarray, indices: np.ndarray, size: int, device) -> Tensor:
+    """uint8 (N, size, size, C) rows of the uint8 images `x[indices]`, in the order of `indices`:
+    bilinear with antialiasing (an area-like average when shrinking), rounded back to uint8."""
+    order = np.argsort(indices, kind="stable")
+    rows = np.empty((len(indices), *x.shape[1:]), dtype=np.uint8)
+    rows[order] = np.asarray(x[indices[order]])
+    images = torch.from_numpy(rows).to(device).permute(0, 3, 1, 2).float()
+    small = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+    return small.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
 @dataclass

@@ -92,7 +92,9 @@ def train_query_adversary(
         raw_r = np.asarray(out.predicted_loss, dtype=np.float32)
         decoder_r, disc_r = normalise_rank(raw_r, cfg.rank_normalization)
 
-    bank = InputBank.load(ctx.dataset.x_train, indices, info, ctx.device, max_cached_bytes)
+    bank = InputBank.load(
+        ctx.dataset.x_train, indices, info, ctx.device, max_cached_bytes, size=cfg.input_size
+    )
     data = AdversarialData(
         bank=bank,
         labeled=lab_pos,
