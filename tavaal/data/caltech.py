@@ -23,8 +23,9 @@ folder, "not a real class", and has 8,677), and 27,607 + 3,000 = 30,607 is all o
 each, the last: Caltech-101 has 102 classes, torchvision's 101 (sorted folder names, indices
 0-100 as torchvision numbers them) then ``BACKGROUND_Google`` (101); Caltech-256 has 257, class
 ``nnn - 1`` for folder ``nnn.name`` (torchvision's numbering), ``clutter`` being 256. ``Faces`` and
-``Faces_easy`` stay two classes, as in torchvision and the 101-category benchmark, although
-``Faces_easy`` holds tighter crops of the same photographs as ``Faces``.
+``Faces_easy`` stay two classes, as in torchvision and the 101-category benchmark (``Faces_easy``
+is usually described as tighter crops of the ``Faces`` photographs, so the two can share a
+photograph across the split; the papers' sizes include both).
 
 **Split.** Caltech has no official split; ours is drawn once with a fixed seed (`fixed_seed`),
 stratified: the test split has exactly the paper's size, apportioned to the classes in
