@@ -73,6 +73,8 @@ def test_registry_names():
             "cifar10_ent165",
             "cifar10_ent189",
             "cifar10_ent211",
+            "caltech101",
+            "caltech256",
         ]
     )
 
@@ -121,7 +123,14 @@ def test_known_split_sizes_of_the_torchvision_datasets():
 
 
 def test_raw_sources_of_the_registered_datasets():
-    assert list_raw_sources() == ["cifar10", "cifar100", "fashion_mnist", "svhn"]
+    assert list_raw_sources() == [
+        "caltech101",
+        "caltech256",
+        "cifar10",
+        "cifar100",
+        "fashion_mnist",
+        "svhn",
+    ]
     assert raw_source("cifar10_ent189") == "cifar10" and raw_source("svhn") == "svhn"
     assert raw_source("digits_imb10") is None and raw_source("moons") is None
 

@@ -10,7 +10,7 @@ torchvision datasets live under ``data_dir/raw/<source>/`` (see `tavaal.data.tor
 Importing this package loads neither torch, torchvision nor scikit-learn.
 """
 
-from tavaal.data import synthetic, torchvision_sets  # noqa: F401  (register the builders)
+from tavaal.data import caltech, synthetic, torchvision_sets  # noqa: F401  (register the builders)
 from tavaal.data.image_folder import (
     ImageFolderSpec,
     declare_image_folders,

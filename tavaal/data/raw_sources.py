@@ -21,6 +21,9 @@ fashion_mnist   ``[FashionMNIST/raw/]{train,t10k}-{images-idx3,labels-idx1}-ubyt
 
 Every file is checked against its md5 sum before it is parsed, so only the genuine CIFAR pickles
 are ever unpickled, and one `DatasetError` lists every missing or damaged file.
+
+The Caltech image trees (raw sources ``caltech101`` and ``caltech256``) are read by
+`tavaal.data.caltech`; no md5 sums are known for their images.
 """
 
 from __future__ import annotations

@@ -89,13 +89,31 @@ class BuildContext:
     ``cifar10_imb10`` reads the raw files of ``cifar10``); `raw_root` is ``data_dir/raw``, under
     which each raw source has its own folder (``raw/cifar10``, ``raw/svhn``, ...).
     `raw_sources` maps a raw source to a folder that already holds its files, read in place
-    instead (`tavaal.data.raw_sources`); nothing is downloaded for those.
+    instead (`tavaal.data.raw_sources`); nothing is downloaded for those. `staging` is the
+    (not yet created) folder the prepared dataset is written in before it is renamed into place,
+    see `staged_array`; `log` takes the progress lines of a long preparation.
     """
 
     name: str
     raw_root: Path
     download: bool
     raw_sources: Mapping[str, Path] = field(default_factory=dict)
+    staging: Path | None = None
+    log: Callable[[str], None] = print
+
+    def staged_array(self, key: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """A zero-filled array to fill in place of holding it in memory: for an array too large
+        for memory (Caltech-256 at 224x224 is 4.6 GB), a writable memory map of the ``.npy`` file
+        `key` (``x_train``, ``x_test``, ...) in the staging folder. `tavaal.data.storage` keeps
+        that file as it is instead of writing the array again; it is removed with the staging
+        folder if the preparation fails or is killed. Without a staging folder (a builder called
+        directly) an ordinary array in memory.
+        """
+        if self.staging is None:
+            return np.zeros(shape, dtype=dtype)
+        self.staging.mkdir(parents=True, exist_ok=True)
+        path = self.staging / f"{key}.npy"
+        return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))
 
 
 Builder = Callable[[BuildContext], Splits]

@@ -8,8 +8,10 @@ temporary sibling name and renamed in one step, so a killed job leaves either a 
 or none; an existing folder is never rewritten. Loading memory-maps the arrays (no copy) and
 checks them against ``meta.json``, which takes milliseconds even for CIFAR.
 
-A job killed outright may leave a hidden ``.<name>.tmp-*`` folder beside the dataset; nothing
-reads it and it can be deleted.
+A builder whose images do not fit in memory (Caltech-256 at 224x224) decodes them straight into
+memory-mapped ``.npy`` files in that temporary folder (`BuildContext.staged_array`), which are
+kept as written. A job killed outright may leave a hidden ``.<name>.tmp-*`` folder beside the
+dataset; nothing reads it, a new preparation starts from zero, and it can be deleted.
 """
 
 from __future__ import annotations
@@ -47,8 +49,11 @@ from tavaal.errors import DatasetError
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
-# Images are summed in chunks so the statistics of CIFAR need no float copy of the whole set.
+# Images are summed in chunks so the statistics of CIFAR need no float copy of the whole set:
+# 4096 images of at most CIFAR's 3072 bytes (the chunks, hence the sums, of every dataset of
+# that size or smaller are as before), fewer of larger ones (~100 MB as float64 per chunk).
 _STATS_CHUNK = 4096
+_STATS_CHUNK_BYTES = _STATS_CHUNK * 32 * 32 * 3
 
 
 def prepare_dataset(
@@ -79,18 +84,28 @@ def prepare_dataset(
         if spec is not None:
             _check_same_folder(folder, spec)
         return folder
-    if spec is not None:
-        splits = build_image_folder(spec, log)
-    else:
-        ctx = BuildContext(
-            name=name, raw_root=data_dir / "raw", download=download, raw_sources=sources
-        )
-        splits = builder(ctx)
-    info = describe(name, splits)
-    data_dir.mkdir(parents=True, exist_ok=True)
     staging = data_dir / f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     try:
-        staging.mkdir()
+        if spec is not None:
+            splits = build_image_folder(spec, log)
+        else:
+            ctx = BuildContext(
+                name=name,
+                raw_root=data_dir / "raw",
+                download=download,
+                raw_sources=sources,
+                staging=staging,
+                log=log,
+            )
+            splits = builder(ctx)
+        info = describe(name, splits)
+    except BaseException:
+        # A builder may have filled memory-mapped arrays there (BuildContext.staged_array).
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        staging.mkdir(exist_ok=True)
         for key in ARRAYS:
             _write_array(staging / f"{key}.npy", getattr(splits, key))
         meta = {"format_version": FORMAT_VERSION, **dataclasses.asdict(info)}
@@ -247,14 +262,16 @@ def _image_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ..
     """Per-channel mean and (population) std of uint8 NHWC images on the [0, 1] scale."""
     channels = images.shape[-1]
     count = images.size // channels
+    per_image = max(1, int(np.prod(images.shape[1:])))
+    step = max(1, min(_STATS_CHUNK, _STATS_CHUNK_BYTES // per_image))
     total = np.zeros(channels, dtype=np.float64)
-    for start in range(0, images.shape[0], _STATS_CHUNK):
-        chunk = images[start : start + _STATS_CHUNK].reshape(-1, channels)
+    for start in range(0, images.shape[0], step):
+        chunk = images[start : start + step].reshape(-1, channels)
         total += chunk.sum(axis=0, dtype=np.float64)
     mean = total / count
     squares = np.zeros(channels, dtype=np.float64)
-    for start in range(0, images.shape[0], _STATS_CHUNK):
-        chunk = images[start : start + _STATS_CHUNK].reshape(-1, channels).astype(np.float64)
+    for start in range(0, images.shape[0], step):
+        chunk = images[start : start + step].reshape(-1, channels).astype(np.float64)
         squares += ((chunk - mean) ** 2).sum(axis=0)
     std = np.sqrt(squares / count)
     return _plain(mean / 255.0), _plain(_nonzero(std / 255.0))
@@ -275,10 +292,31 @@ def _plain(values: np.ndarray) -> tuple[float, ...]:
 
 
 def _write_array(path: Path, array: np.ndarray) -> None:
+    if _is_staged(path, array):
+        # Already written in place by the builder (BuildContext.staged_array): make it durable.
+        array.flush()
+        with path.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        return
     with path.open("wb") as handle:
         np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _is_staged(path: Path, array: np.ndarray) -> bool:
+    """Whether `array` is a memory map of the whole ``.npy`` file `path` itself."""
+    filename = getattr(array, "filename", None)
+    if not isinstance(array, np.memmap) or filename is None or not path.exists():
+        return False
+    if not os.path.samefile(filename, path):
+        return False
+    stored = np.load(path, mmap_mode="r", allow_pickle=False)
+    whole = (stored.shape, stored.dtype, stored.offset) == (array.shape, array.dtype, array.offset)
+    if not whole:
+        # Writing it again would truncate the file the array maps.
+        raise ValueError(f"{path}: the builder returned part of the staged array, not all of it")
+    return True
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
