@@ -56,6 +56,13 @@ TASK_CASES = [
         [(64, 56, 56), (128, 28, 28), (256, 14, 14), (512, 7, 7)],
     ),
     ("resnet18_imagenet", (1, 32, 32), 512, [(64, 8, 8), (128, 4, 4), (256, 2, 2), (512, 1, 1)]),
+    # VGG16-BN at 224: taps after the pools of blocks 2-5, 224-112-56-28-14-7.
+    (
+        "vgg16_bn_224",
+        (3, 224, 224),
+        4096,
+        [(128, 56, 56), (256, 28, 28), (512, 14, 14), (512, 7, 7)],
+    ),
     ("digits_cnn", (1, 8, 8), 128, [(32, 8, 8), (64, 4, 4)]),
     ("digits_cnn", (3, 8, 8), 128, [(32, 8, 8), (64, 4, 4)]),
     ("small_cnn", (1, 28, 28), 128, [(16, 14, 14), (32, 7, 7)]),
@@ -65,7 +72,7 @@ TASK_CASES = [
 
 
 # The smallest input each image model accepts (the others take any image; mlp takes vectors).
-SMALLEST_SHAPE = {"mlp": (2,), "resnet18_imagenet": (1, 32, 32)}
+SMALLEST_SHAPE = {"mlp": (2,), "resnet18_imagenet": (1, 32, 32), "vgg16_bn_224": (1, 32, 32)}
 
 
 def smallest_shape(name):
@@ -80,6 +87,7 @@ def test_registry_names():
         "resnet18_imagenet",
         "small_cnn",
         "vgg16_bn",
+        "vgg16_bn_224",
     ]
 
 
@@ -88,13 +96,15 @@ def test_unknown_model_lists_known_names():
         build_task_model("alexnet", (3, 32, 32), 10)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet18_imagenet", "vgg16_bn", "digits_cnn"])
+@pytest.mark.parametrize(
+    "name", ["resnet18", "resnet18_imagenet", "vgg16_bn", "vgg16_bn_224", "digits_cnn"]
+)
 def test_image_models_reject_vector_shapes(name):
     with pytest.raises(ConfigError, match="needs an image input_shape"):
         build_task_model(name, (2,), 2)
 
 
-@pytest.mark.parametrize("name", ["resnet18_imagenet"])
+@pytest.mark.parametrize("name", ["resnet18_imagenet", "vgg16_bn_224"])
 @pytest.mark.parametrize("shape", [(3, 31, 224), (3, 224, 31), (1, 8, 8)])
 def test_224_models_reject_images_under_32(name, shape):
     message = f"needs images of at least 32x32 (it is meant for 224x224), got input_shape {shape}"
@@ -105,7 +115,7 @@ def test_224_models_reject_images_under_32(name, shape):
 @pytest.mark.parametrize(
     ("name", "parameters"),
     # The known counts of the 1000-class ImageNet models (torchvision's resnet18 and vgg16_bn).
-    [("resnet18_imagenet", 11_689_512)],
+    [("resnet18_imagenet", 11_689_512), ("vgg16_bn_224", 138_365_992)],
 )
 def test_224_models_have_the_known_parameter_counts(name, parameters):
     with torch.device("meta"):  # no memory, no initialisation cost
