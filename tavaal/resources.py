@@ -66,6 +66,15 @@ MODEL_COSTS = {
     "small_cnn": ModelCost((1, 28, 28), 600, 20_000, 60_000),
     "resnet18": ModelCost((3, 32, 32), 17, 4_000, 1_200_000),
     "vgg16_bn": ModelCost((3, 32, 32), 8, 2_500, 900_000),
+    # The 224x224 models. CPU: measured here at one thread, training steps (forward, backward,
+    # SGD with momentum) on batches of 8 at 224x224, median of the timed steps at load average
+    # ~2: resnet18_imagenet 3.9 img/s (2.0 s per step), vgg16_bn_224 0.37 img/s (19-25 s per
+    # step). GPU: not measured; the CPU figure times the GPU/CPU ratio of the 32x32 entries
+    # above (4,000/17 for ResNet-18, 2,500/8 for VGG16-BN), which errs on the slow side (a GPU
+    # is better filled by 224x224 images). Activations: the outputs of every leaf module of one
+    # forward pass at 224x224 (forward hooks, ReLU outputs included): 8.05 M and 42.2 M floats.
+    "resnet18_imagenet": ModelCost((3, 224, 224), 3.9, 900, 8_050_000),
+    "vgg16_bn_224": ModelCost((3, 224, 224), 0.37, 115, 42_200_000),
 }
 # One VAE/D iteration (one VAE and one D update, batches of 64 labeled + 64 unlabeled) of the
 # papers' VAE (32x32 inputs, 128 base channels): 5.7 s on this CPU (README "Benchmarks"), 0.03 s

@@ -203,7 +203,7 @@ def test_bad_input_is_one_clear_error_and_nonzero_exit(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "tavaal: error: experiments.e.model: unknown task model 'nope'; known: "
-        "digits_cnn, mlp, resnet18, small_cnn, vgg16_bn"
+        "digits_cnn, mlp, resnet18, resnet18_imagenet, small_cnn, vgg16_bn, vgg16_bn_224"
     ]
 
 

@@ -1,5 +1,7 @@
 """Shapes, sizing, determinism and dropout of the task learners, Ranker, VAE and discriminator."""
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -46,6 +48,21 @@ TASK_CASES = [
         4096,
         [(64, 16, 16), (128, 8, 8), (256, 4, 4), (512, 2, 2), (512, 1, 1)],
     ),
+    # ImageNet ResNet-18 (He et al. 2016): stem to 1/4 (conv /2, max-pool /2), then /1 /2 /2 /2.
+    (
+        "resnet18_imagenet",
+        (3, 224, 224),
+        512,
+        [(64, 56, 56), (128, 28, 28), (256, 14, 14), (512, 7, 7)],
+    ),
+    ("resnet18_imagenet", (1, 32, 32), 512, [(64, 8, 8), (128, 4, 4), (256, 2, 2), (512, 1, 1)]),
+    # VGG16-BN at 224: taps after the pools of blocks 2-5, 224-112-56-28-14-7.
+    (
+        "vgg16_bn_224",
+        (3, 224, 224),
+        4096,
+        [(128, 56, 56), (256, 28, 28), (512, 14, 14), (512, 7, 7)],
+    ),
     ("digits_cnn", (1, 8, 8), 128, [(32, 8, 8), (64, 4, 4)]),
     ("digits_cnn", (3, 8, 8), 128, [(32, 8, 8), (64, 4, 4)]),
     ("small_cnn", (1, 28, 28), 128, [(16, 14, 14), (32, 7, 7)]),
@@ -54,8 +71,24 @@ TASK_CASES = [
 ]
 
 
+# The smallest input each image model accepts (the others take any image; mlp takes vectors).
+SMALLEST_SHAPE = {"mlp": (2,), "resnet18_imagenet": (1, 32, 32), "vgg16_bn_224": (1, 32, 32)}
+
+
+def smallest_shape(name):
+    return SMALLEST_SHAPE.get(name, (1, 8, 8))
+
+
 def test_registry_names():
-    assert list_task_models() == ["digits_cnn", "mlp", "resnet18", "small_cnn", "vgg16_bn"]
+    assert list_task_models() == [
+        "digits_cnn",
+        "mlp",
+        "resnet18",
+        "resnet18_imagenet",
+        "small_cnn",
+        "vgg16_bn",
+        "vgg16_bn_224",
+    ]
 
 
 def test_unknown_model_lists_known_names():
@@ -63,10 +96,50 @@ def test_unknown_model_lists_known_names():
         build_task_model("alexnet", (3, 32, 32), 10)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "vgg16_bn", "digits_cnn"])
+@pytest.mark.parametrize(
+    "name", ["resnet18", "resnet18_imagenet", "vgg16_bn", "vgg16_bn_224", "digits_cnn"]
+)
 def test_image_models_reject_vector_shapes(name):
     with pytest.raises(ConfigError, match="needs an image input_shape"):
         build_task_model(name, (2,), 2)
+
+
+@pytest.mark.parametrize("name", ["resnet18_imagenet", "vgg16_bn_224"])
+@pytest.mark.parametrize("shape", [(3, 31, 224), (3, 224, 31), (1, 8, 8)])
+def test_224_models_reject_images_under_32(name, shape):
+    message = f"needs images of at least 32x32 (it is meant for 224x224), got input_shape {shape}"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_task_model(name, shape, 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "parameters"),
+    # The known counts of the 1000-class ImageNet models (torchvision's resnet18 and vgg16_bn).
+    [("resnet18_imagenet", 11_689_512), ("vgg16_bn_224", 138_365_992)],
+)
+def test_224_models_have_the_known_parameter_counts(name, parameters):
+    with torch.device("meta"):  # no memory, no initialisation cost
+        model = build_task_model(name, (3, 224, 224), 1000, dropout=0.5)
+    assert sum(p.numel() for p in model.parameters()) == parameters
+    assert sum(isinstance(m, nn.Conv2d) for m in model.modules()) == (
+        # The 7x7 stem + 16 3x3 convs in 8 blocks + 3 projection shortcuts; VGG16's 13 convs.
+        20 if name == "resnet18_imagenet" else 13
+    )
+    # The head the MC-dropout methods sample: its dropouts, then the classifier.
+    head = [*model.hidden, model.dropout]
+    if name == "vgg16_bn_224":
+        # Linear(25088, 4096)-ReLU-Dropout-Linear(4096, 4096)-ReLU-Dropout-Linear(4096, 1000).
+        kinds = [type(m) for m in head]
+        assert kinds == [nn.Linear, nn.ReLU, nn.Dropout, nn.Linear, nn.ReLU, nn.Dropout]
+        assert (head[0].in_features, head[0].out_features) == (512 * 7 * 7, 4096)
+        assert (head[3].in_features, head[3].out_features) == (4096, 4096)
+    else:
+        assert head == [model.dropout]
+    assert all(m.p == 0.5 for m in head if isinstance(m, nn.Dropout))
+    assert (model.classifier.in_features, model.classifier.out_features) == (
+        model.embedding_dim,
+        1000,
+    )
 
 
 @pytest.mark.parametrize("dropout", [-0.1, 1.0])
@@ -83,7 +156,8 @@ def test_task_model_and_ranker_shapes(name, shape, embedding_dim, taps):
     model = build_task_model(name, shape, NUM_CLASSES)
     assert isinstance(model, TaskModel)
     assert model.embedding_dim == embedding_dim
-    out = model(torch.randn(BATCH, *shape))
+    with torch.no_grad():
+        out = model(torch.randn(BATCH, *shape))
     assert isinstance(out, TaskOutput)
     assert out.logits.shape == (BATCH, NUM_CLASSES)
     assert out.embedding.shape == (BATCH, embedding_dim)
@@ -135,16 +209,20 @@ def test_mlp_hidden_width_and_linear_count():
 
 @pytest.mark.parametrize("name", list_task_models())
 def test_same_seed_same_parameters(name):
-    shape = (2,) if name == "mlp" else (1, 8, 8)
+    shape = smallest_shape(name)
     torch.manual_seed(7)
     first = build_task_model(name, shape, 3)
     torch.manual_seed(7)
     second = build_task_model(name, shape, 3)
     torch.manual_seed(8)
     third = build_task_model(name, shape, 3)
-    a, b, c = (torch.cat([p.flatten() for p in m.parameters()]) for m in (first, second, third))
-    assert torch.equal(a, b)
-    assert not torch.equal(a, c)
+
+    def same(one, other):  # tensor by tensor: no copy of VGG16's 134 M parameters
+        pairs = zip(one.parameters(), other.parameters(), strict=True)
+        return all(torch.equal(p, q) for p, q in pairs)
+
+    assert same(first, second)
+    assert not same(first, third)
 
 
 @pytest.mark.parametrize(("name", "shape"), [("mlp", (2,)), ("digits_cnn", (1, 8, 8))])

@@ -9,8 +9,11 @@ import pytest
 
 from tavaal.cli import main
 from tavaal.config import ExperimentConfig, merge_configs
+from tavaal.models import list_task_models
 from tavaal.resources import (
     BASE_MB,
+    MODEL_COSTS,
+    _model_cost,
     experiment_estimate,
     query_estimate,
     train_estimate,
@@ -57,6 +60,18 @@ def test_big_models_ask_for_more_memory_on_a_cpu():
         train_estimate(vgg, PLAIN, 0, "cpu").mem_mb
         > 2 * train_estimate(small, PLAIN, 0, "cpu").mem_mb
     )
+
+
+def test_every_task_model_has_a_cost():
+    assert sorted(MODEL_COSTS) == list_task_models()
+    # The 224x224 models at their reference size: VGG16-BN is the slower and the larger.
+    resnet = _model_cost("resnet18_imagenet", (3, 224, 224))
+    vgg = _model_cost("vgg16_bn_224", (3, 224, 224))
+    assert resnet["cpu"] == MODEL_COSTS["resnet18_imagenet"].cpu_images_per_second
+    assert vgg["cpu"] < resnet["cpu"] and vgg["gpu"] < resnet["gpu"]
+    assert vgg["activations"] > resnet["activations"]
+    # Smaller images run faster, in proportion to their pixels.
+    assert _model_cost("resnet18_imagenet", (3, 112, 112))["cpu"] == pytest.approx(4 * 3.9)
 
 
 def test_experiment_estimate_counts_the_jobs_of_the_workflow():

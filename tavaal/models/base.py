@@ -108,13 +108,22 @@ def build_task_model(
     return builder(tuple(int(s) for s in input_shape), int(num_classes), float(dropout))
 
 
-def image_shape(name: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """Check that `input_shape` is (C, H, W) with positive sizes."""
+def image_shape(
+    name: str, input_shape: tuple[int, ...], min_side: int = 1, meant_for: int | None = None
+) -> tuple[int, int, int]:
+    """Check that `input_shape` is (C, H, W) with positive sizes and H, W >= `min_side`
+    (`meant_for`: the side the model is designed for, named in the error)."""
     if len(input_shape) != 3 or min(input_shape) < 1:
         raise ConfigError(
             f"task model {name!r} needs an image input_shape (C, H, W), got {tuple(input_shape)}"
         )
     c, h, w = input_shape
+    if min(h, w) < min_side:
+        design = f" (it is meant for {meant_for}x{meant_for})" if meant_for else ""
+        raise ConfigError(
+            f"task model {name!r} needs images of at least {min_side}x{min_side}{design}, "
+            f"got input_shape {tuple(input_shape)}"
+        )
     return c, h, w
 
 
