@@ -50,6 +50,10 @@ class QueryContext:
         """Keep the candidates' rows of `logits` (one row per entry of `indices`) if all are
         there."""
         indices = np.asarray(indices, dtype=np.int64)
+        if indices.shape == self.candidates.shape and (indices == self.candidates).all():
+            # Already the candidates' rows in their order: kept as they are, not copied.
+            self.candidate_logits = np.asarray(logits)
+            return
         order = np.argsort(indices, kind="stable")
         where = np.searchsorted(indices[order], self.candidates)
         inside = where < len(indices)
