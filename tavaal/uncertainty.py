@@ -188,8 +188,12 @@ def _sq_distances(
     points: torch.Tensor, points_sq: torch.Tensor, centers: torch.Tensor
 ) -> torch.Tensor:
     centers_sq = centers.pow(2).sum(dim=1)
-    dist = points_sq[:, None] + centers_sq[None, :] - 2.0 * (points @ centers.T)
-    return dist.clamp_min_(0.0)
+    # (|a|^2 + |b|^2) - 2 a.b, the same operations in the same order as the one-line expression,
+    # with two (N, C) blocks alive at most instead of four.
+    product = (points @ centers.T).mul_(2.0)
+    dist = points_sq[:, None] + centers_sq[None, :]
+    del centers_sq
+    return dist.sub_(product).clamp_min_(0.0)
 
 
 @dataclass
