@@ -44,22 +44,50 @@ def forward_pool(
     batch_size: int = 512,
     ranker=None,
 ) -> InferenceOutput:
-    """Logits, embeddings and (optionally) ranker outputs of `model` in eval mode."""
+    """Logits, embeddings and (optionally) ranker outputs of `model` in eval mode.
+
+    Each batch is copied straight into preallocated (N, K) and (N, E) float32 arrays, so the
+    outputs exist once (no list of batches next to their concatenation).
+    """
     model.eval()
     if ranker is not None:
         ranker.eval()
-    logits, embeddings, losses = [], [], []
-    for chunk in batches(np.asarray(indices, dtype=np.int64), batch_size):
+    indices = np.asarray(indices, dtype=np.int64)
+    logits = embeddings = losses = None
+    for start, chunk in _numbered_batches(indices, batch_size):
         out = model(load_inputs(x, chunk, info, device))
-        logits.append(out.logits.float().cpu())
-        embeddings.append(out.embedding.float().cpu())
+        stop = start + len(chunk)
+        logits = _fill(logits, len(indices), start, stop, out.logits)
+        embeddings = _fill(embeddings, len(indices), start, stop, out.embedding)
         if ranker is not None:
-            losses.append(ranker(out.features).float().reshape(-1).cpu())
+            losses = _fill(losses, len(indices), start, stop, ranker(out.features).reshape(-1))
     return InferenceOutput(
-        logits=_cat(logits, (0, 0)),
-        embedding=_cat(embeddings, (0, 0)),
-        predicted_loss=_cat(losses, (0,)) if ranker is not None else None,
+        logits=logits if logits is not None else np.zeros((0, 0), dtype=np.float32),
+        embedding=embeddings if embeddings is not None else np.zeros((0, 0), dtype=np.float32),
+        predicted_loss=(losses if losses is not None else np.zeros(0, dtype=np.float32))
+        if ranker is not None
+        else None,
     )
+
+
+@torch.no_grad()
+def logit_batches(
+    models, x: np.ndarray, indices: np.ndarray, info: DatasetInfo, device, batch_size
+):
+    """Per inference batch, in order: ``(start, stop, [logits of each model])``, each (b, K)
+    float32 in eval mode, the same values `forward_pool` gives for those rows (same batches).
+
+    The inputs of a batch are loaded once for all models; nothing of earlier batches is kept.
+    """
+    for model in models:
+        model.eval()
+    for start, chunk in _numbered_batches(np.asarray(indices, dtype=np.int64), batch_size):
+        inputs = load_inputs(x, chunk, info, device)
+        yield (
+            start,
+            start + len(chunk),
+            [model(inputs).logits.float().cpu().numpy() for model in models],
+        )
 
 
 @dataclass
@@ -87,13 +115,49 @@ def mc_dropout_probabilities(
     times, each dropout layer with its own mask. The masks come from a seeded generator on the
     device, so the result is reproducible on CPU.
     """
+    probabilities = logits = None
+    n = len(indices)
+    batches_ = mc_dropout_batches(
+        model, x, indices, info, device, samples, generator_seed, batch_size
+    )
+    for start, stop, passes, batch_logits in batches_:
+        if probabilities is None:
+            probabilities = np.empty((samples, n, passes.shape[2]), dtype=np.float32)
+            logits = np.empty((n, batch_logits.shape[1]), dtype=np.float32)
+        probabilities[:, start:stop] = passes
+        logits[start:stop] = batch_logits
+    if probabilities is None:
+        return MCDropoutOutput(
+            np.zeros((samples, 0, info.num_classes), dtype=np.float32),
+            np.zeros((0, info.num_classes), dtype=np.float32),
+        )
+    return MCDropoutOutput(probabilities, logits)
+
+
+@torch.no_grad()
+def mc_dropout_batches(
+    model,
+    x: np.ndarray,
+    indices: np.ndarray,
+    info: DatasetInfo,
+    device,
+    samples: int,
+    generator_seed: int,
+    batch_size: int = 512,
+):
+    """`mc_dropout_probabilities` one inference batch at a time: yields ``(start, stop,
+    probabilities (T, b, K) float32, logits (b, K) float32)`` per batch, in order.
+
+    The generator draws the masks batch by batch, pass by pass, layer by layer, exactly as the
+    whole-pool function does (which is built on this), so the values are the same; only one
+    batch's passes exist at a time.
+    """
     model.eval()
     generator = torch.Generator(device=device)
     generator.manual_seed(generator_seed)
-    out, logits = [], []
-    for chunk in batches(np.asarray(indices, dtype=np.int64), batch_size):
+    for start, chunk in _numbered_batches(np.asarray(indices, dtype=np.int64), batch_size):
         features, _ = model.forward_features(load_inputs(x, chunk, info, device))
-        logits.append(model.classifier(model.embed(features)).float().cpu())
+        logits = model.classifier(model.embed(features)).float().cpu()
         passes = []
         for _ in range(samples):
             h = features
@@ -104,13 +168,7 @@ def mc_dropout_probabilities(
                     else layer(h)
                 )
             passes.append(F.softmax(model.classifier(h).float(), dim=1).cpu())
-        out.append(torch.stack(passes))
-    if not out:
-        return MCDropoutOutput(
-            np.zeros((samples, 0, info.num_classes), dtype=np.float32),
-            np.zeros((0, info.num_classes), dtype=np.float32),
-        )
-    return MCDropoutOutput(torch.cat(out, dim=1).numpy(), torch.cat(logits).numpy())
+        yield start, start + len(chunk), torch.stack(passes).numpy(), logits.numpy()
 
 
 def _sampled_dropout(h: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
@@ -132,7 +190,15 @@ def per_sample_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return loss.numpy()
 
 
-def _cat(parts: list[torch.Tensor], empty_shape: tuple[int, ...]) -> np.ndarray:
-    if not parts:
-        return np.zeros(empty_shape, dtype=np.float32)
-    return torch.cat(parts).numpy()
+def _numbered_batches(indices: np.ndarray, batch_size: int):
+    for start in range(0, len(indices), batch_size):
+        yield start, indices[start : start + batch_size]
+
+
+def _fill(out: np.ndarray | None, n: int, start: int, stop: int, batch: torch.Tensor) -> np.ndarray:
+    """Copy one batch's float32 rows into `out`, allocated (n, ...) at the first batch."""
+    values = batch.float().cpu().numpy()
+    if out is None:
+        out = np.empty((n, *values.shape[1:]), dtype=np.float32)
+    out[start:stop] = values
+    return out

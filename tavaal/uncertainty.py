@@ -78,6 +78,85 @@ def with_tie_break(
     return primary + np.clip(secondary, 0.0, max(upper, 0.0)) * scale
 
 
+@dataclass
+class PassScores:
+    """Per-sample scores of T stochastic passes (or M ensemble members), each (N,) float64."""
+
+    mean_entropy: np.ndarray  # entropy of the mean prediction (DBAL; the tie-break of ratios)
+    bald: np.ndarray | None  # mutual information (None when not asked for)
+    variation_ratio: np.ndarray
+    classes: int = 0  # K, the last axis of the probabilities
+
+
+def pass_scores(mc_probs: np.ndarray, with_bald: bool = True) -> PassScores:
+    """`entropy(mean)`, `bald` and `variation_ratio` of a (T, n, K) block of samples, computed so
+    that every sample's values do not depend on which other samples share the block.
+
+    numpy reduces over the first axis of a (T, n) or (T, n, K) array by adding the passes in
+    order, except when n == 1, where the reduction runs over one contiguous axis and numpy sums
+    pairwise. The means over T are therefore written out as that in-order sum (then / T): for
+    whole pools of n >= 2 samples this reproduces `entropy(mc_probs.mean(axis=0))`,
+    `bald(mc_probs)` and `variation_ratio(mc_probs)` bit for bit, block by block, down to blocks
+    of one sample (a pool of one sample is scored with those functions themselves, see
+    `PassScoreStream`).
+    """
+    mc_probs = _stack(mc_probs)
+    mean_entropy = entropy(_mean_over_passes(mc_probs))
+    values = None
+    if with_bald:
+        expected_entropy = _mean_over_passes(entropy(mc_probs))
+        values = np.maximum(mean_entropy - expected_entropy, 0.0)
+    return PassScores(mean_entropy, values, variation_ratio(mc_probs), mc_probs.shape[2])
+
+
+class PassScoreStream:
+    """Collects `pass_scores` block by block into (N,) arrays: the memory of one query is then
+    O(N) scores plus one (T, block, K) block instead of the whole (T, N, K) array.
+
+    ``stream.add(start, stop, block)`` scores rows start:stop; `result()` returns the scores of
+    all N rows, equal bit for bit to `entropy(p.mean(axis=0))`, `bald(p)` and
+    `variation_ratio(p)` of the whole (T, N, K) array p.
+    """
+
+    def __init__(self, n: int, with_bald: bool = True, classes: int = 0) -> None:
+        self.n = n
+        self.classes = classes  # until a block says otherwise
+        self.with_bald = with_bald
+        self.mean_entropy = np.zeros(n, dtype=np.float64)
+        self.bald = np.zeros(n, dtype=np.float64) if with_bald else None
+        self.variation_ratio = np.zeros(n, dtype=np.float64)
+
+    def add(self, start: int, stop: int, block: np.ndarray) -> None:
+        block = _stack(block)
+        self.classes = block.shape[2]
+        if self.n == 1:
+            # The whole pool is this one sample: numpy's own (pairwise) reduction, as before.
+            scores = PassScores(
+                entropy(block.mean(axis=0)),
+                bald(block) if self.with_bald else None,
+                variation_ratio(block),
+            )
+        else:
+            scores = pass_scores(block, self.with_bald)
+        self.mean_entropy[start:stop] = scores.mean_entropy
+        if self.bald is not None:
+            self.bald[start:stop] = scores.bald
+        self.variation_ratio[start:stop] = scores.variation_ratio
+
+    def result(self) -> PassScores:
+        return PassScores(self.mean_entropy, self.bald, self.variation_ratio, self.classes)
+
+
+def _mean_over_passes(values: np.ndarray) -> np.ndarray:
+    """``values.mean(axis=0)`` as numpy computes it for a non-degenerate second axis: the
+    passes added in order to a +0.0 start (so that -0.0 sums to +0.0, as numpy's), then divided
+    by their number."""
+    total = values[0] + 0.0
+    for t in range(1, values.shape[0]):
+        total += values[t]
+    return total / values.shape[0]
+
+
 def _stack(mc_probs: np.ndarray) -> np.ndarray:
     mc_probs = np.asarray(mc_probs, dtype=np.float64)
     if mc_probs.ndim != 3 or mc_probs.shape[0] < 1:
@@ -109,8 +188,12 @@ def _sq_distances(
     points: torch.Tensor, points_sq: torch.Tensor, centers: torch.Tensor
 ) -> torch.Tensor:
     centers_sq = centers.pow(2).sum(dim=1)
-    dist = points_sq[:, None] + centers_sq[None, :] - 2.0 * (points @ centers.T)
-    return dist.clamp_min_(0.0)
+    # (|a|^2 + |b|^2) - 2 a.b, the same operations in the same order as the one-line expression,
+    # with two (N, C) blocks alive at most instead of four.
+    product = (points @ centers.T).mul_(2.0)
+    dist = points_sq[:, None] + centers_sq[None, :]
+    del centers_sq
+    return dist.sub_(product).clamp_min_(0.0)
 
 
 @dataclass

@@ -3,6 +3,7 @@ STRATEGIES, and value tests of the baselines on hand-built models."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -16,12 +17,12 @@ from torch import nn
 from tavaal.config import ExperimentConfig, QueryConfig, RankerConfig, TrainConfig, VAEConfig
 from tavaal.data import DatasetInfo, PreparedDataset
 from tavaal.errors import CheckpointError
-from tavaal.inference import mc_dropout_probabilities
+from tavaal.inference import forward_pool, mc_dropout_probabilities
 from tavaal.models import TaskOutput, build_ranker, build_task_model
 from tavaal.seeding import derive_seed
 from tavaal.strategies import QueryContext, get_strategy, list_strategies, strategy_class
 from tavaal.training import TrainedModels
-from tavaal.uncertainty import bald, entropy, softmax, variation_ratio
+from tavaal.uncertainty import PassScoreStream, bald, entropy, softmax, variation_ratio
 
 # The baselines of this file's value tests.
 BASELINES = [
@@ -515,3 +516,107 @@ def test_bald_is_zero_without_dropout():
         logits = model(torch.from_numpy(ctx.dataset.x_train[ctx.candidates])).logits.numpy()
     np.testing.assert_allclose(result.scores["entropy"], entropy(softmax(logits)), atol=1e-6)
     assert math.isclose(result.diagnostics["mean_bald"], 0.0, abs_tol=1e-9)
+
+
+# --- Streaming: scores computed one inference batch at a time ------------------------------
+
+
+def _probabilities(rng, passes, n, classes, ties):
+    logits = rng.normal(size=(passes, n, classes)) * rng.choice([0.1, 3.0, 30.0])
+    if ties:
+        logits = np.round(logits)  # equal logits: argmax ties and equal votes
+    p = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (p / p.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 23])
+@pytest.mark.parametrize("chunk", [1, 2, 7, 23, 100])
+def test_streamed_pass_scores_equal_the_whole_array_formulas(n, chunk):
+    rng = np.random.default_rng([n, chunk])
+    for passes, ties in [(1, False), (3, True), (4, False), (10, False), (10, True)]:
+        probs = _probabilities(rng, passes, n, int(rng.integers(2, 9)), ties)
+        whole = probs.astype(np.float64)
+        stream = PassScoreStream(n)
+        for start in range(0, n, chunk):
+            stream.add(start, min(start + chunk, n), probs[:, start : start + chunk])
+        got = stream.result()
+        # Bit for bit: the same float64 arithmetic per sample, whatever the chunk size.
+        assert got.mean_entropy.tobytes() == entropy(whole.mean(axis=0)).tobytes()
+        assert got.bald.tobytes() == bald(probs).tobytes()
+        assert got.variation_ratio.tobytes() == variation_ratio(probs).tobytes()
+        assert got.classes == probs.shape[2]
+
+
+def _with_batch_size(ctx: QueryContext, batch_size: int) -> QueryContext:
+    ctx.experiment = dataclasses.replace(
+        EXPERIMENT, query=dataclasses.replace(EXPERIMENT.query, inference_batch_size=batch_size)
+    )
+    return ctx
+
+
+@pytest.mark.parametrize("method", ["bald", "var_ratio", "dbal"])
+@pytest.mark.parametrize("batch_size", [1, 7, 1000])
+def test_streamed_mc_scores_equal_the_formulas_on_the_whole_array(method, batch_size):
+    # The dropout masks follow the batching, so the reference uses the same batch size; at that
+    # batch size the streamed scores are the whole-array formulas bit for bit.
+    models = make_models(method, 3, 10)
+    ctx = _with_batch_size(hand_context(method, models), batch_size)
+    result = get_strategy(method).query(ctx)
+    out = mc_dropout_probabilities(
+        models.models[0],
+        ctx.dataset.x_train,
+        ctx.candidates,
+        ctx.dataset.info,
+        "cpu",
+        samples=EXPERIMENT.query.mc_samples,
+        generator_seed=derive_seed(ctx.seed, ctx.stage, "query/mc_dropout"),
+        batch_size=batch_size,
+    )
+    probs = out.probabilities.astype(np.float64)
+    mean_entropy = entropy(probs.mean(axis=0))
+    assert result.scores["entropy"].to_numpy().tobytes() == mean_entropy.tobytes()
+    if method == "bald":
+        assert result.scores["bald"].to_numpy().tobytes() == bald(probs).tobytes()
+    if method == "var_ratio":
+        ratio = variation_ratio(probs)
+        assert result.scores["var_ratio"].to_numpy().tobytes() == ratio.tobytes()
+    np.testing.assert_array_equal(ctx.candidate_logits, out.logits)
+
+
+@pytest.mark.parametrize("method", ["entropy", "ensemble_varr", "coreset"])
+def test_deterministic_picks_do_not_depend_on_the_inference_batch_size(method):
+    # No dropout masks here: the batch size changes at most float32 rounding in the network
+    # (matrix products of another shape), not the picks.
+    results = []
+    for batch_size in [1, 5, 16, 1000]:
+        ctx = _with_batch_size(hand_context(method, make_models(method, 3, 12)), batch_size)
+        results.append((get_strategy(method).query(ctx), ctx.candidate_logits))
+    first, first_logits = results[0]
+    for result, logits in results[1:]:
+        np.testing.assert_array_equal(result.chosen, first.chosen)
+        # Core-set's float32 |a|^2 + |b|^2 - 2ab distances carry that rounding relatively.
+        np.testing.assert_allclose(
+            result.scores["score"], first.scores["score"], rtol=1e-4, atol=1e-6
+        )
+        np.testing.assert_allclose(logits, first_logits, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 1000])
+def test_streamed_entropy_and_ensemble_equal_the_whole_array_formulas(batch_size):
+    models = make_models("ensemble_varr", 3, 14)
+    ctx = _with_batch_size(hand_context("ensemble_varr", models), batch_size)
+    result = get_strategy("ensemble_varr").query(ctx)
+    logits = [
+        forward_pool(
+            m, ctx.dataset.x_train, ctx.candidates, ctx.dataset.info, "cpu", batch_size
+        ).logits
+        for m in models.models
+    ]
+    probs = np.stack([softmax(member) for member in logits])
+    assert result.scores["var_ratio"].to_numpy().tobytes() == variation_ratio(probs).tobytes()
+    assert result.scores["entropy"].to_numpy().tobytes() == entropy(probs.mean(axis=0)).tobytes()
+    np.testing.assert_array_equal(ctx.candidate_logits, logits[0])
+    ctx = _with_batch_size(hand_context("entropy", TrainedModels(models.models[:1])), batch_size)
+    result = get_strategy("entropy").query(ctx)
+    expected = entropy(softmax(logits[0]))
+    assert result.scores["entropy"].to_numpy().tobytes() == expected.tobytes()

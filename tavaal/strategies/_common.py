@@ -8,10 +8,10 @@ import numpy as np
 import torch
 
 from tavaal.errors import CheckpointError
-from tavaal.inference import InferenceOutput, forward_pool, mc_dropout_probabilities
+from tavaal.inference import InferenceOutput, forward_pool, logit_batches, mc_dropout_batches
 from tavaal.seeding import derive_seed
 from tavaal.strategies.base import QueryContext
-from tavaal.uncertainty import softmax
+from tavaal.uncertainty import PassScores, PassScoreStream, entropy, softmax
 
 
 def require_models(ctx: QueryContext, ranker: bool = False):
@@ -47,33 +47,94 @@ def infer(ctx: QueryContext, model, indices: np.ndarray, ranker=None) -> Inferen
     return out
 
 
-def candidate_probabilities(ctx: QueryContext, model) -> np.ndarray:
-    """Softmax outputs (N, K), float64, of one deterministic pass over the candidates."""
-    return softmax(infer(ctx, model, ctx.candidates).logits)
+def candidate_entropy(ctx: QueryContext, model) -> np.ndarray:
+    """Entropy (N,) of the softmax prediction (float64) of one deterministic pass over the
+    candidates, computed one inference batch at a time: only the (N, K) float32 logits are
+    kept whole (for the stage runner's true loss), never an (N, K) float64 array."""
+    candidates = np.asarray(ctx.candidates, dtype=np.int64)
+    values = np.zeros(len(candidates), dtype=np.float64)
+    logits = None
+    for start, stop, (batch,) in _logit_batches(ctx, [model]):
+        logits = _keep(logits, len(candidates), start, stop, batch)
+        values[start:stop] = entropy(softmax(batch))
+    _remember(ctx, model, logits)
+    return values
 
 
-def mc_probabilities(ctx: QueryContext, model) -> np.ndarray:
-    """(T, N, K) softmax outputs of T = query.mc_samples MC-dropout passes over the candidates.
+def ensemble_scores(ctx: QueryContext, members) -> PassScores:
+    """Variation ratio and entropy of the mean prediction of the ensemble `members` over the
+    candidates (their float64 softmax outputs, stacked (M, N, K) conceptually), one inference
+    batch at a time: every member scores the batch before the next batch is loaded."""
+    candidates = np.asarray(ctx.candidates, dtype=np.int64)
+    stream = PassScoreStream(len(candidates), with_bald=False)
+    logits = None
+    for start, stop, batch in _logit_batches(ctx, members):
+        logits = _keep(logits, len(candidates), start, stop, batch[0])
+        stream.add(start, stop, np.stack([softmax(member) for member in batch]))
+    _remember(ctx, members[0] if members else None, logits)
+    return stream.result()
 
-    The dropout masks are seeded from (seed, stage, "query/mc_dropout"), so reruns match.
+
+def mc_scores(ctx: QueryContext, model, with_bald: bool = True) -> PassScores:
+    """BALD, variation ratio and entropy of the mean prediction of T = query.mc_samples
+    MC-dropout passes over the candidates, one inference batch at a time: a (T, batch, K) block
+    of float64 softmax outputs at most, never the whole (T, N, K) array.
+
+    The dropout masks are seeded from (seed, stage, "query/mc_dropout"), so reruns match; they
+    are drawn batch by batch, so they (and the scores) depend on query.inference_batch_size.
     """
     if not any(_is_active_dropout(m) for m in model.modules()):
         ctx.log(
             f"{ctx.method}: the task model has no dropout with p > 0 (train.dropout = "
             f"{ctx.experiment.train.dropout}); all MC passes agree"
         )
-    out = mc_dropout_probabilities(
+    candidates = np.asarray(ctx.candidates, dtype=np.int64)
+    stream = PassScoreStream(len(candidates), with_bald, ctx.dataset.info.num_classes)
+    logits = None
+    batches = mc_dropout_batches(
         model,
         ctx.dataset.x_train,
-        np.asarray(ctx.candidates, dtype=np.int64),
+        candidates,
         ctx.dataset.info,
         ctx.device,
         samples=ctx.experiment.query.mc_samples,
         generator_seed=derive_seed(ctx.seed, ctx.stage, "query/mc_dropout"),
         batch_size=ctx.experiment.query.inference_batch_size,
     )
-    ctx.remember_logits(ctx.candidates, out.logits)
-    return out.probabilities.astype(np.float64)
+    for start, stop, passes, batch_logits in batches:
+        logits = _keep(logits, len(candidates), start, stop, batch_logits)
+        stream.add(start, stop, passes)
+    if logits is None:
+        logits = np.zeros((0, ctx.dataset.info.num_classes), dtype=np.float32)
+    ctx.remember_logits(candidates, logits)
+    return stream.result()
+
+
+def _logit_batches(ctx: QueryContext, models):
+    return logit_batches(
+        models,
+        ctx.dataset.x_train,
+        np.asarray(ctx.candidates, dtype=np.int64),
+        ctx.dataset.info,
+        ctx.device,
+        ctx.experiment.query.inference_batch_size,
+    )
+
+
+def _keep(logits: np.ndarray | None, n: int, start: int, stop: int, batch: np.ndarray):
+    """The candidates' (N, K) float32 logits, filled batch by batch (for the true loss)."""
+    if logits is None:
+        logits = np.empty((n, batch.shape[1]), dtype=np.float32)
+    logits[start:stop] = batch
+    return logits
+
+
+def _remember(ctx: QueryContext, model, logits: np.ndarray | None) -> None:
+    # As `infer`: the first model's logits are kept for the stage runner's true loss.
+    if logits is None:
+        logits = np.zeros((0, 0), dtype=np.float32)
+    if ctx.models is not None and ctx.models.models and model is ctx.models.models[0]:
+        ctx.remember_logits(ctx.candidates, logits)
 
 
 def log_done(ctx: QueryContext, started: float) -> float:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import time
 
 from tavaal.strategies import register_strategy
-from tavaal.strategies._common import log_done, mc_probabilities, mean_summary, require_models
+from tavaal.strategies._common import log_done, mc_scores, mean_summary, require_models
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table, top_k
-from tavaal.uncertainty import bald, entropy
 
 
 @register_strategy
@@ -20,14 +19,14 @@ class Bald(Strategy):
 
     def query(self, ctx: QueryContext) -> QueryResult:
         started = time.perf_counter()
-        probs = mc_probabilities(ctx, require_models(ctx).models[0])
-        values = bald(probs)
+        scores = mc_scores(ctx, require_models(ctx).models[0])
+        values = scores.bald
         chosen = top_k(ctx.candidates, values, ctx.budget)
         seconds = log_done(ctx, started)
         return QueryResult(
             chosen=chosen,
             scores=score_table(
-                ctx.candidates, values, chosen, bald=values, entropy=entropy(probs.mean(axis=0))
+                ctx.candidates, values, chosen, bald=values, entropy=scores.mean_entropy
             ),
             diagnostics={
                 "query_seconds": seconds,

@@ -50,6 +50,12 @@ class QueryContext:
         """Keep the candidates' rows of `logits` (one row per entry of `indices`) if all are
         there."""
         indices = np.asarray(indices, dtype=np.int64)
+        skip = len(indices) - len(self.candidates)
+        if skip >= 0 and (indices[skip:] == self.candidates).all():
+            # The last rows are the candidates' in their order (all of them, or after the
+            # labeled set, as in core-set): a view of them, not a copy.
+            self.candidate_logits = np.asarray(logits)[skip:]
+            return
         order = np.argsort(indices, kind="stable")
         where = np.searchsorted(indices[order], self.candidates)
         inside = where < len(indices)

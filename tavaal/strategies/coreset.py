@@ -35,9 +35,11 @@ class CoreSet(Strategy):
         candidates = np.asarray(ctx.candidates, dtype=np.int64)
         labeled = np.asarray(ctx.labeled, dtype=np.int64)
         embedding = infer(ctx, model, np.concatenate([labeled, candidates])).embedding
+        # The (L + N, E) float32 embeddings are the one whole copy: from_numpy shares them (on
+        # the CPU) and the centring is in place. Centring does not change distances but keeps
+        # |a|^2 + |b|^2 - 2ab precise in float32.
         points = torch.from_numpy(embedding).to(ctx.device, torch.float32)
-        # Centring does not change distances but keeps |a|^2 + |b|^2 - 2ab precise in float32.
-        points = points - points[len(labeled) :].mean(dim=0, keepdim=True)
+        points -= points[len(labeled) :].mean(dim=0, keepdim=True)
         result = k_center_greedy(
             points[len(labeled) :], points[: len(labeled)], ctx.budget, chunk_size=CHUNK
         )

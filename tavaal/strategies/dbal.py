@@ -10,9 +10,8 @@ from __future__ import annotations
 import time
 
 from tavaal.strategies import register_strategy
-from tavaal.strategies._common import log_done, mc_probabilities, mean_summary, require_models
+from tavaal.strategies._common import log_done, mc_scores, mean_summary, require_models
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table, top_k
-from tavaal.uncertainty import entropy
 
 
 @register_strategy
@@ -24,8 +23,7 @@ class DBAL(Strategy):
 
     def query(self, ctx: QueryContext) -> QueryResult:
         started = time.perf_counter()
-        probs = mc_probabilities(ctx, require_models(ctx).models[0])
-        values = entropy(probs.mean(axis=0))
+        values = mc_scores(ctx, require_models(ctx).models[0], with_bald=False).mean_entropy
         chosen = top_k(ctx.candidates, values, ctx.budget)
         seconds = log_done(ctx, started)
         return QueryResult(

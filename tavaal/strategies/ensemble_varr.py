@@ -6,18 +6,16 @@ from __future__ import annotations
 import math
 import time
 
-import numpy as np
-
 from tavaal.strategies import register_strategy
 from tavaal.strategies._common import (
-    candidate_probabilities,
+    ensemble_scores,
     log_done,
     mean_summary,
     require_models,
 )
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table, top_k
 from tavaal.training import ENSEMBLE
-from tavaal.uncertainty import entropy, variation_ratio, with_tie_break
+from tavaal.uncertainty import with_tie_break
 
 
 @register_strategy
@@ -29,12 +27,11 @@ class EnsembleVarRatio(Strategy):
     def query(self, ctx: QueryContext) -> QueryResult:
         started = time.perf_counter()
         members = require_models(ctx).models
-        probs = np.stack([candidate_probabilities(ctx, model) for model in members])  # (M, N, K)
-        ratio = variation_ratio(probs)
-        mean_entropy = entropy(probs.mean(axis=0))
+        scores = ensemble_scores(ctx, members)
+        ratio, mean_entropy = scores.variation_ratio, scores.mean_entropy
         # M + 1 possible ratios (M = 5 by default): ties within a ratio go to the higher entropy
         # of the ensemble's mean prediction, then to the smaller index (top_k).
-        score = with_tie_break(ratio, len(members), mean_entropy, math.log(probs.shape[2]))
+        score = with_tie_break(ratio, len(members), mean_entropy, math.log(scores.classes))
         chosen = top_k(ctx.candidates, score, ctx.budget)
         seconds = log_done(ctx, started)
         if len(members) < 2:

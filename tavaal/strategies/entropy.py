@@ -6,13 +6,12 @@ import time
 
 from tavaal.strategies import register_strategy
 from tavaal.strategies._common import (
-    candidate_probabilities,
+    candidate_entropy,
     log_done,
     mean_summary,
     require_models,
 )
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table, top_k
-from tavaal.uncertainty import entropy
 
 
 @register_strategy
@@ -23,7 +22,7 @@ class Entropy(Strategy):
     def query(self, ctx: QueryContext) -> QueryResult:
         started = time.perf_counter()
         model = require_models(ctx).models[0]
-        values = entropy(candidate_probabilities(ctx, model))
+        values = candidate_entropy(ctx, model)
         chosen = top_k(ctx.candidates, values, ctx.budget)
         seconds = log_done(ctx, started)
         return QueryResult(

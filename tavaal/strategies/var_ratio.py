@@ -7,9 +7,9 @@ import math
 import time
 
 from tavaal.strategies import register_strategy
-from tavaal.strategies._common import log_done, mc_probabilities, mean_summary, require_models
+from tavaal.strategies._common import log_done, mc_scores, mean_summary, require_models
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table, top_k
-from tavaal.uncertainty import entropy, variation_ratio, with_tie_break
+from tavaal.uncertainty import with_tie_break
 
 
 @register_strategy
@@ -21,12 +21,12 @@ class VarRatio(Strategy):
 
     def query(self, ctx: QueryContext) -> QueryResult:
         started = time.perf_counter()
-        probs = mc_probabilities(ctx, require_models(ctx).models[0])
-        ratio = variation_ratio(probs)
-        mean_entropy = entropy(probs.mean(axis=0))
+        scores = mc_scores(ctx, require_models(ctx).models[0], with_bald=False)
+        ratio, mean_entropy = scores.variation_ratio, scores.mean_entropy
+        passes = ctx.experiment.query.mc_samples
         # The ratio takes only T + 1 values; within a value, the higher entropy of the mean
         # prediction goes first (then the smaller index, in top_k).
-        score = with_tie_break(ratio, probs.shape[0], mean_entropy, math.log(probs.shape[2]))
+        score = with_tie_break(ratio, passes, mean_entropy, math.log(scores.classes))
         chosen = top_k(ctx.candidates, score, ctx.budget)
         seconds = log_done(ctx, started)
         return QueryResult(
