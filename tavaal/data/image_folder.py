@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -130,7 +130,7 @@ def declare_image_folders(entries: Mapping[str, Any] | None) -> dict[str, ImageF
         shape = (3, spec.image_size, spec.image_size)
 
         def builder(ctx: BuildContext, spec: ImageFolderSpec = spec) -> Splits:
-            return build_image_folder(spec)
+            return build_image_folder(spec, ctx)
 
         register_image_folder(name, builder, n_train, len(test), shape, spec)
         specs[name] = spec
@@ -194,8 +194,11 @@ def load_image(path: Path, size: int) -> np.ndarray:
     return np.asarray(fitted, dtype=np.uint8)
 
 
-def build_image_folder(spec: ImageFolderSpec, log: Callable[[str], None] = print) -> Splits:
-    """Decode the folder into train (pool) and test arrays; `Splits.files` keeps the paths."""
+def build_image_folder(spec: ImageFolderSpec, ctx: BuildContext) -> Splits:
+    """Decode the folder into train (pool) and test arrays, written straight into the staging
+    folder's memory maps (`BuildContext.staged_array`) with progress lines to `ctx.log`;
+    `Splits.files` keeps the paths."""
+    log = ctx.log
     images = list_images(spec.root)
     present = set(images)
     test_labels = (
@@ -217,9 +220,10 @@ def build_image_folder(spec: ImageFolderSpec, log: Callable[[str], None] = print
     log(f"{spec.where}: decoding {total} images at {spec.image_size}x{spec.image_size}")
     decoded = 0
 
-    def decode(paths: list[str]) -> np.ndarray:
+    def decode(key: str, paths: list[str]) -> np.ndarray:
         nonlocal decoded
-        out = np.zeros((len(paths), spec.image_size, spec.image_size, 3), dtype=np.uint8)
+        shape = (len(paths), spec.image_size, spec.image_size, 3)
+        out = ctx.staged_array(key, shape, np.uint8)
         for i, path in enumerate(paths):
             out[i] = load_image(spec.root / path, spec.image_size)
             decoded += 1
@@ -227,7 +231,7 @@ def build_image_folder(spec: ImageFolderSpec, log: Callable[[str], None] = print
                 log(f"{spec.where}: {decoded}/{total} images decoded")
         return out
 
-    x_train, x_test = decode(pool), decode(test)
+    x_train, x_test = decode("x_train", pool), decode("x_test", test)
     y_train = np.array([known.get(path, UNKNOWN_LABEL) for path in pool], dtype=np.int64)
     y_test = np.array([test_labels[path] for path in test], dtype=np.int64)
     return Splits(

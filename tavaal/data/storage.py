@@ -31,7 +31,6 @@ from tavaal.data.image_folder import (
     FILES,
     UNKNOWN_LABEL,
     ImageFolderSpec,
-    build_image_folder,
     read_files,
 )
 from tavaal.data.registry import (
@@ -70,9 +69,8 @@ def prepare_dataset(
     read in place and verified instead (`tavaal.data.raw_sources`), never downloaded. Entries for
     sources the dataset does not read are ignored, so one mapping serves every dataset. An
     existing folder is checked, not rebuilt: a damaged one raises `DatasetError` naming the bad
-    file. A practitioner's image folder (declared with `tavaal.data.declare_image_folders`) is
-    decoded with progress lines to `log`; an existing one prepared from another config entry is
-    refused.
+    file. Builders write their progress lines to `log`. An existing image folder
+    (`tavaal.data.declare_image_folders`) prepared from another config entry is refused.
     """
     builder = get_builder(name)
     spec = image_folder_of(name)
@@ -86,18 +84,15 @@ def prepare_dataset(
         return folder
     staging = data_dir / f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     try:
-        if spec is not None:
-            splits = build_image_folder(spec, log)
-        else:
-            ctx = BuildContext(
-                name=name,
-                raw_root=data_dir / "raw",
-                download=download,
-                raw_sources=sources,
-                staging=staging,
-                log=log,
-            )
-            splits = builder(ctx)
+        ctx = BuildContext(
+            name=name,
+            raw_root=data_dir / "raw",
+            download=download,
+            raw_sources=sources,
+            staging=staging,
+            log=log,
+        )
+        splits = builder(ctx)
         info = describe(name, splits)
     except BaseException:
         # A builder may have filled memory-mapped arrays there (BuildContext.staged_array).
