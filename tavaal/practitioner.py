@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tavaal.config import ExperimentConfig, settings_hash
+from tavaal.config import ExperimentConfig
 from tavaal.data import load_dataset, train_image_paths
 from tavaal.errors import IndexFileError, LabelingError
 from tavaal.labeling.request import (
@@ -53,8 +53,11 @@ from tavaal.pool import (
 )
 from tavaal.stage import (
     Log,
+    append_rows,
+    expected_metadata,
     held_out,
     load_experiment_dataset,
+    pool_metadata,
     query_metadata,
     select_samples,
 )
@@ -68,18 +71,6 @@ def _about(exp: ExperimentConfig, method: str, seed: int, stage: int) -> dict:
 
 def _labels_path(exp: ExperimentConfig, method: str, seed: int, stage: int) -> Path:
     return labels_file(exp.oracle.labels_dir, exp.name, method, seed, stage)
-
-
-def _pool_metadata(exp: ExperimentConfig, seed: int) -> dict:
-    """Metadata of the initial pool, as `tavaal.stage.run_init_pool` writes it."""
-    return {
-        "experiment": exp.name,
-        "method": ALL_METHODS,
-        "seed": seed,
-        "stage": 0,
-        "settings_hash": settings_hash(exp.pool_settings()),
-        "oracle": HUMAN,
-    }
 
 
 def run_initial_request(
@@ -114,32 +105,14 @@ def run_initial_labels(
     log: Log = print,
 ) -> None:
     """The initial pool from labels already at hand (``oracle.initial_labels``: path,label)."""
-    from tavaal.data.image_folder import read_files
+    from tavaal.data.image_folder import read_files, read_path_labels
 
     dataset = load_dataset(exp.dataset, Path(data_dir))
     info = dataset.info
     files = read_files(Path(data_dir) / exp.dataset)
     sample_of = {path: i for i, path in enumerate(files["train"])}
-    labels: dict[int, int] = {}
-    with Path(initial_labels).open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"path", "label"} <= set(reader.fieldnames):
-            raise LabelingError(f"{initial_labels}: needs the columns path,label")
-        for number, row in enumerate(reader, start=1):
-            where = f"{initial_labels}: row {number}"
-            sample = sample_of.get(Path(row["path"] or "").as_posix())
-            if sample is None:
-                raise LabelingError(
-                    f"{where}: {row['path']!r} is not a pool image of {files['root']}"
-                )
-            if sample in labels:
-                raise LabelingError(f"{where}: {row['path']!r} is listed twice")
-            label = (row["label"] or "").strip()
-            if label not in info.classes:
-                raise LabelingError(
-                    f"{where}: unknown class {label!r}; classes: {', '.join(info.classes)}"
-                )
-            labels[sample] = info.classes.index(label)
+    given = read_path_labels(initial_labels, info.classes, set(sample_of), files["root"])
+    labels = {sample_of[path]: label for path, label in given.items()}
     if len(labels) != exp.initial_size:
         raise LabelingError(
             f"{initial_labels}: {len(labels)} labeled images, but experiments.{exp.name}."
@@ -147,7 +120,7 @@ def run_initial_labels(
         )
     indices = np.array(sorted(labels), dtype=np.int64)
     oracle = HumanOracle(labels, str(initial_labels))
-    metadata = {**_pool_metadata(exp, seed), "labels_file": str(initial_labels)}
+    metadata = {**pool_metadata(exp, seed, HUMAN), "labels_file": str(initial_labels)}
     write_labeled(labeled_out, make_table(indices, oracle.answer(indices), 0), metadata)
     log(f"initial pool: {len(indices)} labels from {initial_labels}")
 
@@ -208,31 +181,23 @@ def run_take_labels(
     provenance = {"labels_file": str(answers.path), "labels_sha256": digest(answers.path)}
     if stage == 0:
         table = make_table(ids, labels, 0)
-        metadata = {**_pool_metadata(exp, seed), **provenance}
+        metadata = {**pool_metadata(exp, seed, HUMAN), **provenance}
     else:
         if method is None or previous is None or scores is None:
             raise ValueError("a later stage needs its method, previous labeled set and scores")
-        before = read_labeled(previous, None, stage - 1, _run_of(exp, method, seed, stage - 1))
+        before = read_labeled(
+            previous, None, stage - 1, expected_metadata(exp, method, seed, stage - 1)
+        )
         score_table, _ = read_scores(scores)
         by_index = score_table.set_index("index")["score"]
         missing = [int(i) for i in ids if int(i) not in by_index.index]
         if missing:
             raise IndexFileError(f"{scores}: no score for requested sample {missing[0]}")
         new_rows = make_table(ids, labels, stage, by_index.loc[ids].to_numpy())
-        table = _concat(before.table, new_rows)
+        table = append_rows(before.table, new_rows)
         metadata = {**query_metadata(exp, method, seed, stage), **provenance}
     write_labeled(labeled_out, table, metadata)
     log(f"stage {stage}: took {len(ids)} labels from {answers.path}")
-
-
-def _run_of(exp: ExperimentConfig, method: str, seed: int, stage: int) -> dict:
-    return {"experiment": exp.name, "method": ALL_METHODS if stage == 0 else method, "seed": seed}
-
-
-def _concat(old, new):
-    import pandas as pd
-
-    return new if not len(old) else pd.concat([old, new], ignore_index=True)
 
 
 def run_export(
@@ -249,7 +214,7 @@ def run_export(
     """A stage's labeled set as ``labeled.csv`` (sample_id, path, label, stage, score; by stage,
     then sample id) and a copy of its trained model (``model.pt``, the standard checkpoint)."""
     dataset = load_dataset(exp.dataset, Path(data_dir))
-    labeled_set = read_labeled(labeled, None, stage, _run_of(exp, method, seed, stage))
+    labeled_set = read_labeled(labeled, None, stage, expected_metadata(exp, method, seed, stage))
     paths = train_image_paths(Path(data_dir) / exp.dataset)
     table = labeled_set.table.sort_values(["stage_added", "index"], kind="stable")
     out = io.StringIO()

@@ -121,9 +121,21 @@ def query_metadata(exp: ExperimentConfig, method: str, seed: int, stage: int) ->
     }
 
 
-def _expected(exp: ExperimentConfig, method: str, seed: int, stage: int) -> dict:
+def expected_metadata(exp: ExperimentConfig, method: str, seed: int, stage: int) -> dict:
     """Metadata the labeled set of `stage` must carry: stage 0 is the shared initial pool."""
     return {"experiment": exp.name, "method": ALL_METHODS if stage == 0 else method, "seed": seed}
+
+
+def pool_metadata(exp: ExperimentConfig, seed: int, oracle: str) -> dict:
+    """Metadata of the initial pool (stage 0, shared by every method) that `oracle` labeled."""
+    return {
+        "experiment": exp.name,
+        "method": ALL_METHODS,
+        "seed": seed,
+        "stage": 0,
+        "settings_hash": settings_hash(exp.pool_settings()),
+        "oracle": oracle,
+    }
 
 
 def load_experiment_dataset(exp: ExperimentConfig, data_dir: Path) -> PreparedDataset:
@@ -194,14 +206,7 @@ def run_init_pool(
     indices = initial_indices(info.n_train, exp.initial_size, seed, excluded)
     oracle = experiment_oracle(exp, dataset, seed)
     labels = oracle.answer(indices)
-    metadata = {
-        "experiment": exp.name,
-        "method": ALL_METHODS,
-        "seed": seed,
-        "stage": 0,
-        "settings_hash": settings_hash(exp.pool_settings()),
-        "oracle": oracle.name,
-    }
+    metadata = pool_metadata(exp, seed, oracle.name)
     if len(left_out):
         metadata["excluded_classes"] = ",".join(map(str, left_out.tolist()))
     write_labeled(labeled_out, make_table(indices, labels, 0), metadata)
@@ -242,7 +247,7 @@ def run_train(
     dataset = load_experiment_dataset(exp, data_dir)
     answers = answer_table(exp, dataset, seed)
     labeled_set = read_labeled(
-        labeled, answers, stage, _expected(exp, method or ALL_METHODS, seed, stage)
+        labeled, answers, stage, expected_metadata(exp, method or ALL_METHODS, seed, stage)
     )
     validation = held_out(exp, dataset.info.n_train, seed)
     model_out, metrics_out = Path(model_out), Path(metrics_out)
@@ -303,7 +308,7 @@ def run_query(
     chosen = selection.chosen
     new_rows = make_table(chosen, oracle.answer(chosen), stage + 1, selection.chosen_scores)
     table = selection.labeled_set.table
-    combined = new_rows if not len(table) else _concat(table, new_rows)
+    combined = new_rows if not len(table) else append_rows(table, new_rows)
     write_labeled(labeled_out, combined, query_metadata(exp, method, seed, stage + 1))
     entropy = class_count_entropy(new_rows["label"].to_numpy(), dataset.info.num_classes)
     log(f"{method}: class-count entropy of the chosen {entropy:.3f}")
@@ -342,7 +347,7 @@ def select_samples(
 
     device = resolve_device(device)
     answers = answer_table(exp, dataset, seed)
-    labeled_set = read_labeled(labeled, answers, stage, _expected(exp, method, seed, stage))
+    labeled_set = read_labeled(labeled, answers, stage, expected_metadata(exp, method, seed, stage))
     labeled_idx = labeled_set.indices
     unlabeled = unlabeled_pool(exp, dataset.info.n_train, labeled_idx, seed)
     if exp.budget > len(unlabeled):
@@ -414,7 +419,7 @@ def select_samples(
     return Selection(labeled_set=labeled_set, chosen=chosen, chosen_scores=chosen_scores)
 
 
-def _concat(old, new):
+def append_rows(old, new):
     import pandas as pd
 
     return pd.concat([old, new], ignore_index=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -62,15 +62,6 @@ class ImageFolderSpec:
         data = asdict(self)
         data["classes"] = list(self.classes)
         return data
-
-    def class_index(self, label: str, where: str) -> int:
-        """The index of class name `label`; a DatasetError naming `where` otherwise."""
-        try:
-            return self.classes.index(label)
-        except ValueError:
-            raise DatasetError(
-                f"{where}: unknown class {label!r}; classes: {', '.join(self.classes)}"
-            ) from None
 
 
 def image_folder_spec(name: str, entry: Mapping[str, Any]) -> ImageFolderSpec:
@@ -123,7 +114,7 @@ def declare_image_folders(entries: Mapping[str, Any] | None) -> dict[str, ImageF
         images = list_images(spec.root)
         test = {}
         if spec.test_labels:
-            test = read_path_labels(Path(spec.test_labels), spec, set(images))
+            test = read_path_labels(spec.test_labels, spec.classes, set(images), spec.root)
         n_train = len(images) - len(test)
         if n_train < 1:
             raise DatasetError(f"{spec.where}: every image is a test image; none is left to label")
@@ -155,8 +146,12 @@ def list_images(root: Path) -> list[str]:
     return sorted(found)
 
 
-def read_path_labels(csv_path: Path, spec: ImageFolderSpec, images: set[str]) -> dict[str, int]:
-    """A ``path,label`` CSV: relative image path -> class index. Errors name file and row."""
+def read_path_labels(
+    csv_path: Path, classes: Sequence[str], images: set[str], root: str | Path
+) -> dict[str, int]:
+    """A ``path,label`` CSV of images of the folder `root` (paths relative to it, among
+    `images`): relative image path -> class index. Errors name file and row (the header is row
+    1)."""
     csv_path = Path(csv_path)
     try:
         handle = csv_path.open(newline="")
@@ -171,13 +166,17 @@ def read_path_labels(csv_path: Path, spec: ImageFolderSpec, images: set[str]) ->
             where = f"{csv_path}, row {row_number}"
             path = Path(row["path"] or "").as_posix()
             if path not in images:
-                raise DatasetError(f"{where}: {row['path']!r} is not an image of {spec.root}")
+                raise DatasetError(f"{where}: {row['path']!r} is not an image of {root}")
             if path in labels:
                 raise DatasetError(f"{where}: {path!r} is listed twice")
             label = (row["label"] or "").strip()
             if not label:
                 raise DatasetError(f"{where}: {path!r} has an empty label")
-            labels[path] = spec.class_index(label, where)
+            if label not in classes:
+                raise DatasetError(
+                    f"{where}: unknown class {label!r}; classes: {', '.join(classes)}"
+                )
+            labels[path] = list(classes).index(label)
     return labels
 
 
@@ -202,10 +201,12 @@ def build_image_folder(spec: ImageFolderSpec, ctx: BuildContext) -> Splits:
     images = list_images(spec.root)
     present = set(images)
     test_labels = (
-        read_path_labels(Path(spec.test_labels), spec, present) if spec.test_labels else {}
+        read_path_labels(spec.test_labels, spec.classes, present, spec.root)
+        if spec.test_labels
+        else {}
     )
     pool = [path for path in images if path not in test_labels]
-    known = read_path_labels(Path(spec.labels), spec, present) if spec.labels else {}
+    known = read_path_labels(spec.labels, spec.classes, present, spec.root) if spec.labels else {}
     if spec.labels:
         overlap = sorted(set(known) & set(test_labels))
         missing = [path for path in pool if path not in known]
