@@ -400,20 +400,26 @@ def test_checkpoint_of_another_query_is_ignored_and_corrupt_one_reported(tmp_pat
         train_adversary(data, IMAGE_CONFIG, seed=5, stage=1, checkpoint_path=path, **QUIET)
 
 
-def test_input_bank_raw_rows_normalise_like_load_inputs():
-    rng = np.random.default_rng(3)
-    images = rng.integers(0, 256, size=(30, 8, 8, 3), dtype=np.uint8)
-    info = DatasetInfo(
+def image_info(images: np.ndarray, mean, std) -> DatasetInfo:
+    """A two-class image dataset's record for uint8 (N, H, W, C) `images`."""
+    n, h, w, c = images.shape
+    return DatasetInfo(
         name="tiny",
         kind="image",
         num_classes=2,
         classes=("a", "b"),
-        input_shape=(3, 8, 8),
-        mean=(0.5, 0.4, 0.3),
-        std=(0.2, 0.25, 0.3),
-        n_train=30,
+        input_shape=(c, h, w),
+        mean=mean,
+        std=std,
+        n_train=n,
         n_test=0,
     )
+
+
+def test_input_bank_raw_rows_normalise_like_load_inputs():
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, size=(30, 8, 8, 3), dtype=np.uint8)
+    info = image_info(images, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
     indices = np.array([3, 7, 8, 20, 29])
     cached = InputBank.load(images, indices, info, "cpu")
     raw = InputBank.load(images, indices, info, "cpu", max_cached_bytes=0)
@@ -428,17 +434,7 @@ def test_input_bank_resizes_images_for_the_vae_in_both_storages():
     """vae.input_size: the adversary sees an antialiased, downsampled copy of the images."""
     rng = np.random.default_rng(5)
     images = rng.integers(0, 256, size=(12, 16, 16, 3), dtype=np.uint8)
-    info = DatasetInfo(
-        name="big",
-        kind="image",
-        num_classes=2,
-        classes=("a", "b"),
-        input_shape=(3, 16, 16),
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-        n_train=12,
-        n_test=0,
-    )
+    info = image_info(images, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     indices = np.array([9, 2, 5, 11])
     cached = InputBank.load(images, indices, info, "cpu", size=8)
     raw = InputBank.load(images, indices, info, "cpu", max_cached_bytes=0, size=8)
