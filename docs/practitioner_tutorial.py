@@ -89,7 +89,8 @@ def run_snakemake(*configfiles: str) -> Round:
     text = result.stdout + result.stderr
     # Snakemake's last progress line, "N of N steps (100%) done", counts the jobs it ran.
     done = re.findall(r"^\d+ of (\d+) steps \(100%\) done$", text, re.M)
-    lines = [line for line in text.splitlines() if WAITING.match(line)]
+    # The run says what it waits for before its jobs and again at the end: each file once.
+    lines = list(dict.fromkeys(line for line in text.splitlines() if WAITING.match(line)))
     requests = [
         (Path(m.group("folder")), Path(m.group("labels")))
         for m in (WAITING.match(line) for line in lines)
