@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tavaal.data import caltech, known_input_shape, known_split_sizes, prepare_dataset, storage
+from tavaal.data import (
+    caltech,
+    known_input_shape,
+    known_split_sizes,
+    prepare_dataset,
+    storage,
+    stratified,
+)
 from tavaal.data.image_folder import load_image
 from tavaal.data.registry import fixed_seed
 from tavaal.errors import DatasetError
@@ -129,7 +136,7 @@ def test_split_is_stratified_seeded_and_in_file_order(tmp_path, monkeypatch):
     # Files by class (torchvision's order, background last), then by name.
     files = sorted(written, key=lambda p: (CLASSES_101.index(written[p]), p.name))
     labels = np.array([CLASSES_101.index(written[p]) for p in files])
-    train, test = caltech.split_indices(labels, 3, fixed_seed("caltech101/split"))
+    train, test = stratified.split_indices(labels, 3, fixed_seed("caltech101/split"))
     for part, positions in (("train", train), ("test", test)):
         expected = np.stack([load_image(files[i], 224) for i in positions])
         assert np.array_equal(np.load(folder / f"x_{part}.npy"), expected)
@@ -153,11 +160,11 @@ def test_test_counts_are_exact_and_proportional():
             classes = int(rng.integers(2, 300))
             cuts = np.sort(rng.choice(np.arange(1, total), size=classes - 1, replace=False))
             sizes = np.diff(np.concatenate([[0], cuts, [total]]))
-            counts = caltech.per_class_test_counts(sizes, n_test)
+            counts = stratified.per_class_test_counts(sizes, n_test)
             assert counts.sum() == n_test
             assert (np.abs(counts - sizes * n_test / total) < 1).all()
     # Ties go to the lower class index.
-    assert caltech.per_class_test_counts(np.array([2, 2, 2]), 1).tolist() == [1, 0, 0]
+    assert stratified.per_class_test_counts(np.array([2, 2, 2]), 1).tolist() == [1, 0, 0]
 
 
 def test_a_tree_of_another_size_is_refused_with_both_counts(tmp_path):
