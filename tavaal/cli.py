@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     toy.add_argument("--pool-per-class", type=int, default=40, help="pool images per class")
     toy.add_argument("--test-per-class", type=int, default=20, help="test images per class")
     toy.add_argument("--seed", type=int, default=0, help="the same seed writes the same files")
+    toy.add_argument(
+        "--class-folders",
+        action="store_true",
+        help="write a labeled tree of ImageNet's shape instead (train/<class>/*.JPEG, "
+        "val/<class>/*.JPEG, 240-330 px), for image_folders with layout: class_folders",
+    )
 
     readme = sub.add_parser(
         "readme-update",
@@ -401,8 +407,17 @@ def _label(args) -> int:
 
 
 def _toy_folder(args) -> int:
-    from tavaal.data.toy_folder import TOY_CLASSES, write_toy_folder
+    from tavaal.data.toy_folder import TOY_CLASSES, write_class_folder_tree, write_toy_folder
 
+    if args.class_folders:
+        tree = write_class_folder_tree(
+            args.folder, args.pool_per_class, args.test_per_class, args.seed
+        )
+        print(
+            f"{tree}: train/ and val/ with {args.pool_per_class} and {args.test_per_class} "
+            f"JPEGs per class of {', '.join(TOY_CLASSES)}"
+        )
+        return 0
     folder = write_toy_folder(args.folder, args.pool_per_class, args.test_per_class, args.seed)
     pool = args.pool_per_class * len(TOY_CLASSES)
     test = args.test_per_class * len(TOY_CLASSES)

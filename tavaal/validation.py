@@ -68,7 +68,7 @@ def _check_oracle_kind(exp: ExperimentConfig, where: str) -> None:
         labels = exp.oracle.initial_labels
         if labels and not Path(labels).is_file():
             raise ConfigError(f"{where}.oracle.initial_labels: {labels} does not exist")
-    elif folder is not None and folder.labels is None:
+    elif folder is not None and not folder.pool_labels_known:
         raise ConfigError(
             f"{where}.oracle.kind: the pool labels of image_folders.{exp.dataset} are unknown, so "
             f"only a person can answer: set oracle.kind: human (or give image_folders."

@@ -10,7 +10,12 @@ torchvision datasets live under ``data_dir/raw/<source>/`` (see `tavaal.data.tor
 Importing this package loads neither torch, torchvision nor scikit-learn.
 """
 
-from tavaal.data import caltech, synthetic, torchvision_sets  # noqa: F401  (register the builders)
+from tavaal.data import (  # noqa: F401  (register the builders)
+    caltech,
+    imagenet,
+    synthetic,
+    torchvision_sets,
+)
 from tavaal.data.image_folder import (
     ImageFolderSpec,
     declare_image_folders,
@@ -35,6 +40,7 @@ from tavaal.data.registry import (
     list_raw_sources,
     raw_source,
     register_dataset,
+    stored_as_files,
 )
 from tavaal.data.storage import FORMAT_VERSION, load_dataset, open_prepared, prepare_dataset
 from tavaal.data.tensors import to_tensor_batch, with_normalization
@@ -61,6 +67,7 @@ __all__ = [
     "ratio_counts",
     "raw_source",
     "register_dataset",
+    "stored_as_files",
     "subsample_per_class",
     "to_tensor_batch",
     "train_image_paths",

@@ -16,6 +16,17 @@ Labels are optional:
 - ``test_labels``: a CSV of the same form; those images form the test split on which accuracy
   is measured, and are never offered for labeling. Without it there is no test split and
   ``metrics.json`` reports no accuracy.
+
+``layout: class_folders`` reads a labeled tree of ImageNet's shape instead (torchvision's
+``ImageFolder`` per split): ``<path>/train/<class>/...`` is the pool and ``<path>/val/<class>/...``
+(optional) the test split, every image labeled by its class folder (images at any depth below
+it). The classes are the sorted names of the ``train`` class folders, or ``classes`` in that
+order when given (then they must be exactly those folders); ``labels``/``test_labels`` do not
+apply.
+
+``storage: files`` keeps only the image paths and decodes the images when a step reads them
+(`tavaal.data.image_files`), for folders too large to copy into arrays; the default ``arrays``
+decodes them once into memory-mapped arrays.
 """
 
 from __future__ import annotations
@@ -49,6 +60,8 @@ class ImageFolderSpec:
     image_size: int = 32
     labels: str | None = None
     test_labels: str | None = None
+    layout: str = "any"  # or "class_folders"
+    storage: str = "arrays"  # or "files"
 
     @property
     def where(self) -> str:
@@ -58,9 +71,19 @@ class ImageFolderSpec:
     def root(self) -> Path:
         return Path(self.path)
 
+    @property
+    def pool_labels_known(self) -> bool:
+        """Whether the pool's labels are known (a labels CSV, or class folders)."""
+        return self.labels is not None or self.layout == "class_folders"
+
     def to_dict(self) -> dict[str, Any]:
+        """The entry as recorded in ``files.json``; `layout` and `storage` only when not the
+        defaults, so folders prepared before they existed still match their entry."""
         data = asdict(self)
         data["classes"] = list(self.classes)
+        for key, default in (("layout", "any"), ("storage", "arrays")):
+            if data[key] == default:
+                del data[key]
         return data
 
 
@@ -69,14 +92,28 @@ def image_folder_spec(name: str, entry: Mapping[str, Any]) -> ImageFolderSpec:
     where = f"image_folders.{name}"
     if not isinstance(entry, Mapping):
         raise ConfigError(f"{where}: expected a mapping with path and classes")
-    known = {"path", "classes", "image_size", "labels", "test_labels"}
+    known = {"path", "classes", "image_size", "labels", "test_labels", "layout", "storage"}
     unknown = sorted(set(entry) - known)
     if unknown:
         raise ConfigError(f"{where}.{unknown[0]}: unknown key; known: {', '.join(sorted(known))}")
     path = entry.get("path")
     if not isinstance(path, str) or not path:
         raise ConfigError(f"{where}.path: the folder of the images is required")
+    layout = entry.get("layout", "any")
+    if layout not in ("any", "class_folders"):
+        raise ConfigError(f"{where}.layout: 'any' or 'class_folders', got {layout!r}")
+    storage = entry.get("storage", "arrays")
+    if storage not in ("arrays", "files"):
+        raise ConfigError(f"{where}.storage: 'arrays' or 'files', got {storage!r}")
     classes = entry.get("classes")
+    if layout == "class_folders":
+        for key in ("labels", "test_labels"):
+            if entry.get(key) is not None:
+                raise ConfigError(
+                    f"{where}.{key}: not with layout class_folders (its folders are the labels)"
+                )
+        if classes is None:
+            classes = [p.name for p in class_folders(Path(path) / "train", where)]
     if not isinstance(classes, list | tuple) or len(classes) < 2:
         raise ConfigError(f"{where}.classes: a list of at least two class names is required")
     names = [str(c) for c in classes]
@@ -102,6 +139,8 @@ def image_folder_spec(name: str, entry: Mapping[str, Any]) -> ImageFolderSpec:
         image_size=size,
         labels=entry.get("labels"),
         test_labels=entry.get("test_labels"),
+        layout=layout,
+        storage=storage,
     )
 
 
@@ -111,11 +150,15 @@ def declare_image_folders(entries: Mapping[str, Any] | None) -> dict[str, ImageF
     specs = {}
     for name, entry in (entries or {}).items():
         spec = image_folder_spec(name, entry)
-        images = list_images(spec.root)
-        test = {}
-        if spec.test_labels:
-            test = read_path_labels(spec.test_labels, spec.classes, set(images), spec.root)
-        n_train = len(images) - len(test)
+        if spec.layout == "class_folders":
+            pool, test_tree = class_folder_trees(spec)
+            n_train, n_test = len(pool.paths), len(test_tree.paths)
+        else:
+            images = list_images(spec.root)
+            test = {}
+            if spec.test_labels:
+                test = read_path_labels(spec.test_labels, spec.classes, set(images), spec.root)
+            n_train, n_test = len(images) - len(test), len(test)
         if n_train < 1:
             raise DatasetError(f"{spec.where}: every image is a test image; none is left to label")
         shape = (3, spec.image_size, spec.image_size)
@@ -123,7 +166,8 @@ def declare_image_folders(entries: Mapping[str, Any] | None) -> dict[str, ImageF
         def builder(ctx: BuildContext, spec: ImageFolderSpec = spec) -> Splits:
             return build_image_folder(spec, ctx)
 
-        register_image_folder(name, builder, n_train, len(test), shape, spec)
+        files = spec.storage == "files"
+        register_image_folder(name, builder, n_train, n_test, shape, spec, files=files)
         specs[name] = spec
     return specs
 
@@ -144,6 +188,69 @@ def list_images(root: Path) -> list[str]:
     if not found:
         raise DatasetError(f"{root}: no .jpg, .jpeg or .png file below this folder")
     return sorted(found)
+
+
+@dataclass(frozen=True)
+class ClassTree:
+    """The images of a class-per-folder tree: paths relative to the tree's root (the split
+    folder included, e.g. ``train/n01440764/x.JPEG``), sorted, and their class indices."""
+
+    paths: list[str]
+    labels: np.ndarray  # int64
+
+
+def class_folders(folder: Path, where: str) -> list[Path]:
+    """The class folders of a split folder (its non-hidden sub-folders), sorted by name."""
+    if not folder.is_dir():
+        raise DatasetError(f"{where}: {folder} does not exist; expected <split>/<class>/<image>")
+    found = sorted(
+        (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.name,
+    )
+    if not found:
+        raise DatasetError(f"{where}: {folder} has no class folders")
+    return found
+
+
+def read_class_tree(
+    root: Path, split: str, classes: Sequence[str], where: str, required: bool = True
+) -> ClassTree:
+    """The JPEG/PNG images below ``root/split/<class>/`` (any depth), labeled by the index of
+    their class folder in `classes`. A class folder not in `classes` is an error; a class may
+    have no folder. Without the split folder: an error if `required`, else an empty tree."""
+    root = Path(root)
+    folder = root / split
+    if not folder.exists() and not required:
+        return ClassTree([], np.zeros(0, dtype=np.int64))
+    index = {name: i for i, name in enumerate(classes)}
+    paths: list[str] = []
+    labels: list[int] = []
+    for class_folder in class_folders(folder, where):
+        label = index.get(class_folder.name)
+        if label is None:
+            raise DatasetError(
+                f"{where}: {class_folder} is not one of the {len(classes)} classes "
+                f"(those of {root / 'train'})"
+            )
+        images = [f"{split}/{class_folder.name}/{p}" for p in list_images(class_folder)]
+        paths += images
+        labels += [label] * len(images)
+    return ClassTree(paths, np.asarray(labels, dtype=np.int64))
+
+
+def class_folder_trees(spec: ImageFolderSpec) -> tuple[ClassTree, ClassTree]:
+    """(pool, test) of a ``layout: class_folders`` entry; the classes must be exactly the
+    ``train`` class folders."""
+    found = [p.name for p in class_folders(spec.root / "train", spec.where)]
+    if sorted(found) != sorted(spec.classes):
+        extra = sorted(set(found) - set(spec.classes)) or sorted(set(spec.classes) - set(found))
+        raise ConfigError(
+            f"{spec.where}.classes: must be exactly the class folders of {spec.root / 'train'}; "
+            f"{extra[0]!r} is in one but not the other"
+        )
+    pool = read_class_tree(spec.root, "train", spec.classes, spec.where)
+    test = read_class_tree(spec.root, "val", spec.classes, spec.where, required=False)
+    return pool, test
 
 
 def read_path_labels(
@@ -194,10 +301,15 @@ def load_image(path: Path, size: int) -> np.ndarray:
 
 
 def build_image_folder(spec: ImageFolderSpec, ctx: BuildContext) -> Splits:
-    """Decode the folder into train (pool) and test arrays, written straight into the staging
-    folder's memory maps (`BuildContext.staged_array`) with progress lines to `ctx.log`;
-    `Splits.files` keeps the paths."""
-    log = ctx.log
+    """The entry's pool and test split (`build_any_tree` or `build_class_folders`)."""
+    if spec.layout == "class_folders":
+        return build_class_folders(spec, ctx)
+    return build_any_tree(spec, ctx)
+
+
+def build_any_tree(spec: ImageFolderSpec, ctx: BuildContext) -> Splits:
+    """A folder of images labeled by CSVs, if at all: decoded into train (pool) and test arrays
+    (`images_of`); `Splits.files` keeps the paths."""
     images = list_images(spec.root)
     present = set(images)
     test_labels = (
@@ -217,22 +329,7 @@ def build_image_folder(spec: ImageFolderSpec, ctx: BuildContext) -> Splits:
                 f"{spec.labels}: {len(missing)} pool images have no label, e.g. {missing[0]!r}"
             )
     test = sorted(test_labels)
-    total = len(pool) + len(test)
-    log(f"{spec.where}: decoding {total} images at {spec.image_size}x{spec.image_size}")
-    decoded = 0
-
-    def decode(key: str, paths: list[str]) -> np.ndarray:
-        nonlocal decoded
-        shape = (len(paths), spec.image_size, spec.image_size, 3)
-        out = ctx.staged_array(key, shape, np.uint8)
-        for i, path in enumerate(paths):
-            out[i] = load_image(spec.root / path, spec.image_size)
-            decoded += 1
-            if decoded % PROGRESS_EVERY == 0:
-                log(f"{spec.where}: {decoded}/{total} images decoded")
-        return out
-
-    x_train, x_test = decode("x_train", pool), decode("x_test", test)
+    x_train, x_test = images_of(spec, ctx, {"x_train": pool, "x_test": test}).values()
     y_train = np.array([known.get(path, UNKNOWN_LABEL) for path in pool], dtype=np.int64)
     y_test = np.array([test_labels[path] for path in test], dtype=np.int64)
     return Splits(
@@ -242,8 +339,47 @@ def build_image_folder(spec: ImageFolderSpec, ctx: BuildContext) -> Splits:
         y_test,
         classes=spec.classes,
         files={"root": spec.path, "train": pool, "test": test, "spec": spec.to_dict()},
-        train_labels_known=bool(spec.labels),
+        train_labels_known=spec.pool_labels_known,
     )
+
+
+def build_class_folders(spec: ImageFolderSpec, ctx: BuildContext) -> Splits:
+    """A ``train/<class>/``, ``val/<class>/`` tree: the pool and the test split, labeled by
+    their folders."""
+    pool, test = class_folder_trees(spec)
+    x_train, x_test = images_of(spec, ctx, {"x_train": pool.paths, "x_test": test.paths}).values()
+    return Splits(
+        x_train,
+        pool.labels,
+        x_test,
+        test.labels,
+        classes=spec.classes,
+        files={"root": spec.path, "train": pool.paths, "test": test.paths, "spec": spec.to_dict()},
+    )
+
+
+def images_of(spec: ImageFolderSpec, ctx: BuildContext, parts: dict[str, list[str]]) -> dict:
+    """Per part (``x_train``, ``x_test``) its images: `ImageFiles` over the paths with
+    ``storage: files``, else decoded into the staging folder's memory maps
+    (`BuildContext.staged_array`) with progress lines to `ctx.log`."""
+    from tavaal.data.image_files import ImageFiles
+
+    size = spec.image_size
+    if spec.storage == "files":
+        return {key: ImageFiles(spec.root, paths, size) for key, paths in parts.items()}
+    total = sum(len(paths) for paths in parts.values())
+    ctx.log(f"{spec.where}: decoding {total} images at {size}x{size}")
+    decoded = 0
+    arrays = {}
+    for key, paths in parts.items():
+        out = ctx.staged_array(key, (len(paths), size, size, 3), np.uint8)
+        for i, path in enumerate(paths):
+            out[i] = load_image(spec.root / path, size)
+            decoded += 1
+            if decoded % PROGRESS_EVERY == 0:
+                ctx.log(f"{spec.where}: {decoded}/{total} images decoded")
+        arrays[key] = out
+    return arrays
 
 
 def read_files(folder: Path) -> dict[str, Any]:

@@ -129,6 +129,9 @@ class _Registration:
     # The config entry of a practitioner's image folder (`tavaal.data.image_folder`); None for
     # the datasets registered in code.
     image_folder: object | None = None
+    # Whether the images are read from their files (`tavaal.data.image_files`) rather than
+    # prepared into arrays: such jobs decode on several CPUs.
+    files: bool = False
 
 
 _REGISTRY: dict[str, _Registration] = {}
@@ -142,6 +145,7 @@ def register_dataset(
     n_test: int | None = None,
     input_shape: tuple[int, ...] | None = None,
     class_groups: bool = False,
+    files: bool = False,
 ) -> Callable[[Builder], Builder]:
     """Decorator: register `builder` under `name` (a name can be registered once).
 
@@ -150,8 +154,9 @@ def register_dataset(
     variants read ``cifar10``. `n_train` and `n_test` are the split sizes the prepared dataset is
     known to have (give both or neither), see `known_split_sizes`; `input_shape` the sample
     shape the task learner gets, (C, H, W) or (D,), see `known_input_shape`; `class_groups`
-    whether the builder returns class groups (`has_class_groups`). They let the workflow check
-    protocols and size jobs before anything is prepared.
+    whether the builder returns class groups (`has_class_groups`); `files` whether its images
+    are read from their files (`stored_as_files`). They let the workflow check protocols and
+    size jobs before anything is prepared.
     """
     if (n_train is None) != (n_test is None):
         raise ValueError(f"dataset {name!r}: give both n_train and n_test, or neither")
@@ -165,7 +170,12 @@ def register_dataset(
         if name in _REGISTRY:
             raise ValueError(f"dataset {name!r} is registered twice")
         _REGISTRY[name] = _Registration(
-            builder, raw_source, sizes, tuple(input_shape) if input_shape else None, class_groups
+            builder,
+            raw_source,
+            sizes,
+            tuple(input_shape) if input_shape else None,
+            class_groups,
+            files=files,
         )
         return builder
 
@@ -173,7 +183,13 @@ def register_dataset(
 
 
 def register_image_folder(
-    name: str, builder: Builder, n_train: int, n_test: int, input_shape: tuple[int, ...], spec
+    name: str,
+    builder: Builder,
+    n_train: int,
+    n_test: int,
+    input_shape: tuple[int, ...],
+    spec,
+    files: bool = False,
 ) -> None:
     """Make a config-declared image folder known under `name` (`tavaal.data.image_folder`).
 
@@ -186,7 +202,13 @@ def register_image_folder(
             f"image_folders.{name}: {name!r} is the name of a built-in dataset; choose another"
         )
     _REGISTRY[name] = _Registration(
-        builder, None, (n_train, n_test), tuple(input_shape), False, image_folder=spec
+        builder,
+        None,
+        (n_train, n_test),
+        tuple(input_shape),
+        False,
+        image_folder=spec,
+        files=files,
     )
 
 
@@ -235,6 +257,11 @@ def known_split_sizes(name: str) -> tuple[int, int] | None:
 def known_input_shape(name: str) -> tuple[int, ...] | None:
     """The (C, H, W) or (D,) sample shape of dataset `name` as registered; None if undeclared."""
     return _registration(name).input_shape
+
+
+def stored_as_files(name: str) -> bool:
+    """Whether dataset `name` reads its images from their files (`tavaal.data.image_files`)."""
+    return _registration(name).files
 
 
 def has_class_groups(name: str) -> bool:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from tavaal.data.image_files import ImageFiles
 from tavaal.data.image_folder import (
     FILES,
     UNKNOWN_LABEL,
@@ -38,6 +39,7 @@ from tavaal.data.registry import (
     DatasetInfo,
     PreparedDataset,
     Splits,
+    fixed_seed,
     get_builder,
     image_folder_of,
     list_raw_sources,
@@ -53,6 +55,11 @@ ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 # that size or smaller are as before), fewer of larger ones (~100 MB as float64 per chunk).
 _STATS_CHUNK = 4096
 _STATS_CHUNK_BYTES = _STATS_CHUNK * 32 * 32 * 3
+# The per-channel statistics of a dataset stored as files (`ImageFiles`) come from this many of
+# its train images, a fixed-seed sample: decoding all of ImageNet for them would take an hour.
+STATS_SAMPLE = 10_000
+# meta.json's "storage" of a dataset whose images are read from their files; absent: arrays.
+FILES_STORAGE = "files"
 
 
 def prepare_dataset(
@@ -102,8 +109,12 @@ def prepare_dataset(
     try:
         staging.mkdir(exist_ok=True)
         for key in ARRAYS:
-            _write_array(staging / f"{key}.npy", getattr(splits, key))
+            array = getattr(splits, key)
+            if not isinstance(array, ImageFiles):  # files.json lists those
+                _write_array(staging / f"{key}.npy", array)
         meta = {"format_version": FORMAT_VERSION, **dataclasses.asdict(info)}
+        if isinstance(splits.x_train, ImageFiles):
+            meta["storage"] = FILES_STORAGE
         if splits.provenance is not None:
             meta["source"] = str(splits.provenance.folder)
             meta["raw_md5_verified"] = splits.provenance.md5_verified
@@ -169,23 +180,45 @@ def _source_folders(raw_sources: Mapping[str, str | Path]) -> dict[str, Path]:
 
 
 def open_prepared(name: str, data_dir: str | Path) -> PreparedDataset:
-    """Memory-map an existing ``data_dir/name`` after checking it against its ``meta.json``."""
+    """Memory-map an existing ``data_dir/name`` after checking it against its ``meta.json``.
+
+    A dataset stored as files gets `ImageFiles` over the paths of its ``files.json`` for its
+    images; a missing image is reported when a step reads it.
+    """
     folder = Path(data_dir) / name
-    info = _read_meta(folder / META_FILE, name)
+    info, storage = _read_meta(folder / META_FILE, name)
     if info.kind == "image":
         c, h, w = info.input_shape
         x_dtype, sample_shape = np.dtype(np.uint8), (h, w, c)
     else:
         x_dtype, sample_shape = np.dtype(np.float32), tuple(info.input_shape)
-    arrays = {}
+    arrays: dict[str, Any] = {}
+    if storage == FILES_STORAGE:
+        arrays.update(_image_files(folder, info))
     for key in ARRAYS:
         n = info.n_train if key.endswith("train") else info.n_test
+        if key in arrays:
+            continue
         if key.startswith("x"):
             dtype, shape = x_dtype, (n, *sample_shape)
         else:
             dtype, shape = np.dtype(np.int64), (n,)
         arrays[key] = _open_array(folder / f"{key}.npy", dtype, shape)
     return PreparedDataset(info=info, **arrays)
+
+
+def _image_files(folder: Path, info: DatasetInfo) -> dict[str, ImageFiles]:
+    files = read_files(folder)
+    _, size, _ = info.input_shape
+    result = {}
+    for part in ("train", "test"):
+        paths = files.get(part)
+        n = info.n_train if part == "train" else info.n_test
+        if not isinstance(paths, list) or len(paths) != n:
+            found = len(paths) if isinstance(paths, list) else "no"
+            raise _damaged(folder / FILES, f"{found} {part} paths, meta.json says {n}")
+        result[f"x_{part}"] = ImageFiles(files["root"], paths, size)
+    return result
 
 
 def describe(name: str, splits: Splits) -> DatasetInfo:
@@ -220,7 +253,7 @@ def describe(name: str, splits: Splits) -> DatasetInfo:
     if kind == "image":
         _, h, w, c = splits.x_train.shape
         input_shape = (c, h, w)
-        mean, std = _image_stats(splits.x_train)
+        mean, std = _image_stats(_stats_images(name, splits.x_train))
     else:
         input_shape = (splits.x_train.shape[1],)
         mean, std = _vector_stats(splits.x_train)
@@ -251,6 +284,15 @@ def _class_groups(name: str, splits: Splits) -> tuple[int, ...]:
             f"dataset {name!r}: {len(groups)} class groups for {len(splits.classes)} classes"
         )
     return groups
+
+
+def _stats_images(name: str, images):
+    """The images the statistics are computed on: all of them, or for images stored as files
+    `STATS_SAMPLE` of them (a fixed-seed sample, in index order)."""
+    if not isinstance(images, ImageFiles) or len(images) <= STATS_SAMPLE:
+        return images
+    rng = np.random.default_rng(fixed_seed(f"{name}/statistics"))
+    return images.rows(np.sort(rng.choice(len(images), STATS_SAMPLE, replace=False)))
 
 
 def _image_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -341,7 +383,8 @@ def _damaged(path: Path, problem: str) -> DatasetError:
     )
 
 
-def _read_meta(path: Path, name: str) -> DatasetInfo:
+def _read_meta(path: Path, name: str) -> tuple[DatasetInfo, str]:
+    """The `DatasetInfo` of meta.json and its storage ("arrays" or `FILES_STORAGE`)."""
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -399,7 +442,11 @@ def _read_meta(path: Path, name: str) -> DatasetInfo:
     width = info.input_shape[0]  # channels of an image, features of a vector
     if len(info.mean) != width or len(info.std) != width:
         raise _damaged(path, f"mean/std need {width} values")
-    return info
+    storage = meta.get("storage", "arrays")
+    files_of_vectors = storage == FILES_STORAGE and info.kind != "image"
+    if storage not in ("arrays", FILES_STORAGE) or files_of_vectors:
+        raise _damaged(path, f"storage {storage!r} is not arrays, or files for images")
+    return info, storage
 
 
 def _typed(meta: dict[str, Any], key: str, kind: type) -> Any:

@@ -83,3 +83,28 @@ def write_toy_folder(out: Path, pool_per_class: int = 40, test_per_class: int = 
             writer.writerow(["path", "label"])
             writer.writerows(sorted(part))
     return folder
+
+
+def write_class_folder_tree(
+    out: Path,
+    pool_per_class: int = 8,
+    test_per_class: int = 4,
+    seed: int = 0,
+    sides: tuple[int, int] = (240, 330),
+    classes: tuple[str, ...] = TOY_CLASSES,
+) -> Path:
+    """Write a labeled tree of ImageNet's shape, ``out/train/<class>/*.JPEG`` and
+    ``out/val/<class>/*.JPEG``: the toy shapes as JPEGs of `sides` (width and height drawn in
+    that range, so the 224-pixel path resizes and crops them); returns `out`."""
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    for split, per_class in (("train", pool_per_class), ("val", test_per_class)):
+        for label, name in enumerate(classes):
+            folder = out / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for number in range(per_class):
+                image = _draw_image(rng, label % len(TOY_CLASSES))
+                width, height = (int(v) for v in rng.integers(sides[0], sides[1] + 1, size=2))
+                image = image.resize((width, height))
+                image.save(folder / f"{name}_{split}_{number:04d}.JPEG", format="JPEG", quality=90)
+    return out
