@@ -48,7 +48,7 @@ rule train_initial:
     params:
         settings=recipe_training_settings,
         code_version=CODE_VERSION,
-    threads: 1
+    threads: dataset_threads
     resources:
         mem_mb=train_mem_mb,
         runtime=train_runtime,
@@ -75,7 +75,7 @@ rule train:
     wildcard_constraints:
         # Stage 0 is train_initial's.
         stage=r"[1-9]\d*",
-    threads: 1
+    threads: dataset_threads
     resources:
         mem_mb=train_mem_mb,
         runtime=train_runtime,
@@ -107,7 +107,7 @@ for _stage in range(QUERY_STAGES):
             stage=_stage,
             settings=query_settings,
             code_version=CODE_VERSION,
-        threads: 1
+        threads: dataset_threads
         resources:
             mem_mb=query_mem_mb(_stage),
             runtime=query_runtime(_stage),

@@ -12,7 +12,7 @@ from tavaal.data import declare_image_folders, known_input_shape, known_split_si
 from tavaal.errors import ConfigError, TavaalError
 from tavaal.practitioner import label_progress
 from tavaal.report.study import check_study
-from tavaal.resources import query_estimate, train_estimate
+from tavaal.resources import job_threads, query_estimate, train_estimate
 from tavaal.results_guard import check_results_match
 from tavaal.strategies import method_settings, strategy_class, trains_discriminator
 from tavaal.training import PLAIN, get_recipe, training_settings
@@ -627,6 +627,12 @@ def _train_estimate(wildcards):
     stage = int(wildcards.stage) if "stage" in wildcards.keys() else 0
     exp = EXPERIMENTS[wildcards.experiment]
     return train_estimate(exp, _training_recipe(wildcards), stage, config["device"])
+
+
+def dataset_threads(wildcards):
+    """CPUs of a job reading the experiment's dataset: more for images read from their files,
+    which the job decodes on all of them (tavaal.resources.job_threads)."""
+    return job_threads(EXPERIMENTS[wildcards.experiment])
 
 
 def train_mem_mb(wildcards):

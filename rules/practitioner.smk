@@ -105,7 +105,7 @@ for _stage in range(QUERY_STAGES):
             stage=_stage,
             settings=query_settings,
             code_version=CODE_VERSION,
-        threads: 1
+        threads: dataset_threads
         resources:
             mem_mb=query_mem_mb(_stage),
             runtime=query_runtime(_stage),

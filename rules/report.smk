@@ -401,7 +401,7 @@ rule retrain_plain:
     wildcard_constraints:
         stage=r"[1-9]\d*",
         recipe=PLAIN.name,
-    threads: 1
+    threads: dataset_threads
     resources:
         mem_mb=train_mem_mb,
         runtime=train_runtime,

@@ -25,6 +25,7 @@ from functools import cache
 
 from tavaal.adversarial import (
     ADVERSARIAL,
+    BANK_CHUNK,
     FROZEN_VAE,
     PIXEL_DISCRIMINATOR,
     PLAIN_VAE,
@@ -32,7 +33,7 @@ from tavaal.adversarial import (
     training_iterations,
 )
 from tavaal.config import ExperimentConfig
-from tavaal.data import known_input_shape, known_split_sizes
+from tavaal.data import known_input_shape, known_split_sizes, stored_as_files
 from tavaal.errors import ConfigError
 from tavaal.strategies import strategy_class
 from tavaal.training import TrainingRecipe, ensemble_members
@@ -82,6 +83,15 @@ MODEL_COSTS = {
 VAE_ITERATION_SECONDS = {"cpu": 5.7, "gpu": 0.03}
 VAE_REFERENCE_UNITS = 64 * 32 * 32 * 128**2
 VAE_MIN_SECONDS = {"cpu": 0.01, "gpu": 0.002}
+# A dataset read from its files (ImageNet; `tavaal.data.image_files`) is decoded while a job
+# runs, by one worker per CPU of the job: DECODE_THREADS CPUs (the rules' `threads`), each
+# decoding DECODE_IMAGES_PER_SECOND ImageNet-sized JPEGs to 224x224 (measured on this project's
+# CPU: 297-352 images/s with 2 workers, benchmarks/decode_throughput.py, README "Benchmarks").
+# A job runs at the slower of the model and the decoders.
+DECODE_THREADS = 8
+DECODE_IMAGES_PER_SECOND = 150.0
+# Batches a training loop decodes ahead of the one it trains on (`ImageFiles.prefetch`).
+DECODE_AHEAD = 2
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,19 @@ def device_kind(device: str) -> str:
     return "cpu" if str(device).startswith("cpu") else "gpu"
 
 
+def job_threads(exp: ExperimentConfig) -> int:
+    """CPUs of a job that reads `exp`'s dataset: DECODE_THREADS when its images are read from
+    their files, else 1 (the arrays are memory-mapped; torch runs one thread per job)."""
+    return DECODE_THREADS if stored_as_files(exp.dataset) else 1
+
+
+def _decoded_rate(exp: ExperimentConfig, rate: float) -> float:
+    """Images/s of a job whose model alone runs at `rate`: no faster than its decoders."""
+    if not stored_as_files(exp.dataset):
+        return rate
+    return min(rate, DECODE_IMAGES_PER_SECOND * job_threads(exp))
+
+
 def train_estimate(
     exp: ExperimentConfig, recipe: TrainingRecipe, stage: int, device: str
 ) -> JobEstimate:
@@ -105,7 +128,7 @@ def train_estimate(
     n_train, n_test = _sizes(exp)
     members = ensemble_members(exp, recipe)
     cost = _model_cost(exp.model, shape)
-    rate = cost[kind]
+    rate = _decoded_rate(exp, cost[kind])
     labeled = exp.labeled_size(stage)
     if exp.train.iterations > 0:
         images = exp.train.iterations * exp.train.batch_size
@@ -114,9 +137,15 @@ def train_estimate(
         images = exp.train.epochs * labeled
         validations = exp.train.epochs // exp.train.validate_every
     evaluated = n_test + (validations * exp.train.validation_size)
-    seconds = STARTUP_SECONDS[kind] + members * (images / rate + evaluated / (3 * rate))
+    inference_rate = _decoded_rate(exp, 3 * cost[kind])
+    seconds = STARTUP_SECONDS[kind] + members * (images / rate + evaluated / inference_rate)
     sample_bytes = math.prod(shape)
-    memory = BASE_MB[kind] + _mb(n_test * sample_bytes + labeled * sample_bytes)
+    if stored_as_files(exp.dataset):
+        # Decoded batch by batch: the batches in flight and one inference batch, no split.
+        held = (1 + DECODE_AHEAD) * exp.train.batch_size + exp.query.inference_batch_size
+        memory = BASE_MB[kind] + _mb(held * sample_bytes)
+    else:
+        memory = BASE_MB[kind] + _mb(n_test * sample_bytes + labeled * sample_bytes)
     if kind == "cpu":
         weights = 16 * _model_facts(exp.model, shape)[0]  # weights, gradients, two moments
         activations = 3 * 4 * cost["activations"] * exp.train.batch_size
@@ -133,10 +162,13 @@ def query_estimate(exp: ExperimentConfig, method: str, stage: int, device: str) 
     unlabeled = max(n_train - labeled - exp.train.validation_size, 0)
     candidates = unlabeled if exp.subset_size == 0 else min(exp.subset_size, unlabeled)
     cost = _model_cost(exp.model, shape)
-    rate = 3 * cost[kind]  # inference
+    rate = _decoded_rate(exp, 3 * cost[kind])  # inference
     sample_bytes = math.prod(shape)
     seconds = STARTUP_SECONDS[kind]
-    memory = BASE_MB[kind] + _mb(candidates * sample_bytes)
+    # Inputs are gathered per inference batch; a dataset of arrays is memory-mapped, so its
+    # candidates' pages count, files are decoded batch by batch.
+    held = exp.query.inference_batch_size if stored_as_files(exp.dataset) else candidates
+    memory = BASE_MB[kind] + _mb(held * sample_bytes)
     if strategy.uses_task_model:
         passes = ensemble_members(exp, strategy.recipe)
         seconds += passes * candidates / rate
@@ -149,6 +181,9 @@ def query_estimate(exp: ExperimentConfig, method: str, stage: int, device: str) 
             memory += _mb(2 * 4 * (labeled + candidates) * embedding_dim)
     if strategy.adversary is not None:
         pool = candidates if exp.vae.train_on == "subset" else unlabeled
+        if stored_as_files(exp.dataset):
+            # The bank is gathered in chunks of full-size rows (`InputBank.load`).
+            memory += _mb(BANK_CHUNK * sample_bytes)
         iterations = training_iterations(exp.vae, labeled, pool)
         # The adversary's inputs: the stored images, or their copy at vae.input_size.
         if len(shape) == 3 and exp.vae.input_size:

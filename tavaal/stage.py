@@ -21,6 +21,7 @@ import numpy as np
 
 from tavaal.config import ExperimentConfig, settings_hash
 from tavaal.data import PreparedDataset, load_dataset, with_normalization
+from tavaal.data.image_files import WORKERS_ENV
 from tavaal.errors import CheckpointError, ConfigError, IndexFileError
 from tavaal.oracle import SimulatedOracle, simulated_oracle
 from tavaal.oracle import describe as describe_oracle
@@ -76,12 +77,16 @@ FAST_EXIT_ENV = "TAVAAL_FAST_EXIT"
 
 
 @contextlib.contextmanager
-def workflow_job(log_path: Path | str | None) -> Iterator[Log]:
+def workflow_job(log_path: Path | str | None, threads: int | None = None) -> Iterator[Log]:
     """`job_logger` for the body of a workflow script; once the body has succeeded, the process
     ends at once with status 0 (`end_process`).
 
-    An exception propagates as usual (traceback in the log, non-zero exit status).
+    `threads`: the job's CPUs (the rule's ``threads``), which decode the images of a dataset
+    read from its files (``TAVAAL_DECODE_WORKERS``, `tavaal.data.image_files`). An exception
+    propagates as usual (traceback in the log, non-zero exit status).
     """
+    if threads is not None:
+        os.environ[WORKERS_ENV] = str(max(1, int(threads)))
     with job_logger(log_path) as log:
         yield log
     end_process()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,6 +29,7 @@ from torch import nn
 from tavaal.augmentation import augment_images, resized_crop_images
 from tavaal.config import ExperimentConfig, TrainConfig, settings_hash
 from tavaal.data import DatasetInfo, PreparedDataset, to_tensor_batch
+from tavaal.data.image_files import ImageFiles
 from tavaal.errors import CheckpointError
 from tavaal.inference import forward_pool
 from tavaal.losses import margin_loss, ranking_loss
@@ -144,18 +145,35 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 @dataclass
 class _Split:
-    """Rows of one split on the device (sorted by dataset index) and their labels."""
+    """Rows of one split (sorted by dataset index) and their labels on the device.
 
-    x: torch.Tensor
+    The rows are held on the device as uint8 (`x`), or for a dataset stored as files
+    (`tavaal.data.image_files`) left there and decoded batch by batch (`files`, `indices`).
+    """
+
+    x: torch.Tensor | None
     y: torch.Tensor
+    files: ImageFiles | None = None
+    indices: np.ndarray | None = None  # dataset index of each row, with `files`
 
     @classmethod
     def load(cls, dataset: PreparedDataset, indices, labels, device) -> _Split:
         indices = np.asarray(indices, dtype=np.int64)
         order = np.argsort(indices, kind="stable")
-        x = torch.from_numpy(np.asarray(dataset.x_train[indices[order]])).to(device)
         y = torch.from_numpy(np.asarray(labels, dtype=np.int64)[order]).to(device)
+        if isinstance(dataset.x_train, ImageFiles):
+            return cls(None, y, files=dataset.x_train, indices=indices[order])
+        x = torch.from_numpy(np.asarray(dataset.x_train[indices[order]])).to(device)
         return cls(x, y)
+
+    def batches(self, positions: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """The uint8 rows at each tensor of row `positions`, on the device of the labels."""
+        if self.files is None:
+            yield from (self.x[p] for p in positions)
+            return
+        wanted = (self.indices[p.cpu().numpy()] for p in positions)
+        for rows in self.files.prefetch(wanted):
+            yield torch.from_numpy(rows).to(self.y.device)
 
 
 def train_task_learner(
@@ -312,7 +330,7 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
         if run.validation is not None:
             best.offer(_accuracy(model, run.validation, info), step, model, ranker)
 
-    x_all, y_all = run.train.x, run.train.y
+    y_all = run.train.y
     seen = 0
     while (step < cfg.iterations) if by_iterations else (epoch < cfg.epochs):
         epoch += 1
@@ -324,8 +342,8 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
         total_loss = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         count = 0
-        for batch_index in _batch_order(len(y_all), cfg.batch_size, shuffle, device):
-            raw = x_all[batch_index]
+        order = _batch_order(len(y_all), cfg.batch_size, shuffle, device)
+        for batch_index, raw in zip(order, run.train.batches(order), strict=True):
             if augment:
                 raw = _augment(raw, shuffle, cfg)
             targets = y_all[batch_index]
@@ -459,9 +477,10 @@ def _accuracy(model: TaskModel, split: _Split, info: DatasetInfo, batch_size: in
     (VAAL's official code leaves it in eval mode after its first validation)."""
     model.eval()
     correct = 0
-    for start in range(0, len(split.y), batch_size):
-        logits = model(to_tensor_batch(split.x[start : start + batch_size], info)).logits
-        correct += int((logits.argmax(1) == split.y[start : start + batch_size]).sum())
+    positions = list(torch.arange(len(split.y), device=split.y.device).split(batch_size))
+    for rows, position in zip(split.batches(positions), positions, strict=True):
+        logits = model(to_tensor_batch(rows, info)).logits
+        correct += int((logits.argmax(1) == split.y[position]).sum())
     model.train()
     return correct / max(len(split.y), 1)
 

@@ -8,7 +8,7 @@ from tavaal.stage import run_query, workflow_job
 # Set by the script preamble that Snakemake puts in front of this file.
 snakemake = globals()["snakemake"]
 
-with workflow_job(snakemake.log[0]) as log:
+with workflow_job(snakemake.log[0], threads=snakemake.threads) as log:
     wildcards = snakemake.wildcards
     # Only methods that read the task model have the stage's model.pt among their inputs.
     model = snakemake.input.get("model")

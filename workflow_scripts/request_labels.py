@@ -13,7 +13,7 @@ from tavaal.stage import workflow_job
 # Set by the script preamble that Snakemake puts in front of this file.
 snakemake = globals()["snakemake"]
 
-with workflow_job(snakemake.log[0]) as log:
+with workflow_job(snakemake.log[0], threads=snakemake.threads) as log:
     wildcards = snakemake.wildcards
     exp = experiment_from_config(snakemake.config, wildcards.experiment)
     folder = Path(snakemake.output.to_label).parent

@@ -10,7 +10,7 @@ from tavaal.training import get_recipe
 # Set by the script preamble that Snakemake puts in front of this file.
 snakemake = globals()["snakemake"]
 
-with workflow_job(snakemake.log[0]) as log:
+with workflow_job(snakemake.log[0], threads=snakemake.threads) as log:
     wildcards = snakemake.wildcards
     run_train(
         experiment_from_config(snakemake.config, wildcards.experiment),

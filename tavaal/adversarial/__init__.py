@@ -17,7 +17,12 @@ from tavaal.adversarial.conditioning import (
     rank_statistics,
     sigmoid,
 )
-from tavaal.adversarial.data import DEFAULT_MAX_CACHED_BYTES, AdversarialData, InputBank
+from tavaal.adversarial.data import (
+    BANK_CHUNK,
+    DEFAULT_MAX_CACHED_BYTES,
+    AdversarialData,
+    InputBank,
+)
 from tavaal.adversarial.objectives import (
     discriminator_objective,
     kl_divergence,
@@ -46,6 +51,7 @@ from tavaal.adversarial.training import (
 
 __all__ = [
     "ADVERSARIAL",
+    "BANK_CHUNK",
     "DEFAULT_MAX_CACHED_BYTES",
     "FROZEN_VAE",
     "PIXEL_DISCRIMINATOR",

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 # Keep the normalised float inputs of the query on the device up to this size; above it keep the
 # raw (uint8 for images, 4x smaller) rows there and normalise each batch on the fly.
 DEFAULT_MAX_CACHED_BYTES = 2 * 1024**3
+# Rows gathered (and normalised or resized) at a time while the bank is loaded.
+BANK_CHUNK = 4096
 
 
 class InputBank:
@@ -54,7 +56,7 @@ class InputBank:
         info: DatasetInfo,
         device,
         max_cached_bytes: int = DEFAULT_MAX_CACHED_BYTES,
-        chunk: int = 4096,
+        chunk: int = BANK_CHUNK,
         size: int = 0,
     ) -> InputBank:
         """The rows `indices` of `x`; images resized to `size` x `size` first when `size` is
