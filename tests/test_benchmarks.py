@@ -161,3 +161,24 @@ def test_table_on_stdout(quick_results):
     assert "reference DataLoader workers=0" in stdout
     for method in list_strategies():
         assert f"  {method} " in stdout
+
+
+def test_decoding_benchmark_times_each_worker_count(tmp_path):
+    script = SCRIPT.with_name("decode_throughput.py")
+    out = tmp_path / "decode.json"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--images", "40", "--workers", "1", "2", "--size", "64"]
+        + ["--batch", "8", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert [r["workers"] for r in results] == [1, 2]
+    for result in results:
+        assert (result["images"], result["size"], result["batch"]) == (40, 64, 8)
+        assert _positive(result["images_per_second"])
+        assert _positive(result["prefetch_images_per_second"])
+        assert 20 < result["mean_file_kb"] < 200
+    assert "2 worker(s):" in proc.stdout
