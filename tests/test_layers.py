@@ -21,6 +21,7 @@ LAYERS = {
     "models": 2,
     "losses": 2,
     "augmentation": 2,
+    "segmentation": 2,
     "uncertainty": 2,
     "optim": 2,
     "inference": 3,

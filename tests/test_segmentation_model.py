@@ -1,0 +1,300 @@
+"""DRN-D segmentation networks: shapes at the papers' crop sizes, output stride, the paper's
+layout (dilations, strides, no residuals in the degridding levels), parameter counts, dropout,
+the registry and initialisation from a user-supplied checkpoint."""
+
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from tavaal.errors import ConfigError
+from tavaal.models import list_task_models
+from tavaal.models.drn import (
+    DRN,
+    DRN_WIDTHS,
+    DilatedBasicBlock,
+    SegmentationOutput,
+    build_drn,
+    build_segmentation_model,
+    feature_size,
+    list_segmentation_models,
+    load_init_checkpoint,
+)
+from tavaal.models.ranker import LossPredictionModule
+
+NUM_CLASSES = 19  # Cityscapes' and BDD100K's train ids
+# DRN-D-22 with every width divided by 8: the same layout, a 64th of the compute, so shape
+# checks at 688x688 stay cheap on one CPU core.
+NARROW = tuple(w // 8 for w in DRN_WIDTHS)
+
+
+def narrow_drn(num_classes: int = NUM_CLASSES, dropout: float = 0.0, seed: int = 0) -> DRN:
+    torch.manual_seed(seed)
+    return DRN(3, num_classes, dropout=dropout, widths=NARROW).eval()
+
+
+@pytest.fixture(scope="module")
+def drn_d_22() -> DRN:
+    """The full DRN-D-22 for 19 classes, in eval mode, built once (tests must not modify it)."""
+    torch.manual_seed(0)
+    return build_drn("d_22", NUM_CLASSES).eval()
+
+
+@pytest.fixture(scope="module")
+def drn_d_38() -> DRN:
+    torch.manual_seed(0)
+    return build_drn("d_38", NUM_CLASSES).eval()
+
+
+def tap_shapes(out: SegmentationOutput) -> list[tuple[int, ...]]:
+    return [tuple(tap.shape) for tap in out.features]
+
+
+def test_drn_d_22_shapes_at_tavaal_crop_412(drn_d_22):
+    # TA-VAAL supp. Table 1: 412x412 crops. The full network, once (about 3 s on one core).
+    model = drn_d_22
+    x = torch.randn(1, 3, 412, 412)
+    with torch.no_grad():
+        out = model(x)
+    # The last tap is the feature map the classifier reads (see the output-stride test).
+    features = out.features[-1]
+    assert out.logits.shape == (1, NUM_CLASSES, 412, 412)
+    assert out.embedding.shape == (1, 512)
+    # 412 -> 206 -> 103 -> 52: three padded stride-2 convs, output stride 8.
+    assert features.shape == (1, 512, 52, 52)
+    assert tap_shapes(out) == [
+        (1, 64, 103, 103),
+        (1, 128, 52, 52),
+        (1, 512, 52, 52),
+        features.shape,
+    ]
+    assert torch.allclose(out.embedding, features.mean(dim=(2, 3)))
+
+
+def test_drn_d_22_layout_at_vaal_crop_688():
+    # VAAL supp. Table 2: 688x688 crops; 688 = 8 x 86, so the feature map is exactly 86x86. The
+    # narrow copy has the full network's layout (strides, dilations, depth); the full-width
+    # forward at 688 takes about 7 s on one core and is in the slow test below.
+    model = narrow_drn()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 688, 688))
+    assert out.logits.shape == (1, NUM_CLASSES, 688, 688)
+    assert tap_shapes(out) == [(1, 8, 172, 172), (1, 16, 86, 86), (1, 64, 86, 86), (1, 64, 86, 86)]
+    assert out.embedding.shape == (1, 64)
+
+
+@pytest.mark.slow
+def test_drn_d_22_full_width_at_688(drn_d_22):
+    model = drn_d_22
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 688, 688))
+    assert out.logits.shape == (1, NUM_CLASSES, 688, 688)
+    assert tap_shapes(out) == [
+        (1, 64, 172, 172),
+        (1, 128, 86, 86),
+        (1, 512, 86, 86),
+        (1, 512, 86, 86),
+    ]
+
+
+@pytest.mark.parametrize(("h", "w"), [(8, 8), (9, 17), (64, 40), (65, 100), (127, 33)])
+def test_output_stride_is_8_with_logits_at_input_size(h, w):
+    model = narrow_drn(num_classes=5)
+    x = torch.randn(2, 3, h, w)
+    with torch.no_grad():
+        out = model(x)
+        features, taps = model.forward_features(x)
+    assert torch.equal(taps[-1], features) and torch.equal(out.features[-1], features)
+    side = (-(-h // 8), -(-w // 8))  # ceil
+    assert features.shape[2:] == side == (feature_size(h), feature_size(w))
+    assert out.logits.shape == (2, 5, h, w)
+
+
+def conv_plan(module: nn.Module) -> list[tuple[int, int, int]]:
+    """(kernel, stride, dilation) of every conv but the 1x1 shortcuts, in order."""
+    return [
+        (m.kernel_size[0], m.stride[0], m.dilation[0])
+        for name, m in module.named_modules()
+        if isinstance(m, nn.Conv2d) and "shortcut" not in name
+    ]
+
+
+def test_drn_d_22_follows_the_papers_layout(drn_d_22, drn_d_38):
+    model = drn_d_22
+    stem_and_3, level_4, levels_5_6, levels_7_8 = model.groups
+    # Levels 0-2: 7x7 stem at full resolution, then one conv each (DRN-D), no max-pooling;
+    # level 3: two BasicBlocks, the first strided.
+    assert (
+        conv_plan(stem_and_3) == [(7, 1, 1), (3, 1, 1), (3, 2, 1)] + [(3, 2, 1)] + [(3, 1, 1)] * 3
+    )
+    assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
+    assert conv_plan(level_4) == [(3, 2, 1)] + [(3, 1, 1)] * 3
+    # §2: the first conv of a formerly strided group keeps the previous dilation.
+    assert conv_plan(levels_5_6) == [(3, 1, 1)] + [(3, 1, 2)] * 3 + [(3, 1, 2)] + [(3, 1, 4)] * 3
+    # §4 degridding: dilation 2 then 1, plain convs without residual connections.
+    assert conv_plan(levels_7_8) == [(3, 1, 2), (3, 1, 1)]
+    assert not any(isinstance(m, DilatedBasicBlock) for m in levels_7_8.modules())
+    assert sum(isinstance(m, DilatedBasicBlock) for m in model.modules()) == 8
+    # 22 = 21 convs of the body + the classifier (shortcuts not counted).
+    assert len(conv_plan(model)) == 22
+    assert model.classifier.kernel_size == (1, 1)
+    assert len(conv_plan(drn_d_38)) == 38
+
+
+def test_parameter_counts(drn_d_22, drn_d_38):
+    # The body counted by hand from the layout: levels 0-2, the BasicBlocks of 3-6 (two 3x3
+    # convs, a 1x1 shortcut in the first), levels 7-8, and BN's weight + bias per channel.
+    def block(c_in, c):
+        return 9 * c_in * c + 9 * c * c + 2 * 2 * c + (c_in * c + 2 * c if c_in != c else 0)
+
+    def level(c_in, c, n):
+        return block(c_in, c) + (n - 1) * block(c, c)
+
+    body = (
+        (49 * 3 * 16 + 32) + (9 * 16 * 16 + 32) + (9 * 16 * 32 + 64)
+        + level(32, 64, 2) + level(64, 128, 2) + level(128, 256, 2) + level(256, 512, 2)
+        + 2 * (9 * 512 * 512 + 1024)
+    )  # fmt: skip
+    classifier = 512 * NUM_CLASSES + NUM_CLASSES
+    d22 = sum(p.numel() for p in drn_d_22.parameters())
+    d38 = sum(p.numel() for p in drn_d_38.parameters())
+    assert body + classifier == d22 == 15_890_499
+    assert d38 == 25_998_659
+    # Plausibility: with a 1000-class ImageNet classifier instead of ours, DRN-D-22 has
+    # 16,393,752 parameters and DRN-D-38 26,501,912, the 16.4M and 26.5M the DRN authors
+    # publish for the two networks.
+    imagenet = 512 * 1000 + 1000
+    assert round((d22 - classifier + imagenet) / 1e5) == 164
+    assert round((d38 - classifier + imagenet) / 1e5) == 265
+
+
+def test_dropout_before_the_classifier_is_sampled_in_training_mode_only():
+    model = narrow_drn(dropout=0.5)
+    assert isinstance(model.dropout, nn.Dropout) and model.dropout.p == 0.5
+    x = torch.randn(2, 3, 24, 24)
+    with torch.no_grad():
+        features, _ = model.forward_features(x)
+        first, second = model(x), model(x)
+        # Eval mode: deterministic, and the logits are the head on the features.
+        assert torch.equal(first.logits, second.logits)
+        assert torch.allclose(first.logits, model.logits_from_features(features, (24, 24)))
+        model.dropout.train()  # MC dropout: only the dropout layer samples
+        sampled = [model(x) for _ in range(2)]
+    assert not torch.equal(sampled[0].logits, sampled[1].logits)
+    # The embedding and the taps are read before the dropout.
+    assert torch.equal(sampled[0].embedding, first.embedding)
+    assert all(torch.equal(a, b) for a, b in zip(sampled[0].features, first.features, strict=True))
+
+
+@pytest.mark.parametrize("dropout", [-0.1, 1.0])
+def test_invalid_dropout(dropout):
+    with pytest.raises(ConfigError, match="dropout must be in"):
+        build_drn("d_22", NUM_CLASSES, dropout=dropout)
+
+
+def test_same_seed_same_weights():
+    a, b = narrow_drn(seed=3), narrow_drn(seed=3)
+    assert all(
+        torch.equal(p, q)
+        for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+    # Kaiming-normal convs, zero biases, BN at identity (as `kaiming_init` does).
+    assert torch.equal(a.classifier.bias, torch.zeros(NUM_CLASSES))
+    bn = a.groups[0][0][0][1]
+    assert torch.equal(bn.weight, torch.ones(NARROW[0])) and torch.equal(
+        bn.bias, torch.zeros(NARROW[0])
+    )
+
+
+def test_taps_feed_the_loss_prediction_module():
+    model = narrow_drn()
+    with torch.no_grad():
+        out = model(torch.randn(3, 3, 40, 40))
+    ranker = LossPredictionModule([tap.shape[1] for tap in out.features])
+    assert ranker(out.features).shape == (3,)
+
+
+def test_registry():
+    assert list_segmentation_models() == ["drn_d_22", "drn_d_38"]
+    # Kept apart from the classification registry: its builders return TaskOutput models.
+    assert not set(list_segmentation_models()) & set(list_task_models())
+    model = build_segmentation_model("drn_d_22", (1, 64, 64), 7, dropout=0.2)
+    assert isinstance(model, DRN) and model.dropout.p == 0.2
+    assert model.groups[0][0][0][0].in_channels == 1
+    assert model.classifier.out_channels == 7
+    assert sum(isinstance(m, DilatedBasicBlock) for m in model.modules()) == 8
+    d38 = build_segmentation_model("drn_d_38", (3, 64, 64), 7)
+    assert sum(isinstance(m, DilatedBasicBlock) for m in d38.modules()) == 16
+
+
+def test_registry_errors():
+    with pytest.raises(ConfigError, match="unknown segmentation model 'drn_c_26'.*drn_d_22"):
+        build_segmentation_model("drn_c_26", (3, 64, 64), NUM_CLASSES)
+    with pytest.raises(ConfigError, match="needs an image input_shape"):
+        build_segmentation_model("drn_d_22", (3, 64), NUM_CLASSES)
+    with pytest.raises(ConfigError, match="at least 8x8"):
+        build_segmentation_model("drn_d_22", (3, 7, 64), NUM_CLASSES)
+    with pytest.raises(ConfigError, match="unknown DRN variant 'd_105'"):
+        build_drn("d_105", NUM_CLASSES)
+
+
+def test_init_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    trained = build_segmentation_model("drn_d_22", (3, 32, 32), NUM_CLASSES)
+    with torch.no_grad():  # away from the initialisation: BN statistics and affine too
+        for p in trained.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+        trained.groups[1][0].bn1.running_mean.fill_(0.5)
+    path = tmp_path / "drn.pt"
+    torch.save(trained.state_dict(), path)
+    torch.manual_seed(1)
+    fresh = build_segmentation_model("drn_d_22", (3, 32, 32), NUM_CLASSES)
+    assert not torch.equal(fresh.classifier.weight, trained.classifier.weight)
+    torch.manual_seed(1)
+    loaded = build_segmentation_model("drn_d_22", (3, 32, 32), NUM_CLASSES, init_checkpoint=path)
+    expected = trained.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in loaded.state_dict().items())
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(trained.eval()(x).logits, loaded.eval()(x).logits)
+
+
+def test_init_checkpoint_without_classifier_keeps_its_initialisation(tmp_path):
+    source = narrow_drn(num_classes=5, seed=1)
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith("classifier.")}
+    torch.save(state, tmp_path / "body.pt")
+    target = narrow_drn(num_classes=NUM_CLASSES, seed=2)
+    classifier = target.classifier.weight.clone()
+    load_init_checkpoint(target, tmp_path / "body.pt")
+    assert torch.equal(target.groups[3][1][0].weight, source.groups[3][1][0].weight)
+    assert torch.equal(target.classifier.weight, classifier)
+
+
+def test_init_checkpoint_mismatches_name_file_and_key(tmp_path):
+    state = narrow_drn().state_dict()
+    path = tmp_path / "other.pt"
+
+    def error(bad: dict, num_classes: int = NUM_CLASSES) -> str:
+        torch.save(bad, path)
+        with pytest.raises(ConfigError) as info:
+            load_init_checkpoint(narrow_drn(num_classes), path)
+        assert str(path) in str(info.value)
+        return str(info.value)
+
+    missing = {k: v for k, v in state.items() if k != "groups.1.0.conv2.weight"}
+    assert "key 'groups.1.0.conv2.weight' is missing" in error(missing)
+    # The first mismatch in the model's order is named: a wider stem changes many keys.
+    wider = DRN(3, NUM_CLASSES, widths=(4, *NARROW[1:])).state_dict()
+    assert re.search(r"key 'groups\.0\.0\.0\.0\.weight' has shape \(4, 3, 7, 7\), the model "
+                     r"expects \(2, 3, 7, 7\)", error(wider))  # fmt: skip
+    # A classifier for other classes is a mismatch, not silently dropped.
+    assert "key 'classifier.weight' has shape (19, 64, 1, 1)" in error(state, num_classes=5)
+    assert "unexpected key 'fc.weight'" in error({**state, "fc.weight": torch.zeros(3)})
+    assert "expected a state dict" in error({"model": state})
+
+    with pytest.raises(ConfigError, match=re.escape(f"{tmp_path / 'absent.pt'}: file not found")):
+        build_drn("d_22", NUM_CLASSES, init_checkpoint=tmp_path / "absent.pt")
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: not a readable state dict")):
+        load_init_checkpoint(narrow_drn(), path)
