@@ -340,9 +340,12 @@ def _read_image(path: Path, spec: SegSet) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def _read_mask(path: Path, spec: SegSet) -> np.ndarray:
-    """The stored values of a one-channel 8-bit mask, uint8 (H, W) at the working size
-    (nearest neighbour: only values of the file)."""
+def _read_mask(
+    path: Path, spec: SegSet, check: Callable[[Path, np.ndarray], None]
+) -> np.ndarray:
+    """The values of a one-channel 8-bit mask, checked by `check` at full resolution (a bad
+    value is found even where the shrinking does not sample it), then as uint8 (H, W) at the
+    working size by nearest neighbour (only values of the file)."""
     from PIL import Image
 
     with _open_checked(path, spec, "mask") as image:
@@ -350,29 +353,36 @@ def _read_mask(path: Path, spec: SegSet) -> np.ndarray:
             raise DatasetError(
                 f"{path}: a {image.mode} image; a mask is a one-channel 8-bit PNG (mode L)"
             )
-        small = image.resize(spec.size, Image.Resampling.NEAREST)
+        full = np.asarray(image, dtype=np.uint8)
+    check(path, full)
+    small = Image.fromarray(full).resize(spec.size, Image.Resampling.NEAREST)
     return np.asarray(small, dtype=np.uint8)
 
 
-def _cityscapes_mask(path: Path, spec: SegSet) -> np.ndarray:
-    ids = _read_mask(path, spec)
+def _check_cityscapes(path: Path, ids: np.ndarray) -> None:
     if int(ids.max(initial=0)) > CITYSCAPES_MAX_ID:
         raise DatasetError(
             f"{path}: holds the value {int(ids.max())}; a Cityscapes *_gtFine_labelIds.png "
             f"holds label ids 0..{CITYSCAPES_MAX_ID}"
         )
-    return CITYSCAPES_LOOKUP[ids]
 
 
-def _bdd_mask(path: Path, spec: SegSet) -> np.ndarray:
-    mask = _read_mask(path, spec)
-    bad = np.unique(mask[(mask >= len(CLASSES_19)) & (mask != IGNORE_INDEX)])
-    if bad.size:
+def _cityscapes_mask(path: Path, spec: SegSet) -> np.ndarray:
+    return CITYSCAPES_LOOKUP[_read_mask(path, spec, _check_cityscapes)]
+
+
+def _check_bdd(path: Path, mask: np.ndarray) -> None:
+    counts = np.bincount(mask.ravel(), minlength=256)
+    bad = [v for v in np.flatnonzero(counts) if len(CLASSES_19) <= v != IGNORE_INDEX]
+    if bad:
         raise DatasetError(
             f"{path}: holds the value {int(bad[0])}; a BDD100K semantic mask holds the train ids "
             f"0..{len(CLASSES_19) - 1} and {IGNORE_INDEX} (ignore)"
         )
-    return mask
+
+
+def _bdd_mask(path: Path, spec: SegSet) -> np.ndarray:
+    return _read_mask(path, spec, _check_bdd)
 
 
 def _decode(
@@ -528,10 +538,10 @@ def _shapes_image(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray):
         colour = _colour(rng)
         while np.abs(colour - background).sum() < _MIN_COLOUR_DISTANCE:
             colour = _colour(rng)
-        texture = _stripes(rng, xx, yy)[..., None] * rng.uniform(0.5, 1.5, size=3)
-        image[inside] = (colour + texture)[inside]
+        texture = _stripes(rng, xx[inside], yy[inside])[:, None] * rng.uniform(0.5, 1.5, size=3)
+        image[inside] = colour + texture
         mask[inside] = cls
-    image += rng.normal(0.0, _NOISE, size=image.shape)
+    image += rng.normal(0.0, _NOISE, size=image.shape).astype(np.float32)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask
 
 
