@@ -75,6 +75,9 @@ def test_registry_names():
             "cifar10_ent211",
             "caltech101",
             "caltech256",
+            "cityscapes",
+            "bdd100k_seg",
+            "seg_shapes",
         ]
     )
 
@@ -124,10 +127,12 @@ def test_known_split_sizes_of_the_torchvision_datasets():
 
 def test_raw_sources_of_the_registered_datasets():
     assert list_raw_sources() == [
+        "bdd100k",
         "caltech101",
         "caltech256",
         "cifar10",
         "cifar100",
+        "cityscapes",
         "fashion_mnist",
         "svhn",
     ]
