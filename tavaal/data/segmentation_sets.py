@@ -154,9 +154,7 @@ def working_size(raw_size: tuple[int, int], shorter: int = SHORTER_SIDE) -> tupl
     is `shorter` (the other side rounded to the nearest pixel)."""
     width, height = raw_size
     scale = shorter / min(width, height)
-    return (
-        (shorter, round(height * scale)) if width <= height else (round(width * scale), shorter)
-    )
+    return (shorter, round(height * scale)) if width <= height else (round(width * scale), shorter)
 
 
 @dataclass(frozen=True)
@@ -236,7 +234,9 @@ _HINTS = {
 }
 
 
-def _source_root(ctx: BuildContext, source: str, layouts: tuple[_Layout, ...]):
+def _source_root(
+    ctx: BuildContext, source: str, layouts: tuple[_Layout, ...]
+) -> tuple[Path, _Layout]:
     """(root, layout) of `source`: in place from ``raw_sources``, else under the raw root."""
     spec = SETS[source]
     if source in ctx.raw_sources:
@@ -340,9 +340,7 @@ def _read_image(path: Path, spec: SegSet) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def _read_mask(
-    path: Path, spec: SegSet, check: Callable[[Path, np.ndarray], None]
-) -> np.ndarray:
+def _read_mask(path: Path, spec: SegSet, check: Callable[[Path, np.ndarray], None]) -> np.ndarray:
     """The values of a one-channel 8-bit mask, checked by `check` at full resolution (a bad
     value is found even where the shrinking does not sample it), then as uint8 (H, W) at the
     working size by nearest neighbour (only values of the file)."""

@@ -293,9 +293,7 @@ def _mask_counts(name: str, part: str, masks: np.ndarray, num_classes: int) -> n
         counts += np.bincount(np.asarray(masks[start : start + step]).ravel(), minlength=256)
     bad = [int(v) for v in np.flatnonzero(counts) if num_classes <= v != IGNORE_INDEX]
     if bad:
-        where = next(
-            i for i in range(masks.shape[0]) if (np.asarray(masks[i]) == bad[0]).any()
-        )
+        where = next(i for i in range(masks.shape[0]) if (np.asarray(masks[i]) == bad[0]).any())
         raise DatasetError(
             f"dataset {name!r}: {part} masks hold the value {bad[0]} ({counts[bad[0]]} pixels, "
             f"first in mask {where}); the values must be class indices 0..{num_classes - 1} or "
