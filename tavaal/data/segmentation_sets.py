@@ -273,7 +273,10 @@ def _files(folder: Path, suffix: str, nested: bool) -> dict[tuple[str, ...], Pat
     (sub-folder, name without the suffix); hidden files are skipped."""
     if not folder.is_dir():
         return {}
-    parents = sorted(p for p in folder.iterdir() if p.is_dir()) if nested else [folder]
+    if nested:
+        parents = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    else:
+        parents = [folder]
     found = {}
     for parent in parents:
         for path in parent.iterdir():
