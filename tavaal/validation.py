@@ -13,6 +13,7 @@ from tavaal.data import (
     image_folder_of,
     known_input_shape,
     known_split_sizes,
+    known_task,
     list_datasets,
     open_prepared,
 )
@@ -29,6 +30,14 @@ def check_experiment(
     the registry, else from the prepared dataset under `data_dir` when there is one)."""
     where = where or f"experiments.{exp.name}"
     _check_choice(f"{where}.dataset", "dataset", exp.dataset, list_datasets())
+    if known_task(exp.dataset) != "classification":
+        # The segmentation datasets, DRN and the mIoU metric exist (issue 11), but training and
+        # the query methods handle class labels only so far.
+        raise ConfigError(
+            f"{where}.dataset: {exp.dataset} is a {known_task(exp.dataset)} dataset; experiments "
+            f"train and query classifiers only (it can be prepared with `tavaal prepare "
+            f"{exp.dataset}`, not yet used in an experiment)"
+        )
     _check_choice(f"{where}.model", "task model", exp.model, list_task_models())
     for method in exp.methods:
         _check_choice(f"{where}.methods", "method", method, list_strategies())

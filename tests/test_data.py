@@ -77,6 +77,9 @@ def test_registry_names():
             "caltech101",
             "caltech256",
             "imagenet",
+            "cityscapes",
+            "bdd100k_seg",
+            "seg_shapes",
         ]
     )
 
@@ -126,10 +129,12 @@ def test_known_split_sizes_of_the_torchvision_datasets():
 
 def test_raw_sources_of_the_registered_datasets():
     assert list_raw_sources() == [
+        "bdd100k",
         "caltech101",
         "caltech256",
         "cifar10",
         "cifar100",
+        "cityscapes",
         "fashion_mnist",
         "imagenet",
         "svhn",

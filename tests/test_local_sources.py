@@ -252,7 +252,7 @@ def test_trusted_file_in_a_wrong_format_names_the_file(tmp_path, monkeypatch):
 
 
 def test_raw_sources_keys_and_values_are_checked(tmp_path):
-    known = "known: caltech101, caltech256, cifar10, cifar100"
+    known = "known: bdd100k, caltech101, caltech256, cifar10, cifar100, cityscapes"
     with pytest.raises(DatasetError, match=f"unknown raw source 'mnist'; {known}"):
         prepare_dataset("moons", tmp_path, raw_sources={"mnist": tmp_path})
     with pytest.raises(DatasetError, match="the folder of 'svhn' is empty"):
@@ -294,7 +294,8 @@ def test_cli_source_errors(tmp_path, capsys):
     assert main(["prepare", "moons", "--source", str(tmp_path), "--data-dir", str(tmp_path)]) == 2
     assert (
         "tavaal: error: dataset 'moons' is not read from raw files; --source applies to "
-        "caltech101, caltech256, cifar10, cifar100, fashion_mnist, svhn" in capsys.readouterr().err
+        "bdd100k, caltech101, caltech256, cifar10, cifar100, cityscapes, fashion_mnist, svhn"
+        in capsys.readouterr().err
     )
     args = ["prepare", "cifar10_ent165", "--source", str(tmp_path), "--data-dir", str(tmp_path)]
     assert main(args) == 2

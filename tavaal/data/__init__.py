@@ -4,15 +4,20 @@
     >>> ds = load_dataset("digits", "data")        # prepares data/digits/ on first use
     >>> batch = to_tensor_batch(ds.x_train[:32], ds.info)
 
+Segmentation datasets (``cityscapes``, ``bdd100k_seg``, ``seg_shapes``;
+`tavaal.data.segmentation_sets`) store a uint8 mask per image in place of a label.
+
 Every dataset is prepared once into ``data_dir/<name>/`` (``x_train.npy``, ``y_train.npy``,
 ``x_test.npy``, ``y_test.npy``, ``meta.json``) and memory-mapped afterwards. Raw downloads of the
 torchvision datasets live under ``data_dir/raw/<source>/`` (see `tavaal.data.torchvision_sets`).
 Importing this package loads neither torch, torchvision nor scikit-learn.
 """
 
-from tavaal.data import (  # noqa: F401  (register the builders)
+# Importing these registers their builders.
+from tavaal.data import (  # noqa: F401
     caltech,
     imagenet,
+    segmentation_sets,
     synthetic,
     torchvision_sets,
 )
@@ -28,6 +33,7 @@ from tavaal.data.imbalance import (
     subsample_per_class,
 )
 from tavaal.data.registry import (
+    IGNORE_INDEX,
     BuildContext,
     DatasetInfo,
     PreparedDataset,
@@ -36,6 +42,7 @@ from tavaal.data.registry import (
     image_folder_of,
     known_input_shape,
     known_split_sizes,
+    known_task,
     list_datasets,
     list_raw_sources,
     raw_source,
@@ -47,6 +54,7 @@ from tavaal.data.tensors import to_tensor_batch, with_normalization
 
 __all__ = [
     "FORMAT_VERSION",
+    "IGNORE_INDEX",
     "BuildContext",
     "DatasetInfo",
     "ImageFolderSpec",
@@ -59,6 +67,7 @@ __all__ = [
     "has_class_groups",
     "known_input_shape",
     "known_split_sizes",
+    "known_task",
     "list_datasets",
     "list_raw_sources",
     "load_dataset",

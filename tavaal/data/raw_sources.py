@@ -23,7 +23,8 @@ Every file is checked against its md5 sum before it is parsed, so only the genui
 are ever unpickled, and one `DatasetError` lists every missing or damaged file.
 
 The Caltech image trees (raw sources ``caltech101`` and ``caltech256``) are read by
-`tavaal.data.caltech`; no md5 sums are known for their images.
+`tavaal.data.caltech`, the Cityscapes and BDD100K trees (``cityscapes``, ``bdd100k``) by
+`tavaal.data.segmentation_sets`; no md5 sums are known for their images.
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@ canonical on-disk form, computing normalisation statistics and loading is done o
 (`tavaal.data.storage`), for every dataset alike. The registration also says which raw source
 the builder reads (if any) and the split sizes the dataset is known to have, so both can be
 looked up without preparing it.
+
+A dataset serves one task. ``classification`` (the default): one int64 label per sample.
+``segmentation``: images (kind ``image``, so every image code path works unchanged) with a uint8
+mask per image, (N, H, W) like the images' H and W, holding class indices 0..K-1 and
+`IGNORE_INDEX` (255) for pixels that are not scored.
 """
 
 from __future__ import annotations
@@ -19,6 +24,11 @@ from typing import Literal
 import numpy as np
 
 from tavaal.errors import DatasetError
+
+Task = Literal["classification", "segmentation"]
+TASKS: tuple[str, ...] = ("classification", "segmentation")
+# Mask value of the pixels a segmentation loss and metric leave out (Cityscapes' and BDD100K's).
+IGNORE_INDEX = 255
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,10 @@ class DatasetInfo:
     # False for an image folder whose pool labels are unknown (stored as -1): only a human
     # oracle can label it (`tavaal.data.image_folder`).
     train_labels_known: bool = True
+    task: Task = "classification"
+    # Segmentation only: the fraction of all train mask pixels in each class (the rest, 1 - sum,
+    # is IGNORE_INDEX); for reports and class weighting. Empty for classification.
+    class_pixel_fractions: tuple[float, ...] = ()
 
 
 @dataclass
@@ -48,7 +62,7 @@ class PreparedDataset:
 
     info: DatasetInfo
     x_train: np.ndarray  # images: uint8 (N, H, W, C); vectors: float32 (N, D)
-    y_train: np.ndarray  # int64 (N,)
+    y_train: np.ndarray  # int64 (N,); segmentation: uint8 masks (N, H, W)
     x_test: np.ndarray
     y_test: np.ndarray
 
@@ -75,6 +89,8 @@ class Splits:
     # An image folder's paths (written to files.json); None for the registered datasets.
     files: dict | None = None
     train_labels_known: bool = True  # see DatasetInfo.train_labels_known
+    # "segmentation": y_train and y_test are uint8 masks (N, H, W), see DatasetInfo.task.
+    task: Task = "classification"
 
     @property
     def kind(self) -> Literal["image", "vector"]:
@@ -126,6 +142,7 @@ class _Registration:
     split_sizes: tuple[int, int] | None
     input_shape: tuple[int, ...] | None
     class_groups: bool
+    task: Task = "classification"
     # The config entry of a practitioner's image folder (`tavaal.data.image_folder`); None for
     # the datasets registered in code.
     image_folder: object | None = None
@@ -146,6 +163,7 @@ def register_dataset(
     input_shape: tuple[int, ...] | None = None,
     class_groups: bool = False,
     files: bool = False,
+    task: Task = "classification",
 ) -> Callable[[Builder], Builder]:
     """Decorator: register `builder` under `name` (a name can be registered once).
 
@@ -155,9 +173,11 @@ def register_dataset(
     known to have (give both or neither), see `known_split_sizes`; `input_shape` the sample
     shape the task learner gets, (C, H, W) or (D,), see `known_input_shape`; `class_groups`
     whether the builder returns class groups (`has_class_groups`); `files` whether its images
-    are read from their files (`stored_as_files`). They let the workflow check protocols and
-    size jobs before anything is prepared.
+    are read from their files (`stored_as_files`); `task` what the labels are (`known_task`).
+    They let the workflow check protocols and size jobs before anything is prepared.
     """
+    if task not in TASKS:
+        raise ValueError(f"dataset {name!r}: task {task!r} is not one of {', '.join(TASKS)}")
     if (n_train is None) != (n_test is None):
         raise ValueError(f"dataset {name!r}: give both n_train and n_test, or neither")
     sizes = None
@@ -175,6 +195,7 @@ def register_dataset(
             sizes,
             tuple(input_shape) if input_shape else None,
             class_groups,
+            task,
             files=files,
         )
         return builder
@@ -267,6 +288,11 @@ def stored_as_files(name: str) -> bool:
 def has_class_groups(name: str) -> bool:
     """Whether prepared dataset `name` carries class groups (`DatasetInfo.class_groups`)."""
     return _registration(name).class_groups
+
+
+def known_task(name: str) -> Task:
+    """The task of dataset `name` as registered: "classification" or "segmentation"."""
+    return _registration(name).task
 
 
 def fixed_seed(role: str) -> int:

@@ -12,6 +12,11 @@ A builder whose images do not fit in memory (Caltech-256 at 224x224) decodes the
 memory-mapped ``.npy`` files in that temporary folder (`BuildContext.staged_array`), which are
 kept as written. A job killed outright may leave a hidden ``.<name>.tmp-*`` folder beside the
 dataset; nothing reads it, a new preparation starts from zero, and it can be deleted.
+
+A segmentation dataset (`DatasetInfo.task`) stores uint8 masks (N, H, W) in ``y_train.npy`` and
+``y_test.npy``; its ``meta.json`` adds ``task`` and ``class_pixel_fractions``. A classification
+dataset's ``meta.json`` has neither key and is byte for byte what it was before segmentation
+existed; reading one without ``task`` means classification.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from tavaal.data.image_folder import (
     read_files,
 )
 from tavaal.data.registry import (
+    IGNORE_INDEX,
+    TASKS,
     BuildContext,
     DatasetInfo,
     PreparedDataset,
@@ -60,6 +67,11 @@ _STATS_CHUNK_BYTES = _STATS_CHUNK * 32 * 32 * 3
 STATS_SAMPLE = 10_000
 # meta.json's "storage" of a dataset whose images are read from their files; absent: arrays.
 FILES_STORAGE = "files"
+# Masks are counted in chunks of about this many bytes (np.bincount makes an 8-byte copy).
+_MASK_CHUNK_BYTES = 1 << 23
+# The DatasetInfo fields only a segmentation dataset writes to meta.json (classification
+# datasets keep the meta.json of before).
+_SEGMENTATION_KEYS = ("task", "class_pixel_fractions")
 
 
 def prepare_dataset(
@@ -115,6 +127,9 @@ def prepare_dataset(
         meta = {"format_version": FORMAT_VERSION, **dataclasses.asdict(info)}
         if isinstance(splits.x_train, ImageFiles):
             meta["storage"] = FILES_STORAGE
+        if info.task == "classification":
+            for key in _SEGMENTATION_KEYS:
+                del meta[key]
         if splits.provenance is not None:
             meta["source"] = str(splits.provenance.folder)
             meta["raw_md5_verified"] = splits.provenance.md5_verified
@@ -201,6 +216,8 @@ def open_prepared(name: str, data_dir: str | Path) -> PreparedDataset:
             continue
         if key.startswith("x"):
             dtype, shape = x_dtype, (n, *sample_shape)
+        elif info.task == "segmentation":
+            dtype, shape = np.dtype(np.uint8), (n, *sample_shape[:2])
         else:
             dtype, shape = np.dtype(np.int64), (n,)
         arrays[key] = _open_array(folder / f"{key}.npy", dtype, shape)
@@ -224,11 +241,21 @@ def _image_files(folder: Path, info: DatasetInfo) -> dict[str, ImageFiles]:
 def describe(name: str, splits: Splits) -> DatasetInfo:
     """Check a builder's arrays and compute the `DatasetInfo` (statistics from the train split)."""
     kind = splits.kind
+    task = splits.task
+    if task not in TASKS:
+        raise DatasetError(f"dataset {name!r}: task {task!r} is not one of {', '.join(TASKS)}")
+    segmentation = task == "segmentation"
+    if segmentation and kind != "image":
+        raise DatasetError(
+            f"dataset {name!r}: a segmentation dataset holds images (N, H, W, C); x_train has "
+            f"{splits.x_train.ndim} dims"
+        )
     want = np.uint8 if kind == "image" else np.float32
     ndim = 4 if kind == "image" else 2
+    labels = (np.uint8, 3) if segmentation else (np.int64, 1)
     for key in ARRAYS:
         array = getattr(splits, key)
-        expect_dtype, expect_ndim = (want, ndim) if key.startswith("x") else (np.int64, 1)
+        expect_dtype, expect_ndim = (want, ndim) if key.startswith("x") else labels
         if array.dtype != expect_dtype or array.ndim != expect_ndim:
             raise DatasetError(
                 f"dataset {name!r}: {key} is {array.dtype} with {array.ndim} dims; "
@@ -246,10 +273,25 @@ def describe(name: str, splits: Splits) -> DatasetInfo:
             raise DatasetError(
                 f"dataset {name!r}: {part} split has {x.shape[0]} samples and {y.shape[0]} labels"
             )
+        if segmentation:
+            if y.shape[1:] != x.shape[1:3]:
+                raise DatasetError(
+                    f"dataset {name!r}: {part} masks are {y.shape[1:]} (H, W), the images "
+                    f"{x.shape[1:3]}; each mask must have its image's height and width"
+                )
+            continue
         unknown = part == "train" and not splits.train_labels_known
         allowed = (y == UNKNOWN_LABEL).all() if unknown else ((y >= 0) & (y < num_classes)).all()
         if len(y) and not allowed:
             raise DatasetError(f"dataset {name!r}: {part} labels outside 0..{num_classes - 1}")
+    fractions: tuple[float, ...] = ()
+    if segmentation:
+        if not splits.train_labels_known:
+            raise DatasetError(f"dataset {name!r}: a segmentation dataset needs its train masks")
+        counts = _mask_counts(name, "train", splits.y_train, num_classes)
+        _mask_counts(name, "test", splits.y_test, num_classes)
+        total = max(1, int(splits.y_train.size))
+        fractions = tuple(int(c) / total for c in counts[:num_classes])
     if kind == "image":
         _, h, w, c = splits.x_train.shape
         input_shape = (c, h, w)
@@ -269,7 +311,28 @@ def describe(name: str, splits: Splits) -> DatasetInfo:
         n_test=int(splits.x_test.shape[0]),
         class_groups=_class_groups(name, splits),
         train_labels_known=splits.train_labels_known,
+        task=task,
+        class_pixel_fractions=fractions,
     )
+
+
+def _mask_counts(name: str, part: str, masks: np.ndarray, num_classes: int) -> np.ndarray:
+    """Pixels of each value 0..255 in `masks`, counted in chunks (a memory map is read once);
+    a value that is neither a class index nor IGNORE_INDEX raises one DatasetError."""
+    per_mask = max(1, int(np.prod(masks.shape[1:])))
+    step = max(1, _MASK_CHUNK_BYTES // per_mask)
+    counts = np.zeros(256, dtype=np.int64)
+    for start in range(0, masks.shape[0], step):
+        counts += np.bincount(np.asarray(masks[start : start + step]).ravel(), minlength=256)
+    bad = [int(v) for v in np.flatnonzero(counts) if num_classes <= v != IGNORE_INDEX]
+    if bad:
+        where = next(i for i in range(masks.shape[0]) if (np.asarray(masks[i]) == bad[0]).any())
+        raise DatasetError(
+            f"dataset {name!r}: {part} masks hold the value {bad[0]} ({counts[bad[0]]} pixels, "
+            f"first in mask {where}); the values must be class indices 0..{num_classes - 1} or "
+            f"{IGNORE_INDEX} (ignore)"
+        )
+    return counts
 
 
 def _may_be_empty(splits: Splits, part: str) -> bool:
@@ -401,8 +464,9 @@ def _read_meta(path: Path, name: str) -> tuple[DatasetInfo, str]:
     if version != FORMAT_VERSION:
         raise _damaged(path, f"format_version {version!r}, this tavaal reads {FORMAT_VERSION}")
     # class_groups and train_labels_known came later; datasets prepared before them have none
-    # (an empty tuple) and known labels.
-    later = ("class_groups", "train_labels_known")
+    # (an empty tuple) and known labels. task and class_pixel_fractions are only written for
+    # segmentation: without them a dataset is a classification one.
+    later = ("class_groups", "train_labels_known", *_SEGMENTATION_KEYS)
     fields = [f.name for f in dataclasses.fields(DatasetInfo) if f.name not in later]
     missing = [key for key in fields if key not in meta]
     if missing:
@@ -422,6 +486,11 @@ def _read_meta(path: Path, name: str) -> tuple[DatasetInfo, str]:
             n_test=_typed(meta, "n_test", int),
             class_groups=tuple(_item("class_groups", v, int) for v in meta.get("class_groups", [])),
             train_labels_known=_flag(meta, "train_labels_known", True),
+            task=_typed(meta, "task", str) if "task" in meta else "classification",
+            class_pixel_fractions=tuple(
+                float(_item("class_pixel_fractions", v, int | float))
+                for v in meta.get("class_pixel_fractions", [])
+            ),
         )
     except TypeError as exc:
         raise _damaged(path, str(exc)) from None
@@ -434,6 +503,16 @@ def _read_meta(path: Path, name: str) -> tuple[DatasetInfo, str]:
         (
             bool(info.class_groups) and len(info.class_groups) != info.num_classes,
             "class_groups do not match num_classes",
+        ),
+        (info.task not in TASKS, f"task {info.task!r} is not one of {', '.join(TASKS)}"),
+        (
+            info.task == "segmentation" and info.kind != "image",
+            "a segmentation dataset must be of kind image",
+        ),
+        (
+            bool(info.class_pixel_fractions)
+            and len(info.class_pixel_fractions) != info.num_classes,
+            "class_pixel_fractions do not match num_classes",
         ),
     ]
     for bad, problem in problems:
