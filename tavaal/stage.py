@@ -82,11 +82,17 @@ def workflow_job(log_path: Path | str | None, threads: int | None = None) -> Ite
     ends at once with status 0 (`end_process`).
 
     `threads`: the job's CPUs (the rule's ``threads``), which decode the images of a dataset
-    read from its files (``TAVAAL_DECODE_WORKERS``, `tavaal.data.image_files`). An exception
+    read from its files (``TAVAAL_DECODE_WORKERS``, `tavaal.data.image_files`); torch keeps one
+    intra-op thread whatever they are (Snakemake sets ``OMP_NUM_THREADS`` to them), the setting
+    the determinism promise is made for (README, "Determinism, and its scope"). An exception
     propagates as usual (traceback in the log, non-zero exit status).
     """
     if threads is not None:
         os.environ[WORKERS_ENV] = str(max(1, int(threads)))
+        if threads > 1:
+            import torch
+
+            torch.set_num_threads(1)
     with job_logger(log_path) as log:
         yield log
     end_process()

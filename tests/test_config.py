@@ -44,7 +44,7 @@ def test_nested_values_are_coerced_and_frozen():
         (minimal(train={"epochs": "ten"}), "experiments.x.train.epochs: expected an integer"),
         (minimal(train={"augment": 1}), "experiments.x.train.augment: expected true/false"),
         (minimal(methods=["random", "oracle"]), "unknown method 'oracle'"),
-        (minimal(dataset="imagenet"), "experiments.x.dataset: unknown dataset 'imagenet'"),
+        (minimal(dataset="places365"), "experiments.x.dataset: unknown dataset 'places365'"),
         (minimal(model="resnet50"), "experiments.x.model: unknown task model"),
         (minimal(vae={"kl_reduction": "max"}), "experiments.x.vae.kl_reduction: 'max' is not"),
         (minimal(budget=0), "experiments.x.budget: must be >= 1"),

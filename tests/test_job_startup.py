@@ -81,7 +81,10 @@ def _path(root: Path, method: str, stage: int, name: str) -> Path:
 
 def _run(root: Path, jobs: list, fast_exit: bool = False) -> subprocess.CompletedProcess:
     env = dict(os.environ, **{FAST_EXIT_ENV: "1" if fast_exit else "0"})
-    payload = json.dumps([[str(SCRIPTS / script), attributes] for script, attributes in jobs])
+    # Snakemake gives every job its rule's threads (1 for these rules and dataset).
+    payload = json.dumps(
+        [[str(SCRIPTS / script), {"threads": 1, **attributes}] for script, attributes in jobs]
+    )
     return subprocess.run(
         [sys.executable, "-c", RUNNER, payload],
         cwd=root,

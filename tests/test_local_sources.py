@@ -294,7 +294,8 @@ def test_cli_source_errors(tmp_path, capsys):
     assert main(["prepare", "moons", "--source", str(tmp_path), "--data-dir", str(tmp_path)]) == 2
     assert (
         "tavaal: error: dataset 'moons' is not read from raw files; --source applies to "
-        "bdd100k, caltech101, caltech256, cifar10, cifar100, cityscapes, fashion_mnist, svhn"
+        "bdd100k, caltech101, caltech256, cifar10, cifar100, cityscapes, fashion_mnist, "
+        "imagenet, svhn"
         in capsys.readouterr().err
     )
     args = ["prepare", "cifar10_ent165", "--source", str(tmp_path), "--data-dir", str(tmp_path)]

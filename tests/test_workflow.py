@@ -1214,3 +1214,118 @@ def test_practitioner_three_stages_with_a_script_playing_the_human(tmp_path):
     assert changed.returncode != 0
     request = "results/shapes/entropy/seed0/stage1/to_label.csv"
     assert f"sample {sample} (row 3 of {request}) now says '{other}'" in changed.stderr
+
+
+@pytest.mark.slow
+def test_every_method_runs_two_stages_on_224_pixel_images_read_from_their_files(
+    tmp_path, monkeypatch
+):
+    """Issue 12: a class-per-folder tree of 240-330 px JPEGs, stored as files and decoded at
+    224x224 by the jobs, with the ImageNet-style ResNet-18, random-resized crops and the VAE on
+    a 16 px copy: both stages of every method through Snakemake, and the selections equal the
+    library's on the workflow's own stage-0 models."""
+    from tavaal.data import declare_image_folders
+    from tavaal.data.toy_folder import write_class_folder_tree
+    from tavaal.stage import run_query
+
+    write_class_folder_tree(tmp_path / "tree", pool_per_class=5, test_per_class=2, seed=2)
+    folder = {
+        "path": "tree",
+        "layout": "class_folders",
+        "storage": "files",
+        "image_size": 224,
+    }
+    methods = list_strategies()
+    experiment = {
+        "dataset": "tiny224",
+        "model": "resnet18_imagenet",
+        "methods": methods,
+        "seeds": [0],
+        "initial_size": 6,
+        "budget": 3,
+        "stages": 2,
+        "subset_size": 0,
+        "train": {
+            "epochs": 1,
+            "batch_size": 4,
+            "milestones": [],
+            "dropout": 0.3,
+            # Small steps: SGD's default 0.1 on 4 images blows the logits up, and saturated
+            # softmaxes would tie every uncertainty score.
+            "optimizer": "adam",
+            "lr": 0.0005,
+            "augmentation": "resized_crop",
+        },
+        "vae": {
+            "latent_dim": 4,
+            "base_channels": 8,
+            "hidden": 16,
+            "disc_hidden": 16,
+            "batch_size": 4,
+            "iterations": 3,
+            "input_size": 16,
+        },
+        "query": {"mc_samples": 2, "ensemble_size": 2, "inference_batch_size": 8},
+    }
+    extra = {
+        "run_experiments": ["tiny224"],
+        "image_folders": {"tiny224": folder},
+        "experiments": {"tiny224": experiment},
+    }
+    work = workdir_with_config(tmp_path, extra)
+    args = (
+        "all",
+        "--cores",
+        "2",
+        "--configfile",
+        str(work / "config.yaml"),
+        str(work / "extra.yaml"),
+    )
+    snakemake(work, *args, *TRIGGERS, timeout=1500)
+    prepared = json.loads((work / "data/tiny224/meta.json").read_text())
+    assert prepared["storage"] == "files" and prepared["input_shape"] == [3, 224, 224]
+    assert not (work / "data/tiny224/x_train.npy").exists()
+
+    results = work / "results"
+    initial = read_labeled(run_file(results, "tiny224", "random", 0, 0, "labeled.parquet"))
+    for method in methods:
+        picked = read_labeled(run_file(results, "tiny224", method, 0, 1, "labeled.parquet"))
+        ids = picked.indices.tolist()
+        assert len(ids) == len(set(ids)) == 9, method
+        kept = picked.table.loc[picked.table["stage_added"] == 0, "index"].tolist()
+        assert kept == initial.indices.tolist(), method
+        assert set(ids) <= set(range(15)), method
+        for stage in (0, 1):
+            metrics = json.loads(
+                run_file(results, "tiny224", method, 0, stage, "metrics.json").read_text()
+            )
+            assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["labels"] == 6 + 3 * stage
+
+    entropy = pd.read_parquet(run_file(results, "tiny224", "entropy", 0, 0, "scores.parquet"))
+    assert entropy["score"].nunique() == len(entropy) == 9  # no ties: the scores decide
+    # The jobs' queries equal the library's on the same model and pool (files decoded in this
+    # process at one worker, in the jobs at two). Config paths are relative to the workflow's
+    # working directory.
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("TAVAAL_DECODE_WORKERS", "1")
+    declare_image_folders({"tiny224": folder})
+    exp = ExperimentConfig.from_dict("tiny224", experiment)
+    for method in ("entropy", "tavaal", "coreset"):
+        out = tmp_path / "again" / method / "labeled.parquet"
+        run_query(
+            exp,
+            method,
+            0,
+            0,
+            run_file(results, "tiny224", method, 0, 0, "labeled.parquet"),
+            run_file(results, "tiny224", method, 0, 0, "model.pt"),
+            work / "data",
+            out,
+            out.with_name("scores.parquet"),
+            device="cpu",
+            log=lambda line: None,
+        )
+        job = read_labeled(run_file(results, "tiny224", method, 0, 1, "labeled.parquet"))
+        assert read_labeled(out).table.equals(job.table), method
+    rerun = snakemake(work, *args, *TRIGGERS, "-n")
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr
