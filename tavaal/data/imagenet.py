@@ -30,9 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tavaal.data.image_files import ImageFiles
+from tavaal.data.image_files import ImageFiles, decode_workers
 from tavaal.data.image_folder import class_folders, read_class_tree
 from tavaal.data.registry import BuildContext, Provenance, Splits, fixed_seed, register_dataset
+from tavaal.data.storage import STATS_SAMPLE
 from tavaal.data.stratified import split_indices
 from tavaal.errors import DatasetError
 
@@ -99,9 +100,11 @@ def build_imagenet(ctx: BuildContext) -> Splits:
         )
     pool, held_out = split_indices(train.labels, expected.held_out, fixed_seed("imagenet/split"))
     pool_paths = [train.paths[i] for i in pool]
+    sample = min(len(pool_paths), STATS_SAMPLE)
     ctx.log(
         f"{ctx.name}: {len(pool_paths)} pool, {len(held_out)} held-out and {len(val.paths)} "
-        f"test images in {len(classes)} classes; images are read from their files"
+        f"test images in {len(classes)} classes; images are read from their files. Decoding "
+        f"{sample} of them on {decode_workers()} worker(s) for the mean and std"
     )
     return Splits(
         x_train=ImageFiles(root, pool_paths, IMAGE_SIZE),
