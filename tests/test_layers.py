@@ -8,6 +8,8 @@ must have no cycle, and each part may only import the layers at or below its own
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tavaal"
@@ -103,3 +105,19 @@ def test_no_import_cycles():
     for node in sorted(edges):
         if node not in state:
             visit(node, [])
+
+
+def test_no_file_keeps_merge_conflict_markers():
+    """A conflict left unresolved in a merge (prose included) is caught here, not by a reader."""
+    root = Path(__file__).resolve().parents[1]
+    listed = subprocess.run(
+        ["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()
+    marker = re.compile(r"^(<{7}|>{7}) ", re.M)
+    found = []
+    for name in listed:
+        path = root / name
+        if path.suffix in {".py", ".md", ".yaml", ".smk", ".toml", ".rst", ""} and path.is_file():
+            if marker.search(path.read_text(errors="replace")):
+                found.append(name)
+    assert found == []
