@@ -54,6 +54,9 @@ class TrainConfig:
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (0.75, 4 / 3)
     hflip: bool = True
+    # Segmentation: side of the square random crop of each image and its mask (VAAL supp.
+    # Table 2: 688; TA-VAAL supp. Table 1: 412); 0: the whole image, flipped only.
+    crop_size: int = 0
     # Model selection (VAAL's official code): hold out this many train-split samples, never
     # labeled or queried, and keep the weights with the best accuracy on them, evaluated every
     # `validate_every` epochs (iterations when `iterations` > 0). 0: off, keep the last weights.
@@ -222,7 +225,13 @@ class ExperimentConfig:
         for key in ("epochs", "batch_size", "validate_every"):
             if getattr(self.train, key) < 1:
                 raise ConfigError(f"{where}.train.{key}: must be >= 1")
-        for key in ("iterations", "crop_padding", "checkpoint_every", "validation_size"):
+        for key in (
+            "iterations",
+            "crop_padding",
+            "crop_size",
+            "checkpoint_every",
+            "validation_size",
+        ):
             if getattr(self.train, key) < 0:
                 raise ConfigError(f"{where}.train.{key}: must be >= 0")
         if not 0.0 <= self.train.dropout < 1.0:
@@ -338,8 +347,10 @@ class ExperimentConfig:
         """The `train` section as a trained model depends on it. The augmentation choice came
         later: with the default "pad_crop" its keys are left out, so that models trained before
         it existed keep their settings hash; with "resized_crop" they replace the unused
-        `crop_padding`."""
+        `crop_padding`. `crop_size` (segmentation) came later too: left out while it is 0."""
         train = self.to_dict()["train"]
+        if not train["crop_size"]:
+            del train["crop_size"]
         later = ("augmentation", "crop_scale", "crop_ratio")
         if train["augmentation"] == "pad_crop":
             return {key: value for key, value in train.items() if key not in later}

@@ -39,6 +39,7 @@ from tavaal.pool import (
     write_labeled,
     write_scores,
 )
+from tavaal.tasks import task_of
 
 if TYPE_CHECKING:
     from tavaal.training import TrainingRecipe
@@ -158,8 +159,13 @@ def experiment_oracle(
     exp: ExperimentConfig, dataset: PreparedDataset, seed: int
 ) -> SimulatedOracle:
     """The simulated oracle of the experiment's queries for `seed` (`tavaal.oracle`); a human
-    oracle's answers arrive as files instead (`tavaal.practitioner`)."""
+    oracle's answers arrive as files instead (`tavaal.practitioner`).
+
+    It answers from the dataset task's `label_table`: the classes, or for segmentation each
+    image's labeled-pixel count (training reads the true masks from the dataset)."""
     info = dataset.info
+    task = task_of(info)
+    task.check_experiment(exp, f"experiments.{exp.name}")
     if exp.oracle.human:
         raise ConfigError(
             f"experiments.{exp.name}.oracle.kind: a person labels this experiment, through the "
@@ -170,7 +176,9 @@ def experiment_oracle(
             f"experiments.{exp.name}.oracle: a simulated oracle needs the labels of "
             f"{info.name}'s pool, which are unknown; use oracle kind: human"
         )
-    return simulated_oracle(exp, dataset.y_train, info.num_classes, info.class_groups, seed)
+    return simulated_oracle(
+        exp, task.label_table(dataset.y_train), info.num_classes, info.class_groups, seed
+    )
 
 
 def answer_table(exp: ExperimentConfig, dataset: PreparedDataset, seed: int) -> np.ndarray | None:
@@ -209,24 +217,30 @@ def run_init_pool(
     """
     dataset = load_dataset(exp.dataset, Path(data_dir))
     info = dataset.info
+    task = task_of(info)
+    # First: it refuses what the dataset's task cannot do (excluded classes of a segmentation
+    # pool) before anything is drawn.
+    oracle = experiment_oracle(exp, dataset, seed)
     validation = held_out(exp, info.n_train, seed)
     left_out = excluded_initial_classes(info.num_classes, exp.initial_excluded_classes, seed)
     excluded = validation
     if len(left_out):
         excluded = np.union1d(validation, np.flatnonzero(np.isin(dataset.y_train, left_out)))
     indices = initial_indices(info.n_train, exp.initial_size, seed, excluded)
-    oracle = experiment_oracle(exp, dataset, seed)
     labels = oracle.answer(indices)
     metadata = pool_metadata(exp, seed, oracle.name)
     if len(left_out):
         metadata["excluded_classes"] = ",".join(map(str, left_out.tolist()))
     write_labeled(labeled_out, make_table(indices, labels, 0), metadata)
-    wrong = int((labels != dataset.y_train[indices]).sum())
+    # An ideal oracle's answers are the label table itself (not read twice).
+    wrong = (
+        0 if exp.oracle.ideal else int((labels != task.label_table(dataset.y_train)[indices]).sum())
+    )
     log(
         f"initial pool: {len(indices)} of {info.n_train} samples"
         + (f" ({len(validation)} held out for validation)" if len(validation) else "")
         + (f", classes {left_out.tolist()} left out" if len(left_out) else "")
-        + f", class-count entropy {class_count_entropy(labels, info.num_classes):.3f}"
+        + f", class-count entropy {task.label_entropy(dataset, indices, labels):.3f}"
         + (f"; oracle: {oracle.name}, {wrong} wrong labels" if wrong else "")
     )
 
@@ -286,7 +300,9 @@ def run_train(
         "stage": stage,
         "settings_hash": checkpoint["settings_hash"],
         **metrics,
-        "labeled_class_entropy": class_count_entropy(labeled_set.labels, dataset.info.num_classes),
+        "labeled_class_entropy": task_of(dataset.info).label_entropy(
+            dataset, labeled_set.indices, labeled_set.labels
+        ),
     }
     model_out.parent.mkdir(parents=True, exist_ok=True)
     tmp = model_out.with_name(f".{model_out.name}.{os.getpid()}.tmp")

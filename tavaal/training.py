@@ -3,7 +3,11 @@
 Both papers re-initialise the task learner at every stage, so each stage trains from scratch on
 that stage's labeled set. The training data lives on the device as one tensor; batches are
 gathered, augmented (`tavaal.augmentation`: pad-4 random crop or random-resized crop, plus a
-horizontal flip) and normalised there, with no DataLoader or per-sample PIL transforms.
+horizontal flip; a segmentation image with its mask, `tavaal.segmentation.crop_flip`) and
+normalised there, with no DataLoader or per-sample PIL transforms.
+
+What differs between classification and segmentation (model, targets, augmentation, losses,
+accuracy, test metrics) is the dataset's `tavaal.tasks.Task`; this loop is the same for both.
 
 What is trained is a *recipe*, not a method: every method declares the recipe its task learner
 needs (plain classifier, with a margin-loss or ranking-loss ranker, or an ensemble). Methods of
@@ -13,7 +17,6 @@ stage-0 model once per (experiment, recipe, seed), and differences between metho
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -23,21 +26,23 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from tavaal.augmentation import augment_images, resized_crop_images
-from tavaal.config import ExperimentConfig, TrainConfig, settings_hash
+# The classification augmentation, still imported from here (augment_images, _augment).
+from tavaal.augmentation import augment_images as augment_images
+from tavaal.config import ExperimentConfig, settings_hash
 from tavaal.data import DatasetInfo, PreparedDataset, to_tensor_batch
 from tavaal.data.image_files import ImageFiles
 from tavaal.errors import CheckpointError
-from tavaal.inference import forward_pool
 from tavaal.losses import margin_loss, ranking_loss
-from tavaal.models import TaskModel, build_ranker, build_task_model
+from tavaal.models import build_ranker
 from tavaal.optim import build_optimizer
 from tavaal.seeding import seed_everything, torch_generator
+from tavaal.tasks import Task, task_of
+from tavaal.tasks.classification import augment_raw
 
 CHECKPOINT_FORMAT = 2
+_augment = augment_raw
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ def training_hash(exp: ExperimentConfig, recipe: TrainingRecipe) -> str:
 class TrainedModels:
     """The task learner(s) of one stage, ready for inference."""
 
-    models: list[TaskModel]
+    models: list[nn.Module]  # classifiers (`TaskModel`) or segmentation networks
     ranker: nn.Module | None = None
 
 
@@ -102,18 +107,10 @@ def ensemble_members(exp: ExperimentConfig, recipe: TrainingRecipe) -> int:
     return exp.query.ensemble_size if recipe.ensemble else 1
 
 
-def build_model(exp: ExperimentConfig, info: DatasetInfo) -> TaskModel:
-    """The experiment's task learner, untrained: the same for every method (`train.dropout`)."""
-    return build_task_model(
-        exp.model, info.input_shape, info.num_classes, dropout=exp.train.dropout
-    )
-
-
-def _augment(raw: torch.Tensor, generator: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
-    """`train.augmentation` of a uint8 (N, H, W, C) batch, drawn from `generator`."""
-    if cfg.augmentation == "resized_crop":
-        return resized_crop_images(raw, generator, cfg.crop_scale, cfg.crop_ratio, cfg.hflip)
-    return augment_images(raw, generator, cfg.crop_padding, cfg.hflip)
+def build_model(exp: ExperimentConfig, info: DatasetInfo) -> nn.Module:
+    """The experiment's task learner, untrained: the same for every method (`train.dropout`);
+    a classifier (`TaskModel`) or a segmentation network, as the dataset's task says."""
+    return task_of(info).build_model(exp, info)
 
 
 def _batch_order(n: int, batch_size: int, generator: torch.Generator, device) -> list[torch.Tensor]:
@@ -145,7 +142,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 @dataclass
 class _Split:
-    """Rows of one split (sorted by dataset index) and their labels on the device.
+    """Rows of one split (sorted by dataset index) and their targets on the device (the task's
+    `train_targets`: class labels, or masks).
 
     The rows are held on the device as uint8 (`x`), or for a dataset stored as files
     (`tavaal.data.image_files`) left there and decoded batch by batch (`files`, `indices`).
@@ -160,7 +158,8 @@ class _Split:
     def load(cls, dataset: PreparedDataset, indices, labels, device) -> _Split:
         indices = np.asarray(indices, dtype=np.int64)
         order = np.argsort(indices, kind="stable")
-        y = torch.from_numpy(np.asarray(labels, dtype=np.int64)[order]).to(device)
+        labels = np.asarray(labels)[order]
+        y = task_of(dataset.info).train_targets(dataset, indices[order], labels).to(device)
         if isinstance(dataset.x_train, ImageFiles):
             return cls(None, y, files=dataset.x_train, indices=indices[order])
         x = torch.from_numpy(np.asarray(dataset.x_train[indices[order]])).to(device)
@@ -191,6 +190,9 @@ def train_task_learner(
 ) -> tuple[dict, dict]:
     """Train the stage's task learner(s) from scratch; return (checkpoint dict, metrics dict).
 
+    `labels`: what the labeled set's index file records for `indices` (class labels; for
+    segmentation the masks are read from the dataset, `tavaal.tasks.segmentation`).
+
     With `resume_path` and `exp.train.checkpoint_every > 0`, a resumable state is saved there
     every that many epochs, and training continues from it when the file already exists.
     `validation` = (indices, labels) of the held-out split: the weights with the best accuracy
@@ -198,6 +200,7 @@ def train_task_learner(
     """
     device = resolve_device(device)
     info = dataset.info
+    task = task_of(info)
     members = ensemble_members(exp, recipe)
     fingerprint = training_hash(exp, recipe)
     train_split = _Split.load(dataset, indices, labels, device)
@@ -231,7 +234,7 @@ def train_task_learner(
     train_seconds = time.perf_counter() - started
 
     trained = _instantiate(exp, info, finished, device)
-    metrics = evaluate(trained, dataset, device, exp.query.inference_batch_size)
+    metrics = task.evaluate(trained.models, dataset, device, exp.query.inference_batch_size)
     metrics.update(
         labels=int(len(indices)),
         train_seconds=round(train_seconds, 3),
@@ -242,9 +245,10 @@ def train_task_learner(
     if val_split is not None:
         metrics["validation_accuracy"] = [state["validation_accuracy"] for state in finished]
         metrics["selected_step"] = [state["selected_step"] for state in finished]
+    primary = metrics[task.primary_metric]
     measured = (
-        f"test accuracy {metrics['accuracy']:.4f}, test loss {metrics['test_loss']:.4f}"
-        if metrics["accuracy"] is not None
+        f"{task.metric_label} {primary:.4f}, test loss {metrics['test_loss']:.4f}"
+        if primary is not None
         else "no test split"
     )
     log(f"stage {stage}: {len(indices)} labels, {measured}, {train_seconds:.1f}s")
@@ -298,6 +302,7 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
     permutation, so a pass is the unit of resumption and of `ranker.detach_epoch`.
     """
     exp, cfg, info, device = run.exp, run.exp.train, run.info, run.device
+    task = task_of(info)
     by_iterations = cfg.iterations > 0
     role = f"train/member{run.member}"
     seed_everything(run.seed, run.stage, role + "/init")
@@ -328,7 +333,7 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
 
     def validate() -> None:
         if run.validation is not None:
-            best.offer(_accuracy(model, run.validation, info), step, model, ranker)
+            best.offer(_accuracy(model, run.validation, info, task), step, model, ranker)
 
     y_all = run.train.y
     seen = 0
@@ -341,15 +346,18 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
         # Accumulated on the device: a per-batch .item() would stall a GPU every step.
         total_loss = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
+        scored = torch.zeros((), device=device)  # what `correct` counts: samples, or pixels
         count = 0
         order = _batch_order(len(y_all), cfg.batch_size, shuffle, device)
         for batch_index, raw in zip(order, run.train.batches(order), strict=True):
-            if augment:
-                raw = _augment(raw, shuffle, cfg)
             targets = y_all[batch_index]
-            out = model(to_tensor_batch(raw, info))
-            per_sample = F.cross_entropy(out.logits, targets, reduction="none")
-            loss = per_sample.mean()
+            if augment:
+                inputs, targets = task.augment(raw, targets, shuffle, cfg, info)
+            else:
+                inputs = to_tensor_batch(raw, info)
+            out = model(inputs)
+            per_sample = task.per_sample_loss(out.logits, targets)
+            loss = task.batch_loss(out.logits, targets, per_sample)
             if ranker is not None and len(targets) >= 2:
                 # Learning Loss / TA-VAAL: after detach_epoch the ranker keeps learning but its
                 # gradient stops reaching the backbone (TA-VAAL supp. §7.2, official code).
@@ -366,7 +374,9 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
             loss.backward()
             optimizer.step()
             total_loss += loss.detach() * len(targets)
-            correct += (out.logits.detach().argmax(1) == targets).sum()
+            right, total = task.correct(out.logits.detach(), targets)
+            correct += right
+            scored += total
             count += len(targets)
             step += 1
             if by_iterations:
@@ -386,7 +396,7 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
         run.log(
             f"member {run.member} epoch {progress}:"
             f" loss {total_loss.item() / samples_seen:.4f}"
-            f" train acc {correct.item() / samples_seen:.4f}"
+            f" train acc {correct.item() / max(scored.item(), 1):.4f}"
             f" {count / seconds if seconds > 0 else 0:.0f} img/s"
             + (f" best validation acc {best.accuracy:.4f}" if run.validation is not None else "")
         )
@@ -472,17 +482,22 @@ def _copy_state(module: nn.Module) -> dict:
 
 
 @torch.no_grad()
-def _accuracy(model: TaskModel, split: _Split, info: DatasetInfo, batch_size: int = 512) -> float:
-    """Accuracy on a split held on the device; the model returns to training mode afterwards
-    (VAAL's official code leaves it in eval mode after its first validation)."""
+def _accuracy(
+    model: nn.Module, split: _Split, info: DatasetInfo, task: Task, batch_size: int = 512
+) -> float:
+    """Accuracy (segmentation: pixel accuracy) on a split held on the device; the model
+    returns to training mode afterwards (VAAL's official code leaves it in eval mode after its
+    first validation)."""
     model.eval()
-    correct = 0
+    correct = scored = 0
     positions = list(torch.arange(len(split.y), device=split.y.device).split(batch_size))
     for rows, position in zip(split.batches(positions), positions, strict=True):
         logits = model(to_tensor_batch(rows, info)).logits
-        correct += int((logits.argmax(1) == split.y[position]).sum())
+        right, total = task.correct(logits, split.y[position])
+        correct += int(right)
+        scored += int(total)
     model.train()
-    return correct / max(len(split.y), 1)
+    return correct / max(scored, 1)
 
 
 def _save_resume(path: Path, state: dict) -> None:
@@ -552,49 +567,7 @@ def load_task_models(
     return _instantiate(exp, info, states, device)
 
 
-@torch.no_grad()
 def evaluate(trained: TrainedModels, dataset: PreparedDataset, device, batch_size: int) -> dict:
-    """Test-split accuracy, per-class accuracy and loss of the stage's predictor.
-
-    The predictor of an ensemble is the mean of its members' softmax outputs (Beluch et al.
-    2018); each member's own accuracy is kept in `member_accuracies`.
-    """
-    info = dataset.info
-    if len(dataset.y_test) == 0:
-        # An image folder without test labels (`tavaal.data.image_folder`): nothing to measure.
-        return {
-            "accuracy": None,
-            "per_class_accuracy": [None] * info.num_classes,
-            "test_loss": None,
-        }
-    test_indices = np.arange(len(dataset.y_test), dtype=np.int64)
-    labels = torch.from_numpy(np.array(dataset.y_test, dtype=np.int64))
-    outputs = [
-        forward_pool(model, dataset.x_test, test_indices, info, device, batch_size)
-        for model in trained.models
-    ]
-    probs = torch.stack([F.softmax(torch.from_numpy(o.logits), 1) for o in outputs]).mean(0)
-    predictions = probs.argmax(1)
-    if len(outputs) == 1:
-        test_loss = F.cross_entropy(torch.from_numpy(outputs[0].logits), labels)
-    else:
-        test_loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), labels)
-    metrics = {
-        "accuracy": float((predictions == labels).float().mean()),
-        "per_class_accuracy": _per_class_accuracy(predictions, labels, info.num_classes),
-        "test_loss": float(test_loss),
-    }
-    if len(outputs) > 1:
-        metrics["member_accuracies"] = [
-            float((torch.from_numpy(o.logits).argmax(1) == labels).float().mean()) for o in outputs
-        ]
-    return metrics
-
-
-def _per_class_accuracy(predictions, labels, num_classes: int) -> list[float | None]:
-    result: list[float | None] = []
-    for cls in range(num_classes):
-        mask = labels == cls
-        total = int(mask.sum())
-        result.append(float((predictions[mask] == cls).float().mean()) if total else None)
-    return [None if v is None or math.isnan(v) else round(v, 6) for v in result]
+    """Test-split metrics of the stage's predictor, as the dataset's task measures them
+    (classification: accuracy, per-class accuracy, loss; segmentation: mIoU and more)."""
+    return task_of(dataset.info).evaluate(trained.models, dataset, device, batch_size)

@@ -18,8 +18,8 @@ from tavaal.data import (
     open_prepared,
 )
 from tavaal.errors import ConfigError
-from tavaal.models import list_task_models
 from tavaal.strategies import list_strategies, strategy_class
+from tavaal.tasks import TASKS, Task, get_task
 
 
 def check_experiment(
@@ -30,15 +30,17 @@ def check_experiment(
     the registry, else from the prepared dataset under `data_dir` when there is one)."""
     where = where or f"experiments.{exp.name}"
     _check_choice(f"{where}.dataset", "dataset", exp.dataset, list_datasets())
-    if known_task(exp.dataset) != "classification":
-        # The segmentation datasets, DRN and the mIoU metric exist (issue 11), but training and
-        # the query methods handle class labels only so far.
+    task = get_task(known_task(exp.dataset))
+    _check_model(exp, where, task)
+    if task.name != "classification":
+        # Segmentation models train and are evaluated (`tavaal.tasks`, issue 11), but the query
+        # methods score class predictions only so far: no experiment can run a stage's query.
         raise ConfigError(
-            f"{where}.dataset: {exp.dataset} is a {known_task(exp.dataset)} dataset; experiments "
-            f"train and query classifiers only (it can be prepared with `tavaal prepare "
-            f"{exp.dataset}`, not yet used in an experiment)"
+            f"{where}.dataset: {exp.dataset} is a {task.name} dataset; experiments query with "
+            f"classifiers only so far (a {exp.model} can be trained on it through "
+            f"tavaal.training, and it can be prepared with `tavaal prepare {exp.dataset}`)"
         )
-    _check_choice(f"{where}.model", "task model", exp.model, list_task_models())
+    task.check_experiment(exp, where)
     for method in exp.methods:
         _check_choice(f"{where}.methods", "method", method, list_strategies())
     sampling_dropout = [m for m in exp.methods if strategy_class(m).needs_dropout]
@@ -63,6 +65,21 @@ def check_experiment(
     n_train = _train_split_size(exp.dataset, data_dir)
     if n_train is not None:
         _check_pool(exp, where, n_train)
+
+
+def _check_model(exp: ExperimentConfig, where: str, task: Task) -> None:
+    """The model must be one of the dataset's task: a classifier cannot segment, nor a
+    segmentation network classify."""
+    known = task.model_names()
+    if exp.model in known:
+        return
+    for other in TASKS.values():
+        if exp.model in other.model_names():
+            raise ConfigError(
+                f"{where}.model: {exp.model} is a {other.name} model and {exp.dataset} a "
+                f"{task.name} dataset; its models: {', '.join(known)}"
+            )
+    _check_choice(f"{where}.model", "task model", exp.model, known)
 
 
 def _check_oracle_kind(exp: ExperimentConfig, where: str) -> None:

@@ -30,6 +30,7 @@ LAYERS = {
     "pool": 3,
     "oracle": 3,
     "labeling": 3,
+    "tasks": 3,
     "training": 4,
     "adversarial": 4,
     "strategies": 5,

@@ -481,11 +481,11 @@ def test_an_experiment_on_a_segmentation_dataset_is_refused_before_any_job():
     from tavaal.validation import check_experiment
 
     exp = ExperimentConfig.from_dict(
-        "seg", {"dataset": "seg_shapes", "model": "small_cnn", "methods": ["random"]}
+        "seg", {"dataset": "seg_shapes", "model": "drn_d_22", "methods": ["random"]}
     )
     with pytest.raises(
         ConfigError,
         match=r"experiments\.seg\.dataset: seg_shapes is a "
-        r"segmentation dataset; experiments train and query classifiers only",
+        r"segmentation dataset; experiments query with classifiers only so far",
     ):
         check_experiment(exp)

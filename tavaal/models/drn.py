@@ -40,6 +40,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -124,6 +125,9 @@ class DRN(nn.Module):
     and the degridding levels 7-8 (512: the map the classifier reads). With `blocks` of ResNet-18
     this mirrors the four stage taps of `ResNet`, whose last tap is also the classifier's input.
     """
+
+    # The ranker is the Learning-Loss module on the four taps (`tavaal.models.ranker`).
+    linear_ranker: ClassVar[bool] = False
 
     def __init__(
         self,
