@@ -25,13 +25,8 @@ from tavaal.data import IGNORE_INDEX, load_dataset, to_tensor_batch
 from tavaal.errors import ConfigError, IndexFileError
 from tavaal.losses import ranking_loss
 from tavaal.models import build_ranker
-from tavaal.models.drn import (
-    DRN,
-    DRN_BLOCKS,
-    build_segmentation_model,
-    list_segmentation_models,
-    register_segmentation_model,
-)
+from tavaal.models import drn as drn_module
+from tavaal.models.drn import DRN, DRN_BLOCKS, build_segmentation_model
 from tavaal.pool import read_labeled
 from tavaal.stage import experiment_oracle, run_init_pool, run_train
 from tavaal.tasks import get_task, task_of
@@ -48,11 +43,18 @@ from tavaal.validation import check_experiment
 TINY = "drn_tiny_test"
 TINY_WIDTHS = (8, 8, 8, 16, 16, 32, 32, 32, 32)
 
-if TINY not in list_segmentation_models():
 
-    @register_segmentation_model(TINY)
-    def _tiny(input_shape, num_classes, dropout=0.0):
-        return DRN(input_shape[0], num_classes, DRN_BLOCKS["d_22"], dropout, TINY_WIDTHS)
+def _tiny(input_shape, num_classes, dropout=0.0):
+    return DRN(input_shape[0], num_classes, DRN_BLOCKS["d_22"], dropout, TINY_WIDTHS)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_model_registered():
+    """`drn_tiny_test` is known while this file's tests run, and only then (other files list
+    the registry)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(drn_module._REGISTRY, TINY, _tiny)
+        yield
 
 
 SEG = get_task("segmentation")
