@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,21 +44,25 @@ def forward_pool(
     device,
     batch_size: int = 512,
     ranker=None,
+    keep_logits: bool = True,
 ) -> InferenceOutput:
     """Logits, embeddings and (optionally) ranker outputs of `model` in eval mode.
 
     Each batch is copied straight into preallocated (N, K) and (N, E) float32 arrays, so the
-    outputs exist once (no list of batches next to their concatenation).
+    outputs exist once (no list of batches next to their concatenation). Without `keep_logits`
+    the logits are not kept (an empty (0, 0) array): a segmentation model's (N, K, H, W) logits
+    of a pool would not fit in memory.
     """
     model.eval()
     if ranker is not None:
         ranker.eval()
     indices = np.asarray(indices, dtype=np.int64)
     logits = embeddings = losses = None
-    for start, chunk in _numbered_batches(indices, batch_size):
+    for start, chunk in numbered_batches(indices, batch_size):
         out = model(load_inputs(x, chunk, info, device))
         stop = start + len(chunk)
-        logits = _fill(logits, len(indices), start, stop, out.logits)
+        if keep_logits:
+            logits = _fill(logits, len(indices), start, stop, out.logits)
         embeddings = _fill(embeddings, len(indices), start, stop, out.embedding)
         if ranker is not None:
             losses = _fill(losses, len(indices), start, stop, ranker(out.features).reshape(-1))
@@ -72,21 +77,30 @@ def forward_pool(
 
 @torch.no_grad()
 def logit_batches(
-    models, x: np.ndarray, indices: np.ndarray, info: DatasetInfo, device, batch_size
+    models,
+    x: np.ndarray,
+    indices: np.ndarray,
+    info: DatasetInfo,
+    device,
+    batch_size,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ):
     """Per inference batch, in order: ``(start, stop, [logits of each model])``, each (b, K)
     float32 in eval mode, the same values `forward_pool` gives for those rows (same batches).
 
     The inputs of a batch are loaded once for all models; nothing of earlier batches is kept.
+    `transform` maps each model's logits on the device before they are copied to the CPU (a
+    segmentation task pools its per-pixel logits there, `Task.score_logits`).
     """
     for model in models:
         model.eval()
-    for start, chunk in _numbered_batches(np.asarray(indices, dtype=np.int64), batch_size):
+    transform = transform or (lambda logits: logits)
+    for start, chunk in numbered_batches(np.asarray(indices, dtype=np.int64), batch_size):
         inputs = load_inputs(x, chunk, info, device)
         yield (
             start,
             start + len(chunk),
-            [model(inputs).logits.float().cpu().numpy() for model in models],
+            [transform(model(inputs).logits).float().cpu().numpy() for model in models],
         )
 
 
@@ -155,7 +169,7 @@ def mc_dropout_batches(
     model.eval()
     generator = torch.Generator(device=device)
     generator.manual_seed(generator_seed)
-    for start, chunk in _numbered_batches(np.asarray(indices, dtype=np.int64), batch_size):
+    for start, chunk in numbered_batches(np.asarray(indices, dtype=np.int64), batch_size):
         features, _ = model.forward_features(load_inputs(x, chunk, info, device))
         logits = model.classifier(model.embed(features)).float().cpu()
         passes = []
@@ -163,7 +177,7 @@ def mc_dropout_batches(
             h = features
             for layer in [*model.hidden, model.dropout]:
                 h = (
-                    _sampled_dropout(h, layer.p, generator)
+                    sampled_dropout(h, layer.p, generator)
                     if isinstance(layer, nn.Dropout)
                     else layer(h)
                 )
@@ -171,7 +185,8 @@ def mc_dropout_batches(
         yield start, start + len(chunk), torch.stack(passes).numpy(), logits.numpy()
 
 
-def _sampled_dropout(h: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+def sampled_dropout(h: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Inverted dropout of `h` with a mask drawn from `generator` (the MC-dropout passes)."""
     if p == 0:
         return h
     keep = torch.rand(h.shape, generator=generator, device=h.device) >= p
@@ -190,7 +205,8 @@ def per_sample_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return loss.numpy()
 
 
-def _numbered_batches(indices: np.ndarray, batch_size: int):
+def numbered_batches(indices: np.ndarray, batch_size: int):
+    """``(start, indices[start : start + batch_size])`` for each inference batch, in order."""
     for start in range(0, len(indices), batch_size):
         yield start, indices[start : start + batch_size]
 

@@ -29,7 +29,6 @@ from tavaal.pool import (
     ALL_METHODS,
     LabeledSet,
     candidate_subset,
-    class_count_entropy,
     excluded_initial_classes,
     initial_indices,
     make_table,
@@ -337,7 +336,7 @@ def run_query(
     table = selection.labeled_set.table
     combined = new_rows if not len(table) else append_rows(table, new_rows)
     write_labeled(labeled_out, combined, query_metadata(exp, method, seed, stage + 1))
-    entropy = class_count_entropy(new_rows["label"].to_numpy(), dataset.info.num_classes)
+    entropy = task_of(dataset.info).label_entropy(dataset, chosen, new_rows["label"].to_numpy())
     log(f"{method}: class-count entropy of the chosen {entropy:.3f}")
 
 
@@ -367,7 +366,7 @@ def select_samples(
     Whoever then labels the picks (`run_query`: the simulated oracle at once; the human oracle
     through a request, `tavaal.practitioner`), the picks and scores are the same.
     """
-    from tavaal.inference import forward_pool, per_sample_loss
+    from tavaal.inference import per_sample_loss
     from tavaal.seeding import seed_everything
     from tavaal.strategies import QueryContext, get_strategy
     from tavaal.training import load_task_models, resolve_device
@@ -416,20 +415,17 @@ def select_samples(
     scores = result.scores.copy()
     if trained is not None and "true_loss" not in scores and dataset.info.train_labels_known:
         # The true loss of every candidate (TA-VAAL Fig. 8; on the true labels, whatever the
-        # oracle says), from the logits the strategy already computed when it did. Unknown
-        # for a practitioner's pool.
+        # oracle says), from the logits the strategy already computed when it did, else from
+        # a pass of the task (a segmentation image's mean pixel cross-entropy, batch by batch).
+        # Unknown for a practitioner's pool.
         logits = ctx.candidate_logits
         if logits is None:
-            logits = forward_pool(
-                trained.models[0],
-                dataset.x_train,
-                candidates,
-                dataset.info,
-                device,
-                exp.query.inference_batch_size,
-            ).logits
-        truth = oracle_labels(dataset.y_train, candidates)
-        scores["true_loss"] = per_sample_loss(logits, truth).astype(np.float64)
+            loss = task_of(dataset.info).true_loss(
+                trained.models[0], dataset, candidates, device, exp.query.inference_batch_size
+            )
+        else:
+            loss = per_sample_loss(logits, oracle_labels(dataset.y_train, candidates))
+        scores["true_loss"] = loss.astype(np.float64)
     chosen_scores = scores.set_index("index").loc[chosen, "score"].to_numpy()
     write_scores(
         scores_out,

@@ -126,10 +126,13 @@ class PassScoreStream:
         self.bald = np.zeros(n, dtype=np.float64) if with_bald else None
         self.variation_ratio = np.zeros(n, dtype=np.float64)
 
-    def add(self, start: int, stop: int, block: np.ndarray) -> None:
+    def add(self, start: int, stop: int, block: np.ndarray, reduce=None) -> None:
+        """Score the (T, r, K) `block` and store rows start:stop; `reduce` maps each (r,)
+        score to the (stop - start,) scores of those rows (a segmentation image's pixels to
+        their mean); without it, r = stop - start."""
         block = _stack(block)
         self.classes = block.shape[2]
-        if self.n == 1:
+        if self.n == 1 and block.shape[1] == 1:
             # The whole pool is this one sample: numpy's own (pairwise) reduction, as before.
             scores = PassScores(
                 entropy(block.mean(axis=0)),
@@ -138,10 +141,11 @@ class PassScoreStream:
             )
         else:
             scores = pass_scores(block, self.with_bald)
-        self.mean_entropy[start:stop] = scores.mean_entropy
+        reduce = reduce or (lambda values: values)
+        self.mean_entropy[start:stop] = reduce(scores.mean_entropy)
         if self.bald is not None:
-            self.bald[start:stop] = scores.bald
-        self.variation_ratio[start:stop] = scores.variation_ratio
+            self.bald[start:stop] = reduce(scores.bald)
+        self.variation_ratio[start:stop] = reduce(scores.variation_ratio)
 
     def result(self) -> PassScores:
         return PassScores(self.mean_entropy, self.bald, self.variation_ratio, self.classes)

@@ -8,9 +8,10 @@ import numpy as np
 import torch
 
 from tavaal.errors import CheckpointError
-from tavaal.inference import InferenceOutput, forward_pool, logit_batches, mc_dropout_batches
+from tavaal.inference import InferenceOutput, forward_pool, logit_batches
 from tavaal.seeding import derive_seed
 from tavaal.strategies.base import QueryContext
+from tavaal.tasks import task_of
 from tavaal.uncertainty import PassScores, PassScoreStream, entropy, softmax
 
 
@@ -31,8 +32,9 @@ def require_models(ctx: QueryContext, ranker: bool = False):
 
 def infer(ctx: QueryContext, model, indices: np.ndarray, ranker=None) -> InferenceOutput:
     """One eval-mode pass over `indices`; the first model's logits on the candidates are kept
-    in the context for the stage runner's true loss."""
+    in the context for the stage runner's true loss (when the task keeps logits)."""
     indices = np.asarray(indices, dtype=np.int64)
+    keep = task_of(ctx.dataset.info).keeps_logits
     out = forward_pool(
         model,
         ctx.dataset.x_train,
@@ -41,8 +43,9 @@ def infer(ctx: QueryContext, model, indices: np.ndarray, ranker=None) -> Inferen
         ctx.device,
         batch_size=ctx.experiment.query.inference_batch_size,
         ranker=ranker,
+        keep_logits=keep,
     )
-    if ctx.models is not None and model is ctx.models.models[0]:
+    if keep and ctx.models is not None and model is ctx.models.models[0]:
         ctx.remember_logits(indices, out.logits)
     return out
 
@@ -50,13 +53,16 @@ def infer(ctx: QueryContext, model, indices: np.ndarray, ranker=None) -> Inferen
 def candidate_entropy(ctx: QueryContext, model) -> np.ndarray:
     """Entropy (N,) of the softmax prediction (float64) of one deterministic pass over the
     candidates, computed one inference batch at a time: only the (N, K) float32 logits are
-    kept whole (for the stage runner's true loss), never an (N, K) float64 array."""
+    kept whole (for the stage runner's true loss), never an (N, K) float64 array. A
+    segmentation image scores the mean entropy of its (pooled) pixels (`tavaal.tasks`)."""
+    task = task_of(ctx.dataset.info)
     candidates = np.asarray(ctx.candidates, dtype=np.int64)
     values = np.zeros(len(candidates), dtype=np.float64)
     logits = None
     for start, stop, (batch,) in _logit_batches(ctx, [model]):
-        logits = _keep(logits, len(candidates), start, stop, batch)
-        values[start:stop] = entropy(softmax(batch))
+        logits = _keep(ctx, logits, len(candidates), start, stop, batch)
+        for lo, hi, rows in task.score_rows(batch):
+            values[start + lo : start + hi] = task.sample_scores(entropy(softmax(rows)), hi - lo)
     _remember(ctx, model, logits)
     return values
 
@@ -64,13 +70,16 @@ def candidate_entropy(ctx: QueryContext, model) -> np.ndarray:
 def ensemble_scores(ctx: QueryContext, members) -> PassScores:
     """Variation ratio and entropy of the mean prediction of the ensemble `members` over the
     candidates (their float64 softmax outputs, stacked (M, N, K) conceptually), one inference
-    batch at a time: every member scores the batch before the next batch is loaded."""
+    batch at a time: every member scores the batch before the next batch is loaded. On
+    segmentation, per pixel of the pooled grid, averaged over each image (QBC)."""
+    task = task_of(ctx.dataset.info)
     candidates = np.asarray(ctx.candidates, dtype=np.int64)
     stream = PassScoreStream(len(candidates), with_bald=False)
     logits = None
     for start, stop, batch in _logit_batches(ctx, members):
-        logits = _keep(logits, len(candidates), start, stop, batch[0])
-        stream.add(start, stop, np.stack([softmax(member) for member in batch]))
+        logits = _keep(ctx, logits, len(candidates), start, stop, batch[0])
+        for lo, hi, rows in task.score_rows(np.stack(batch)):
+            _add(stream, task, start, lo, hi, softmax(rows))
     _remember(ctx, members[0] if members else None, logits)
     return stream.result()
 
@@ -82,7 +91,9 @@ def mc_scores(ctx: QueryContext, model, with_bald: bool = True) -> PassScores:
 
     The dropout masks are seeded from (seed, stage, "query/mc_dropout"), so reruns match; they
     are drawn batch by batch, so they (and the scores) depend on query.inference_batch_size.
+    A segmentation image scores the mean over its (pooled) pixels (`tavaal.tasks`).
     """
+    task = task_of(ctx.dataset.info)
     if not any(_is_active_dropout(m) for m in model.modules()):
         ctx.log(
             f"{ctx.method}: the task model has no dropout with p > 0 (train.dropout = "
@@ -91,7 +102,7 @@ def mc_scores(ctx: QueryContext, model, with_bald: bool = True) -> PassScores:
     candidates = np.asarray(ctx.candidates, dtype=np.int64)
     stream = PassScoreStream(len(candidates), with_bald, ctx.dataset.info.num_classes)
     logits = None
-    batches = mc_dropout_batches(
+    batches = task.mc_dropout_batches(
         model,
         ctx.dataset.x_train,
         candidates,
@@ -102,12 +113,21 @@ def mc_scores(ctx: QueryContext, model, with_bald: bool = True) -> PassScores:
         batch_size=ctx.experiment.query.inference_batch_size,
     )
     for start, stop, passes, batch_logits in batches:
-        logits = _keep(logits, len(candidates), start, stop, batch_logits)
-        stream.add(start, stop, passes)
-    if logits is None:
-        logits = np.zeros((0, ctx.dataset.info.num_classes), dtype=np.float32)
-    ctx.remember_logits(candidates, logits)
+        logits = _keep(ctx, logits, len(candidates), start, stop, batch_logits)
+        for lo, hi, rows in task.score_rows(passes):
+            _add(stream, task, start, lo, hi, rows)
+    if task.keeps_logits:
+        if logits is None:
+            logits = np.zeros((0, ctx.dataset.info.num_classes), dtype=np.float32)
+        ctx.remember_logits(candidates, logits)
     return stream.result()
+
+
+def _add(stream: PassScoreStream, task, start: int, lo: int, hi: int, rows: np.ndarray) -> None:
+    """Score a group lo:hi of a batch starting at `start` (rows (T, r, K)) into `stream`."""
+    stream.add(
+        start + lo, start + hi, rows, reduce=lambda values: task.sample_scores(values, hi - lo)
+    )
 
 
 def _logit_batches(ctx: QueryContext, models):
@@ -118,11 +138,17 @@ def _logit_batches(ctx: QueryContext, models):
         ctx.dataset.info,
         ctx.device,
         ctx.experiment.query.inference_batch_size,
+        transform=task_of(ctx.dataset.info).score_logits,
     )
 
 
-def _keep(logits: np.ndarray | None, n: int, start: int, stop: int, batch: np.ndarray):
-    """The candidates' (N, K) float32 logits, filled batch by batch (for the true loss)."""
+def _keep(
+    ctx: QueryContext, logits: np.ndarray | None, n: int, start: int, stop: int, batch: np.ndarray
+):
+    """The candidates' (N, K) float32 logits, filled batch by batch (for the true loss), when
+    the task keeps them (None otherwise)."""
+    if not task_of(ctx.dataset.info).keeps_logits:
+        return None
     if logits is None:
         logits = np.empty((n, batch.shape[1]), dtype=np.float32)
     logits[start:stop] = batch
@@ -131,6 +157,8 @@ def _keep(logits: np.ndarray | None, n: int, start: int, stop: int, batch: np.nd
 
 def _remember(ctx: QueryContext, model, logits: np.ndarray | None) -> None:
     # As `infer`: the first model's logits are kept for the stage runner's true loss.
+    if not task_of(ctx.dataset.info).keeps_logits:
+        return
     if logits is None:
         logits = np.zeros((0, 0), dtype=np.float32)
     if ctx.models is not None and ctx.models.models and model is ctx.models.models[0]:

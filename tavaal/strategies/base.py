@@ -43,7 +43,9 @@ class QueryContext:
     resume_path: Path | None = None
     checkpoint_every: int = 0
     # Eval-mode logits of models[0] on the candidates, once a strategy has computed them: the
-    # stage runner reuses them for the true loss instead of a second pass.
+    # stage runner reuses them for the true loss instead of a second pass. Only a task that
+    # keeps (N, K) logits (`Task.keeps_logits`) sets it; segmentation's true loss is a pass of
+    # its own (`Task.true_loss`).
     candidate_logits: np.ndarray | None = None
 
     def remember_logits(self, indices: np.ndarray, logits: np.ndarray) -> None:

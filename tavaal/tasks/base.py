@@ -12,7 +12,7 @@ that compute import torch when they run.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -31,6 +31,9 @@ class Task(ABC):
     name: ClassVar[str]  # DatasetInfo.task of the datasets it serves
     primary_metric: ClassVar[str]  # the metrics.json key of the headline test score
     metric_label: ClassVar[str]  # that score in words ("test accuracy")
+    # A query keeps the candidates' eval-mode logits for the stage runner's true loss (an
+    # (N, K) array); a segmentation pool's (N, K, H, W) logits are never kept (`true_loss`).
+    keeps_logits: ClassVar[bool]
 
     @abstractmethod
     def model_names(self) -> list[str]:
@@ -91,3 +94,47 @@ class Task(ABC):
     @abstractmethod
     def label_entropy(self, dataset: PreparedDataset, indices: np.ndarray, labels) -> float:
         """Entropy (natural log) of the class histogram of a labeled set (TA-VAAL Fig. 7a)."""
+
+    # What a query scores (`tavaal.strategies._common`): the uncertainty scores of a sample are
+    # computed on "score rows", softmax rows of K classes (one per sample in classification, one
+    # per pixel of a pooled grid in segmentation), by the per-row functions of
+    # `tavaal.uncertainty`, then reduced to one score per sample.
+
+    @abstractmethod
+    def score_logits(self, logits: Tensor) -> Tensor:
+        """On the device: the part of a batch's logits a query scores, (b, K, ...)."""
+
+    @abstractmethod
+    def score_rows(self, block: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+        """A batch's block of `score_logits` values (or their softmax), (..., b, K, ...) with
+        any leading axes (passes, members), as ``(lo, hi, rows)`` per group of its samples
+        lo:hi: rows (..., r, K), the score rows of those samples, sample by sample."""
+
+    @abstractmethod
+    def sample_scores(self, values: np.ndarray, count: int) -> np.ndarray:
+        """(count,) float64 scores of `count` samples from the (r,) values of their score rows
+        (the groups of `score_rows`)."""
+
+    @abstractmethod
+    def mc_dropout_batches(
+        self,
+        model: nn.Module,
+        x: np.ndarray,
+        indices: np.ndarray,
+        info: DatasetInfo,
+        device,
+        samples: int,
+        generator_seed: int,
+        batch_size: int,
+    ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+        """Per inference batch, in order: ``(start, stop, probabilities (T, b, K, ...) float32,
+        logits (b, K, ...) float32)``: the softmax of `samples` passes sampling the model's head
+        dropout (masks from a generator seeded with `generator_seed`) and the eval-mode logits,
+        both of `score_logits`."""
+
+    @abstractmethod
+    def true_loss(
+        self, model: nn.Module, dataset: PreparedDataset, indices: np.ndarray, device, batch_size
+    ) -> np.ndarray:
+        """(N,) float32: `per_sample_loss` of the train samples `indices` against their true
+        labels, in eval mode, batch by batch (the stage runner's `true_loss` column)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -11,7 +11,7 @@ import numpy as np
 from tavaal.config import ExperimentConfig, TrainConfig
 from tavaal.data import DatasetInfo, PreparedDataset, to_tensor_batch
 from tavaal.errors import ConfigError
-from tavaal.pool import class_count_entropy
+from tavaal.pool import class_count_entropy, oracle_labels
 from tavaal.tasks.base import Task
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ class ClassificationTask(Task):
     name = "classification"
     primary_metric = "accuracy"
     metric_label = "test accuracy"
+    keeps_logits = True
 
     def model_names(self) -> list[str]:
         from tavaal.models import list_task_models
@@ -135,6 +136,41 @@ class ClassificationTask(Task):
 
     def label_entropy(self, dataset: PreparedDataset, indices: np.ndarray, labels) -> float:
         return class_count_entropy(labels, dataset.info.num_classes)
+
+    def score_logits(self, logits: Tensor) -> Tensor:
+        return logits
+
+    def score_rows(self, block: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+        # A sample is one row: the whole (..., b, K) block at once.
+        yield 0, block.shape[-2], block
+
+    def sample_scores(self, values: np.ndarray, count: int) -> np.ndarray:
+        return values
+
+    def mc_dropout_batches(
+        self,
+        model: nn.Module,
+        x: np.ndarray,
+        indices: np.ndarray,
+        info: DatasetInfo,
+        device,
+        samples: int,
+        generator_seed: int,
+        batch_size: int,
+    ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+        from tavaal.inference import mc_dropout_batches
+
+        return mc_dropout_batches(
+            model, x, indices, info, device, samples, generator_seed, batch_size
+        )
+
+    def true_loss(
+        self, model: nn.Module, dataset: PreparedDataset, indices: np.ndarray, device, batch_size
+    ) -> np.ndarray:
+        from tavaal.inference import forward_pool, per_sample_loss
+
+        logits = forward_pool(model, dataset.x_train, indices, dataset.info, device, batch_size)
+        return per_sample_loss(logits.logits, oracle_labels(dataset.y_train, indices))
 
 
 def _per_class_accuracy(predictions, labels, num_classes: int) -> list[float | None]:

@@ -9,7 +9,7 @@ index file written for other masks is caught. A noisy oracle is defined for clas
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,11 +29,21 @@ if TYPE_CHECKING:
 # Masks summed per chunk in `label_table`: a few MB of a memory-mapped split at a time.
 _CHUNK = 64
 
+# A query scores the logits average-pooled over SCORE_STRIDE x SCORE_STRIDE windows: DRN's
+# logits are bilinear upsamplings of its stride-8 classifier's, so a window's mean is close to
+# the classifier's own logit there, and the score rows of an image are 64 times fewer (a
+# Cityscapes image at 1376x688 has 172 x 86 = 14,792 of them).
+SCORE_STRIDE = 8
+# Score rows of a batch are scored in groups of whole images of at most this many bytes as
+# float64 (T passes x rows x K), so a query's memory does not grow with its inference batch.
+SCORE_BLOCK_BYTES = 64 << 20
+
 
 class SegmentationTask(Task):
     name = "segmentation"
     primary_metric = "miou"
     metric_label = "test mIoU"
+    keeps_logits = False
 
     def model_names(self) -> list[str]:
         from tavaal.models.drn import list_segmentation_models
@@ -188,3 +198,93 @@ class SegmentationTask(Task):
             masks = np.asarray(dataset.y_train[indices[start : start + _CHUNK]]).ravel()
             counts += np.bincount(masks[masks != IGNORE_INDEX], minlength=k)[:k]
         return entropy_of_counts(counts)
+
+    def score_logits(self, logits: Tensor) -> Tensor:
+        import torch.nn.functional as F
+
+        # ceil_mode: a window cut by the image's edge is the mean of its pixels inside.
+        return F.avg_pool2d(logits, SCORE_STRIDE, ceil_mode=True)
+
+    def score_rows(self, block: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Per group of images: their pooled pixels as rows, image after image (rows of one
+        image are contiguous, so `sample_scores` averages each image's own)."""
+        *lead, b, k, h, w = block.shape
+        row_bytes = int(np.prod(lead, dtype=np.int64)) * h * w * k * 8
+        group = max(1, SCORE_BLOCK_BYTES // max(row_bytes, 1))
+        for lo in range(0, b, group):
+            part = block[..., lo : lo + group, :, :, :]
+            # (..., g, K, h, w) -> (..., g, h, w, K) -> (..., g*h*w, K)
+            rows = np.moveaxis(part, -3, -1).reshape(*lead, -1, k)
+            yield lo, lo + part.shape[-4], rows
+
+    def sample_scores(self, values: np.ndarray, count: int) -> np.ndarray:
+        """Each image's mean over its score rows (the mean pixel score of issue 11)."""
+        return np.asarray(values, dtype=np.float64).reshape(count, -1).mean(axis=1)
+
+    def mc_dropout_batches(
+        self,
+        model: nn.Module,
+        x: np.ndarray,
+        indices: np.ndarray,
+        info: DatasetInfo,
+        device,
+        samples: int,
+        generator_seed: int,
+        batch_size: int,
+    ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+        """As the classifiers' (`tavaal.inference.mc_dropout_batches`): the body runs once per
+        batch in eval mode, then only DRN's head (dropout on the stride-8 features, the 1x1
+        classifier, the upsampling) is sampled, with masks drawn batch by batch, pass by pass
+        from one seeded generator."""
+        import torch
+
+        with torch.no_grad():
+            yield from self._mc_dropout_batches(
+                model, x, indices, info, device, samples, generator_seed, batch_size
+            )
+
+    def _mc_dropout_batches(
+        self, model, x, indices, info, device, samples, generator_seed, batch_size
+    ):
+        import torch
+        import torch.nn.functional as F
+
+        from tavaal.inference import load_inputs, numbered_batches, sampled_dropout
+
+        model.eval()
+        generator = torch.Generator(device=device)
+        generator.manual_seed(generator_seed)
+        for start, chunk in numbered_batches(np.asarray(indices, dtype=np.int64), batch_size):
+            inputs = load_inputs(x, chunk, info, device)
+            size = tuple(inputs.shape[-2:])
+            features, _ = model.forward_features(inputs)
+            logits = self.score_logits(model.logits_from_features(features, size)).float()
+            passes = []
+            for _ in range(samples):
+                dropped = sampled_dropout(features, model.dropout.p, generator)
+                scores = self.score_logits(model.logits_from_features(dropped, size))
+                passes.append(F.softmax(scores.float(), dim=1).cpu())
+            yield start, start + len(chunk), torch.stack(passes).numpy(), logits.cpu().numpy()
+
+    def true_loss(
+        self, model: nn.Module, dataset: PreparedDataset, indices: np.ndarray, device, batch_size
+    ) -> np.ndarray:
+        """Each image's mean pixel cross-entropy against its true mask, batch by batch: only
+        one batch's (b, K, H, W) logits exist at a time."""
+        import torch
+
+        from tavaal.inference import batches, load_inputs
+        from tavaal.segmentation import per_image_cross_entropy
+
+        indices = np.asarray(indices, dtype=np.int64)
+        losses = np.empty(len(indices), dtype=np.float32)
+        model.eval()
+        with torch.no_grad():
+            start = 0
+            for chunk in batches(indices, batch_size):
+                inputs = load_inputs(dataset.x_train, chunk, dataset.info, device)
+                masks = torch.from_numpy(np.array(dataset.y_train[chunk])).to(device)
+                loss = per_image_cross_entropy(model(inputs).logits, masks)
+                losses[start : start + len(chunk)] = loss.cpu().numpy()
+                start += len(chunk)
+        return losses
