@@ -33,7 +33,7 @@ from tavaal.adversarial import (
     training_iterations,
 )
 from tavaal.config import ExperimentConfig
-from tavaal.data import known_input_shape, known_split_sizes, stored_as_files
+from tavaal.data import known_input_shape, known_split_sizes, known_task, stored_as_files
 from tavaal.errors import ConfigError
 from tavaal.strategies import strategy_class
 from tavaal.training import TrainingRecipe, ensemble_members
@@ -46,6 +46,13 @@ MIN_RUNTIME_MINUTES = 5
 # Classes assumed where the count matters (MC-dropout probabilities; the last layer's size):
 # the most any registered dataset has (CIFAR-100), so estimates err on the large side.
 MAX_CLASSES = 100
+# The same for segmentation (per-pixel logits): the most a registered segmentation dataset has
+# (Cityscapes and BDD100K, 19 train ids).
+SEGMENTATION_MAX_CLASSES = 19
+# Host memory a segmentation query scores with at most, besides its inference batch: the float64
+# groups of score rows (`tavaal.tasks.segmentation.SCORE_BLOCK_BYTES`, 64 MB) and their
+# temporaries (probabilities, entropies), three such blocks.
+SEGMENTATION_SCORING_MB = 3 * 64
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,15 @@ MODEL_COSTS = {
     # forward pass at 224x224 (forward hooks, ReLU outputs included): 8.05 M and 42.2 M floats.
     "resnet18_imagenet": ModelCost((3, 224, 224), 3.9, 900, 8_050_000),
     "vgg16_bn_224": ModelCost((3, 224, 224), 0.37, 115, 42_200_000),
+    # DRN-D (segmentation, `tavaal.models.drn`). CPU: measured here at one thread, training
+    # steps (forward, cross-entropy over 19 classes, backward, SGD with momentum) on batches of
+    # 8 at 128x128, second-fastest of 4 steps, at load average ~2.8 (a CI run beside it):
+    # drn_d_22 1.5 img/s, drn_d_38 1.34 img/s. GPU: the CPU figure times ResNet-18's GPU/CPU
+    # ratio (4,000/17), as for the 224x224 models. Activations: the outputs of every leaf
+    # module of one forward pass (meta device, forward hooks) at 688x688, 211.3 M and 317.3 M
+    # floats, scaled to 128x128.
+    "drn_d_22": ModelCost((3, 128, 128), 1.5, 350, 7_312_000),
+    "drn_d_38": ModelCost((3, 128, 128), 1.34, 315, 10_983_000),
 }
 # One VAE/D iteration (one VAE and one D update, batches of 64 labeled + 64 unlabeled) of the
 # papers' VAE (32x32 inputs, 128 base channels): 5.7 s on this CPU (README "Benchmarks"), 0.03 s
@@ -150,6 +166,12 @@ def train_estimate(
         weights = 16 * _model_facts(exp.model, shape)[0]  # weights, gradients, two moments
         activations = 3 * 4 * cost["activations"] * exp.train.batch_size
         memory += _mb(members * weights + activations)
+    if _segmentation(exp):
+        # The labeled images' masks and the test masks (uint8, one byte a pixel); on a CPU the
+        # evaluation's per-pixel logits of an inference batch, of each member and their softmax.
+        memory += _mb((labeled + n_test) * _pixels(shape))
+        if kind == "cpu":
+            memory += _mb(2 * members * _batch_logit_bytes(exp, shape))
     return _estimate(memory, seconds)
 
 
@@ -174,7 +196,16 @@ def query_estimate(exp: ExperimentConfig, method: str, stage: int, device: str) 
         seconds += passes * candidates / rate
         parameters, embedding_dim = _model_facts(exp.model, shape)
         memory += _mb(passes * 4 * parameters)
-        if strategy.needs_dropout:
+        if _segmentation(exp):
+            # The inference batch's per-pixel logits (on a CPU: of every member, and the
+            # upsampled logits of the true loss), the MC passes of the pooled grid on the host,
+            # the groups of score rows; no logits of the whole pool are kept.
+            if kind == "cpu":
+                memory += _mb(2 * passes * _batch_logit_bytes(exp, shape))
+            if strategy.needs_dropout:
+                memory += _mb(exp.query.mc_samples * _batch_logit_bytes(exp, shape) / 64)
+            memory += SEGMENTATION_SCORING_MB
+        elif strategy.needs_dropout:
             memory += _mb(4 * exp.query.mc_samples * candidates * MAX_CLASSES)
         if method == "coreset":
             seconds += labeled / rate
@@ -286,6 +317,15 @@ def _pixels(shape: tuple[int, ...]) -> int:
     return math.prod(shape[1:]) if len(shape) == 3 else 1
 
 
+def _segmentation(exp: ExperimentConfig) -> bool:
+    return known_task(exp.dataset) == "segmentation"
+
+
+def _batch_logit_bytes(exp: ExperimentConfig, shape: tuple[int, ...]) -> float:
+    """float32 per-pixel logits of one inference batch of a segmentation model."""
+    return 4.0 * exp.query.inference_batch_size * SEGMENTATION_MAX_CLASSES * _pixels(shape)
+
+
 @cache
 def _model_facts(model: str, shape: tuple[int, ...]) -> tuple[int, int]:
     """(parameters, embedding width), from the model built on torch's meta device: nothing is
@@ -293,7 +333,9 @@ def _model_facts(model: str, shape: tuple[int, ...]) -> tuple[int, int]:
     import torch
 
     from tavaal.models import build_task_model
+    from tavaal.models.drn import build_segmentation_model, list_segmentation_models
 
+    build = build_segmentation_model if model in list_segmentation_models() else build_task_model
     with torch.device("meta"):
-        built = build_task_model(model, shape, MAX_CLASSES)
+        built = build(model, shape, MAX_CLASSES)
     return sum(p.numel() for p in built.parameters()), built.embedding_dim

@@ -32,14 +32,6 @@ def check_experiment(
     _check_choice(f"{where}.dataset", "dataset", exp.dataset, list_datasets())
     task = get_task(known_task(exp.dataset))
     _check_model(exp, where, task)
-    if task.name != "classification":
-        # Segmentation models train and are evaluated (`tavaal.tasks`, issue 11), but the query
-        # methods score class predictions only so far: no experiment can run a stage's query.
-        raise ConfigError(
-            f"{where}.dataset: {exp.dataset} is a {task.name} dataset; experiments query with "
-            f"classifiers only so far (a {exp.model} can be trained on it through "
-            f"tavaal.training, and it can be prepared with `tavaal prepare {exp.dataset}`)"
-        )
     task.check_experiment(exp, where)
     for method in exp.methods:
         _check_choice(f"{where}.methods", "method", method, list_strategies())

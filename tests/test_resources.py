@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from tavaal.cli import main
 from tavaal.config import ExperimentConfig, merge_configs
 from tavaal.models import list_task_models
+from tavaal.models.drn import list_segmentation_models
 from tavaal.resources import (
     BASE_MB,
     MODEL_COSTS,
@@ -63,7 +65,7 @@ def test_big_models_ask_for_more_memory_on_a_cpu():
 
 
 def test_every_task_model_has_a_cost():
-    assert sorted(MODEL_COSTS) == list_task_models()
+    assert sorted(MODEL_COSTS) == sorted(list_task_models() + list_segmentation_models())
     # The 224x224 models at their reference size: VGG16-BN is the slower and the larger.
     resnet = _model_cost("resnet18_imagenet", (3, 224, 224))
     vgg = _model_cost("vgg16_bn_224", (3, 224, 224))
@@ -103,3 +105,31 @@ def test_estimate_command(capsys):
     assert out[0].startswith("experiment") and "CPU-core hours" in out[0]
     assert [line.split()[0] for line in out[1:-1]] == ["moons", "digits"]
     assert out[-1].startswith("total")
+
+
+def test_segmentation_jobs_are_sized_from_masks_and_per_pixel_logits():
+    """A Cityscapes query on a CPU holds its inference batch's per-pixel logits (19 classes at
+    1376x688, twice) and T pooled MC passes: 8 more images a batch cost ~1.24 GB more."""
+    exp = ExperimentConfig.from_dict(
+        "c",
+        {
+            "dataset": "cityscapes",
+            "model": "drn_d_22",
+            "methods": ["bald"],
+            "initial_size": 100,
+            "budget": 100,
+            "train": {"dropout": 0.3},
+            "query": {"inference_batch_size": 8, "mc_samples": 10},
+        },
+    )
+    wider = dataclasses.replace(exp, query=dataclasses.replace(exp.query, inference_batch_size=16))
+    logits_mb = 4 * 8 * 19 * 1376 * 688 / 1024**2
+    grown = (
+        query_estimate(wider, "bald", 0, "cpu").mem_mb
+        - query_estimate(exp, "bald", 0, "cpu").mem_mb
+    )
+    assert abs(grown - 1.5 * (2 + 10 / 64) * logits_mb) <= 250
+    # Training holds the labeled and test masks, one byte a pixel, beside the images.
+    train = train_estimate(exp, PLAIN, 0, "gpu")
+    images_and_masks = (100 + 500) * 4 * 1376 * 688 / 1024**2
+    assert train.mem_mb >= 1.5 * images_and_masks

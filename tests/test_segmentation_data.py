@@ -475,17 +475,23 @@ def test_cli_prepare_cityscapes_with_source(tmp_path, monkeypatch, capsys):
     assert "cityscapes: 4 train / 2 test, 19 classes, input (3, 10, 20)" in out
 
 
-def test_an_experiment_on_a_segmentation_dataset_is_refused_before_any_job():
+def test_an_experiment_on_a_segmentation_dataset_passes_the_checks():
+    """Every method queries segmentation (`tests/test_segmentation_queries.py`), so the checks
+    accept such an experiment; a classifier on it is still refused (its model key named)."""
     from tavaal.config import ExperimentConfig
     from tavaal.errors import ConfigError
+    from tavaal.strategies import list_strategies
     from tavaal.validation import check_experiment
 
-    exp = ExperimentConfig.from_dict(
-        "seg", {"dataset": "seg_shapes", "model": "drn_d_22", "methods": ["random"]}
-    )
-    with pytest.raises(
-        ConfigError,
-        match=r"experiments\.seg\.dataset: seg_shapes is a "
-        r"segmentation dataset; experiments query with classifiers only so far",
-    ):
-        check_experiment(exp)
+    settings = {
+        "dataset": "seg_shapes",
+        "model": "drn_d_22",
+        "methods": list_strategies(),
+        "initial_size": 8,
+        "budget": 4,
+        "train": {"dropout": 0.3},
+    }
+    check_experiment(ExperimentConfig.from_dict("seg", settings))
+    classifier = ExperimentConfig.from_dict("seg", {**settings, "model": "resnet18"})
+    with pytest.raises(ConfigError, match=r"experiments\.seg\.model: resnet18 is a classification"):
+        check_experiment(classifier)

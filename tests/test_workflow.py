@@ -33,6 +33,7 @@ from tavaal.data import list_datasets, list_raw_sources
 from tavaal.data.toy_folder import write_toy_folder
 from tavaal.layout import run_file
 from tavaal.models import list_task_models
+from tavaal.models.drn import list_segmentation_models
 from tavaal.pool import read_labeled
 from tavaal.strategies import list_strategies, strategy_class
 
@@ -248,7 +249,8 @@ def test_schema_enums_match_the_registries():
     experiment = schema["$defs"]["experiment"]["properties"]
     assert sorted(experiment["methods"]["items"]["enum"]) == list_strategies()
     assert sorted(experiment["dataset"]["anyOf"][0]["enum"]) == list_datasets(image_folders=False)
-    assert sorted(experiment["model"]["enum"]) == list_task_models()
+    models = sorted(list_task_models() + list_segmentation_models())
+    assert sorted(experiment["model"]["enum"]) == models
     assert schema["properties"]["raw_sources"]["propertyNames"]["enum"] == list_raw_sources()
 
 
@@ -523,6 +525,32 @@ def test_plain_retraining_target_retrains_the_non_plain_methods_only(tmp_path):
         "results/rankers/stage0/seed0/plain/metrics.json",
         "results/rankers/lloss/seed0/stage1/plain/metrics.json",
     }
+
+
+SEGMENTATION = {
+    "run_experiments": ["seg"],
+    "experiments": {
+        "seg": {
+            "dataset": "seg_shapes",
+            "model": "drn_d_22",
+            "methods": list_strategies(),
+            "initial_size": 8,
+            "budget": 4,
+            "stages": 2,
+            "train": {"dropout": 0.3},
+            "vae": {"input_size": 32},
+        }
+    },
+}
+
+
+def test_a_segmentation_experiment_dry_runs_every_method(tmp_path):
+    """The checks accept a segmentation experiment of every method (each queries masks, see
+    tests/test_segmentation_queries.py) and the DAG is the classification one."""
+    workdir = workdir_with_config(tmp_path, SEGMENTATION)
+    counts = dry_run_counts(workdir, "--configfile", str(workdir / "extra.yaml"))
+    assert counts == expected_jobs(merged_config(SEGMENTATION))
+    assert counts["query_stage0"] == len(list_strategies())
 
 
 def test_a_noisy_oracle_adds_the_oracle_errors_table(tmp_path):
