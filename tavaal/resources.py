@@ -51,8 +51,8 @@ MAX_CLASSES = 100
 SEGMENTATION_MAX_CLASSES = 19
 # Host memory a segmentation query scores with at most, besides its inference batch: the float64
 # groups of score rows (`tavaal.tasks.segmentation.SCORE_BLOCK_BYTES`, 64 MB) and their
-# temporaries (probabilities, entropies), three such blocks.
-SEGMENTATION_SCORING_MB = 3 * 64
+# temporaries (a float32 copy, softmax and entropy intermediates): four such blocks.
+SEGMENTATION_SCORING_MB = 4 * 64
 
 
 @dataclass(frozen=True)
