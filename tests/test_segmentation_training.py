@@ -358,8 +358,6 @@ def test_a_segmentation_oracle_answers_true_masks_only(shapes, change, key):
         ("cifar10", "drn_d_22", "experiments.x.model: drn_d_22 is a segmentation model"),
         ("seg_shapes", "resnet18", "experiments.x.model: resnet18 is a classification model"),
         ("seg_shapes", "nope", "experiments.x.model: unknown task model 'nope'; known: drn_d_"),
-        # A segmentation model on a segmentation dataset: refused until queries handle masks.
-        ("seg_shapes", "drn_d_22", "experiments.x.dataset: seg_shapes is a segmentation"),
     ],
 )
 def test_the_model_must_fit_the_task(dataset, model, message):
