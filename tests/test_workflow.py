@@ -544,13 +544,15 @@ SEGMENTATION = {
 }
 
 
-def test_a_segmentation_experiment_dry_runs_every_method(tmp_path):
-    """The checks accept a segmentation experiment of every method (each queries masks, see
-    tests/test_segmentation_queries.py) and the DAG is the classification one."""
+def test_a_segmentation_experiment_stops_before_any_job(tmp_path):
+    """Every method queries masks in the library (tests/test_segmentation_queries.py), but the
+    reports do not read them yet: the workflow says so before any job, naming the key."""
     workdir = workdir_with_config(tmp_path, SEGMENTATION)
-    counts = dry_run_counts(workdir, "--configfile", str(workdir / "extra.yaml"))
-    assert counts == expected_jobs(merged_config(SEGMENTATION))
-    assert counts["query_stage0"] == len(list_strategies())
+    result = snakemake(workdir, "-n", "--configfile", str(workdir / "extra.yaml"), check=False)
+    assert result.returncode != 0
+    said = result.stdout + result.stderr
+    assert "experiments.seg.dataset: seg_shapes is a segmentation dataset" in said
+    assert not (workdir / "data").exists() and not (workdir / "results").exists()
 
 
 def test_a_noisy_oracle_adds_the_oracle_errors_table(tmp_path):
