@@ -13,7 +13,6 @@ from tavaal.models import list_task_models
 from tavaal.models.drn import (
     DRN,
     DRN_WIDTHS,
-    DilatedBasicBlock,
     SegmentationOutput,
     build_drn,
     build_segmentation_model,
@@ -22,6 +21,7 @@ from tavaal.models.drn import (
     load_init_checkpoint,
 )
 from tavaal.models.ranker import LossPredictionModule
+from tavaal.models.resnet import BasicBlock
 
 NUM_CLASSES = 19  # Cityscapes' and BDD100K's train ids
 # DRN-D-22 with every width divided by 8: the same layout, a 64th of the compute, so shape
@@ -134,8 +134,8 @@ def test_drn_d_22_follows_the_papers_layout(drn_d_22, drn_d_38):
     assert conv_plan(levels_5_6) == [(3, 1, 1)] + [(3, 1, 2)] * 3 + [(3, 1, 2)] + [(3, 1, 4)] * 3
     # §4 degridding: dilation 2 then 1, plain convs without residual connections.
     assert conv_plan(levels_7_8) == [(3, 1, 2), (3, 1, 1)]
-    assert not any(isinstance(m, DilatedBasicBlock) for m in levels_7_8.modules())
-    assert sum(isinstance(m, DilatedBasicBlock) for m in model.modules()) == 8
+    assert not any(isinstance(m, BasicBlock) for m in levels_7_8.modules())
+    assert sum(isinstance(m, BasicBlock) for m in model.modules()) == 8
     # 22 = 21 convs of the body + the classifier (shortcuts not counted).
     assert len(conv_plan(model)) == 22
     assert model.classifier.kernel_size == (1, 1)
@@ -223,9 +223,9 @@ def test_registry():
     assert isinstance(model, DRN) and model.dropout.p == 0.2
     assert model.groups[0][0][0][0].in_channels == 1
     assert model.classifier.out_channels == 7
-    assert sum(isinstance(m, DilatedBasicBlock) for m in model.modules()) == 8
+    assert sum(isinstance(m, BasicBlock) for m in model.modules()) == 8
     d38 = build_segmentation_model("drn_d_38", (3, 64, 64), 7)
-    assert sum(isinstance(m, DilatedBasicBlock) for m in d38.modules()) == 16
+    assert sum(isinstance(m, BasicBlock) for m in d38.modules()) == 16
 
 
 def test_registry_errors():

@@ -48,6 +48,7 @@ from torch import Tensor, nn
 
 from tavaal.errors import ConfigError
 from tavaal.models.base import image_shape, kaiming_init
+from tavaal.models.resnet import BasicBlock
 
 # Channels of levels 0-8 (table above).
 DRN_WIDTHS = (16, 16, 32, 64, 128, 256, 512, 512, 512)
@@ -80,40 +81,13 @@ def conv_bn_relu(
     )
 
 
-class DilatedBasicBlock(nn.Module):
-    """ResNet's BasicBlock with a dilation per convolution (`dilations`: first, second)."""
-
-    def __init__(
-        self, in_channels: int, channels: int, stride: int, dilations: tuple[int, int]
-    ) -> None:
-        super().__init__()
-        first, second = dilations
-        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, first, first, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = nn.Conv2d(channels, channels, 3, 1, second, second, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_channels != channels:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, channels, 1, stride, bias=False), nn.BatchNorm2d(channels)
-            )
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
-
-
 def residual_level(
     in_channels: int, channels: int, blocks: int, stride: int, dilation: int
 ) -> nn.Sequential:
     """`blocks` BasicBlocks; the first convolution keeps the previous level's dilation (§2)."""
     previous = max(1, dilation // 2)
-    layers = [DilatedBasicBlock(in_channels, channels, stride, (previous, dilation))]
-    layers += [
-        DilatedBasicBlock(channels, channels, 1, (dilation, dilation)) for _ in range(blocks - 1)
-    ]
+    layers = [BasicBlock(in_channels, channels, stride, (previous, dilation))]
+    layers += [BasicBlock(channels, channels, 1, (dilation, dilation)) for _ in range(blocks - 1)]
     return nn.Sequential(*layers)
 
 

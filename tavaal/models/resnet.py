@@ -26,11 +26,17 @@ IMAGENET_SIDE = 224
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, in_channels: int, channels: int, stride: int) -> None:
+    """Two 3x3 convolutions and a shortcut; `dilations` (first, second convolution, each padded
+    by its dilation so the size keeps) are DRN's (`tavaal.models.drn`), 1 in a plain ResNet."""
+
+    def __init__(
+        self, in_channels: int, channels: int, stride: int, dilations: tuple[int, int] = (1, 1)
+    ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False)
+        first, second = dilations
+        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, first, first, bias=False)
         self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, second, second, bias=False)
         self.bn2 = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
