@@ -113,13 +113,8 @@ def _categories_folder(ctx: BuildContext, source: str) -> Path:
     """The class folders of `source`: in place from ``raw_sources``, else under the raw root
     (downloaded there through torchvision when allowed)."""
     spec = SETS[source]
-    if source in ctx.raw_sources:
-        root = Path(ctx.raw_sources[source]).absolute()
-        if not root.is_dir():
-            raise DatasetError(
-                f"dataset {ctx.name!r}: the folder given for the raw source {source!r}, {root}, "
-                f"{'is not a folder' if root.exists() else 'does not exist'}"
-            )
+    root = ctx.given_folder(source)
+    if root is not None:
         searched = [root / spec.root_folder / spec.categories, root / spec.categories]
         found = next((path for path in searched if path.is_dir()), None)
         if found is None:

@@ -58,10 +58,9 @@ EXPECTED = ImageNetCounts(classes=1000, train_images=1_281_167, val_images=50_00
 
 
 def _source_folder(ctx: BuildContext) -> Path:
-    if "imagenet" in ctx.raw_sources:
-        root = Path(ctx.raw_sources["imagenet"]).absolute()
-        given = "the folder given for the raw source 'imagenet'"
-    else:
+    root = ctx.given_folder("imagenet")
+    given = "the folder given for the raw source 'imagenet'"
+    if root is None:
         root = (ctx.raw_root / "imagenet").absolute()
         given = "the raw folder"
     if not (root / "train").is_dir() or not (root / "val").is_dir():

@@ -117,6 +117,19 @@ class BuildContext:
     staging: Path | None = None
     log: Callable[[str], None] = print
 
+    def given_folder(self, source: str) -> Path | None:
+        """The absolute folder `raw_sources` gives for `source`, checked to be one; None when
+        none is given (the raw files are then under `raw_root`)."""
+        if source not in self.raw_sources:
+            return None
+        folder = Path(self.raw_sources[source]).absolute()
+        if not folder.is_dir():
+            raise DatasetError(
+                f"dataset {self.name!r}: the folder given for the raw source {source!r}, "
+                f"{folder}, {'is not a folder' if folder.exists() else 'does not exist'}"
+            )
+        return folder
+
     def staged_array(self, key: str, shape: tuple[int, ...], dtype) -> np.ndarray:
         """A zero-filled array to fill in place of holding it in memory: for an array too large
         for memory (Caltech-256 at 224x224 is 4.6 GB), a writable memory map of the ``.npy`` file

@@ -239,13 +239,8 @@ def _source_root(
 ) -> tuple[Path, _Layout]:
     """(root, layout) of `source`: in place from ``raw_sources``, else under the raw root."""
     spec = SETS[source]
-    if source in ctx.raw_sources:
-        given = Path(ctx.raw_sources[source]).absolute()
-        if not given.is_dir():
-            raise DatasetError(
-                f"dataset {ctx.name!r}: the folder given for the raw source {source!r}, {given}, "
-                f"{'is not a folder' if given.exists() else 'does not exist'}"
-            )
+    given = ctx.given_folder(source)
+    if given is not None:
         roots = [given, given / source]
     else:
         given = ctx.raw_root.absolute() / source
