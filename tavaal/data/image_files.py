@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import os
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,16 +62,20 @@ class _Pool:
     def __init__(self) -> None:
         self._pool = None
         self._workers = 0
+        # A training loop's prefetch thread and its validation may both ask for rows.
+        self._lock = threading.Lock()
 
     def map(self, jobs: list[tuple[str, int]], workers: int) -> list[np.ndarray]:
         if workers <= 1 or len(jobs) < INLINE_BELOW:
             return [_decode_one(job) for job in jobs]
-        if self._pool is None or self._workers != workers:
-            self.close()
-            self._pool = multiprocessing.get_context("fork").Pool(workers)
-            self._workers = workers
+        with self._lock:
+            if self._pool is None or self._workers != workers:
+                self.close()
+                self._pool = multiprocessing.get_context("fork").Pool(workers)
+                self._workers = workers
+            pool = self._pool
         chunk = max(1, len(jobs) // (4 * workers))
-        return self._pool.map(_decode_one, jobs, chunksize=chunk)
+        return pool.map(_decode_one, jobs, chunksize=chunk)
 
     def close(self) -> None:
         if self._pool is not None:
