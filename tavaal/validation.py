@@ -57,15 +57,6 @@ def check_experiment(
     n_train = _train_split_size(exp.dataset, data_dir)
     if n_train is not None:
         _check_pool(exp, where, n_train)
-    if task.name == "segmentation":
-        # Training and every query method handle masks (tavaal.stage), but the workflow's
-        # summary, figures and tables still read class labels and accuracies: a run would fail
-        # at its first report job, so it is refused here, after every other check.
-        raise ConfigError(
-            f"{where}.dataset: {exp.dataset} is a segmentation dataset; its stages run in the "
-            f"library (tavaal.stage.run_init_pool, run_train, run_query), but experiments, whose "
-            f"reports read class labels and accuracies, do not take one yet"
-        )
 
 
 def _check_model(exp: ExperimentConfig, where: str, task: Task) -> None:

@@ -475,10 +475,9 @@ def test_cli_prepare_cityscapes_with_source(tmp_path, monkeypatch, capsys):
     assert "cityscapes: 4 train / 2 test, 19 classes, input (3, 10, 20)" in out
 
 
-def test_an_experiment_on_a_segmentation_dataset_is_refused_after_every_other_check():
-    """Every method queries segmentation in the library (`tests/test_segmentation_queries.py`),
-    but the workflow's reports do not read masks yet: a valid segmentation experiment gets one
-    error saying so; a classifier on it is refused first (its model key named)."""
+def test_an_experiment_on_a_segmentation_dataset_takes_every_method_but_not_a_classifier():
+    """Every method runs on segmentation; a classifier on a segmentation dataset is refused,
+    its model key named."""
     from tavaal.config import ExperimentConfig
     from tavaal.errors import ConfigError
     from tavaal.strategies import list_strategies
@@ -492,12 +491,7 @@ def test_an_experiment_on_a_segmentation_dataset_is_refused_after_every_other_ch
         "budget": 4,
         "train": {"dropout": 0.3},
     }
-    with pytest.raises(
-        ConfigError,
-        match=r"experiments\.seg\.dataset: seg_shapes is a "
-        r"segmentation dataset; its stages run in the library",
-    ):
-        check_experiment(ExperimentConfig.from_dict("seg", settings))
+    check_experiment(ExperimentConfig.from_dict("seg", settings))
     classifier = ExperimentConfig.from_dict("seg", {**settings, "model": "resnet18"})
     with pytest.raises(ConfigError, match=r"experiments\.seg\.model: resnet18 is a classification"):
         check_experiment(classifier)

@@ -544,14 +544,17 @@ SEGMENTATION = {
 }
 
 
-def test_a_segmentation_experiment_stops_before_any_job(tmp_path):
-    """Every method queries masks in the library (tests/test_segmentation_queries.py), but the
-    reports do not read them yet: the workflow says so before any job, naming the key."""
+def test_a_segmentation_experiment_plans_every_method_and_its_report(tmp_path):
+    """A segmentation dataset takes every method: the dry run plans one pool, one stage-0
+    training per recipe, every method's query and stage-1 training, and the report (whose
+    learning curves read mIoU, `tests/test_report.py`), and writes nothing."""
     workdir = workdir_with_config(tmp_path, SEGMENTATION)
-    result = snakemake(workdir, "-n", "--configfile", str(workdir / "extra.yaml"), check=False)
-    assert result.returncode != 0
-    said = result.stdout + result.stderr
-    assert "experiments.seg.dataset: seg_shapes is a segmentation dataset" in said
+    result = snakemake(workdir, "-n", "--configfile", str(workdir / "extra.yaml"))
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
+    methods = len(list_strategies())
+    assert int(jobs["init_pool"]) == 1 and int(jobs["train_initial"]) == 4
+    assert int(jobs["query_stage0"]) == methods and int(jobs["train"]) == methods
+    assert {"aggregate", "figure_accuracy", "figure_improvement", "tables"} <= set(jobs)
     assert not (workdir / "data").exists() and not (workdir / "results").exists()
 
 
