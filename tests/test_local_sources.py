@@ -295,8 +295,7 @@ def test_cli_source_errors(tmp_path, capsys):
     assert (
         "tavaal: error: dataset 'moons' is not read from raw files; --source applies to "
         "bdd100k, caltech101, caltech256, cifar10, cifar100, cityscapes, fashion_mnist, "
-        "imagenet, svhn"
-        in capsys.readouterr().err
+        "imagenet, svhn" in capsys.readouterr().err
     )
     args = ["prepare", "cifar10_ent165", "--source", str(tmp_path), "--data-dir", str(tmp_path)]
     assert main(args) == 2
