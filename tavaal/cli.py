@@ -357,6 +357,7 @@ def _inspect(args) -> int:
 
     from tavaal.errors import IndexFileError
     from tavaal.pool import class_count_entropy, read_labeled, read_scores
+    from tavaal.tasks.segmentation import LABELED_PIXELS
 
     try:
         columns = pq.read_schema(args.file).names
@@ -384,19 +385,36 @@ def _inspect(args) -> int:
     counts = table.groupby("stage_added").size()
     print("samples per stage_added: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
     labels = table["label"].to_numpy()
+    if metadata.get("label") == LABELED_PIXELS:
+        # A segmentation index file: each image's count of labeled pixels, not a class.
+        if len(labels):
+            print(
+                f"labeled pixels per image: {labels.min()} to {labels.max()}, "
+                f"median {int(np.median(labels))}, {labels.sum()} in all"
+            )
+        _print_overlap(labeled, args.against)
+        return 0
     num_classes = int(labels.max()) + 1 if len(labels) else 0
     histogram = np.bincount(labels, minlength=num_classes)
     print("class histogram: " + ", ".join(f"{c}: {n}" for c, n in enumerate(histogram)))
     print(f"class-count entropy: {class_count_entropy(labels, num_classes):.4f} (natural log)")
-    if args.against:
-        other = read_labeled(args.against)
-        a, b = set(labeled.indices.tolist()), set(other.indices.tolist())
-        shared = len(a & b)
-        print(
-            f"overlap with {args.against}: {shared} shared, {len(a - b)} only here, "
-            f"{len(b - a)} only there (Jaccard {shared / max(len(a | b), 1):.3f})"
-        )
+    _print_overlap(labeled, args.against)
     return 0
+
+
+def _print_overlap(labeled, against: str | None) -> None:
+    """How the labeled set shares samples with the index file `against`, if one is given."""
+    from tavaal.pool import read_labeled
+
+    if not against:
+        return
+    other = read_labeled(against)
+    a, b = set(labeled.indices.tolist()), set(other.indices.tolist())
+    shared = len(a & b)
+    print(
+        f"overlap with {against}: {shared} shared, {len(a - b)} only here, "
+        f"{len(b - a)} only there (Jaccard {shared / max(len(a | b), 1):.3f})"
+    )
 
 
 def _label(args) -> int:

@@ -227,7 +227,7 @@ def run_init_pool(
         excluded = np.union1d(validation, np.flatnonzero(np.isin(dataset.y_train, left_out)))
     indices = initial_indices(info.n_train, exp.initial_size, seed, excluded)
     labels = oracle.answer(indices)
-    metadata = pool_metadata(exp, seed, oracle.name)
+    metadata = {**pool_metadata(exp, seed, oracle.name), **task.index_metadata}
     if len(left_out):
         metadata["excluded_classes"] = ",".join(map(str, left_out.tolist()))
     write_labeled(labeled_out, make_table(indices, labels, 0), metadata)
@@ -335,9 +335,11 @@ def run_query(
     new_rows = make_table(chosen, oracle.answer(chosen), stage + 1, selection.chosen_scores)
     table = selection.labeled_set.table
     combined = new_rows if not len(table) else append_rows(table, new_rows)
-    write_labeled(labeled_out, combined, query_metadata(exp, method, seed, stage + 1))
-    entropy = task_of(dataset.info).label_entropy(dataset, chosen, new_rows["label"].to_numpy())
-    log(f"{method}: class-count entropy of the chosen {entropy:.3f}")
+    task = task_of(dataset.info)
+    metadata = {**query_metadata(exp, method, seed, stage + 1), **task.index_metadata}
+    write_labeled(labeled_out, combined, metadata)
+    entropy = task.label_entropy(dataset, chosen, new_rows["label"].to_numpy())
+    log(f"{method}: class entropy of the chosen {entropy:.3f}")
 
 
 @dataclass

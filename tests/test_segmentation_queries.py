@@ -455,3 +455,27 @@ def test_a_second_stage_trains_on_the_picked_masks_and_queries_again(shapes, two
     scores, _ = read_scores(run_dir / "scores1.parquet")
     assert not np.isin(scores["index"], first.indices).any()
     assert (scores["true_loss"] > 0).all()
+
+
+def test_index_files_say_their_labels_count_pixels_and_inspect_shows_them(
+    shapes, two_stages, capsys
+):
+    """A segmentation index file's `label` column is each image's labeled-pixel count; its
+    metadata says so, and `tavaal inspect` shows pixel counts instead of a class histogram."""
+    from tavaal.cli import main
+
+    _, dataset = shapes
+    root, labeled0, _ = two_stages
+    picked = root / "a" / "entropy" / "labeled1.parquet"
+    for path in (labeled0, picked):
+        assert read_labeled(path).metadata["label"] == "labeled_pixels"
+    counts = SEG.label_table(dataset.y_train)[read_labeled(picked).indices]
+    assert main(["inspect", str(picked), "--against", str(labeled0)]) == 0
+    out = capsys.readouterr().out
+    assert "label: labeled_pixels" in out
+    assert (
+        f"labeled pixels per image: {counts.min()} to {counts.max()}, "
+        f"median {int(np.median(counts))}, {counts.sum()} in all"
+    ) in out
+    assert "class histogram" not in out
+    assert "overlap with" in out and "8 shared, 4 only here, 0 only there" in out

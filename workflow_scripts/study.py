@@ -3,7 +3,13 @@ learning curves of its experiments (VAAL Fig. 5)."""
 
 from tavaal.config import ExperimentConfig
 from tavaal.report import read_summary, save_figure, write_table
-from tavaal.report.study import plot_study, plot_study_curves, study_display, study_table
+from tavaal.report.study import (
+    plot_study,
+    plot_study_curves,
+    study_display,
+    study_score,
+    study_table,
+)
 from tavaal.stage import workflow_job
 
 # Set by the script preamble that Snakemake puts in front of this file.
@@ -24,6 +30,6 @@ with workflow_job(snakemake.log[0]) as log:
     out = snakemake.output
     write_table(table, out.csv, out.md, out.html, display=study_display(table), title=title)
     save_figure(plot_study(table, title, confidence), out.figure)
-    curves_title = f"Study {study}: test accuracy per experiment"
+    curves_title = f"Study {study}: test {study_score(table).name} per experiment"
     save_figure(plot_study_curves(experiments, summaries, baseline, curves_title), out.curves)
     log(f"{len(table)} (variant, method) rows from {len(experiments)} experiments")

@@ -1,4 +1,5 @@
-"""Rule tables: accuracy per stage, AULC with paired-seed CI, labels needed to reach accuracies."""
+"""Rule tables: the score (accuracy, or mIoU) per stage, AULC with paired-seed CI, labels needed
+to reach scores."""
 
 from tavaal import report
 from tavaal.stage import workflow_job
@@ -9,6 +10,7 @@ snakemake = globals()["snakemake"]
 with workflow_job(snakemake.log[0]) as log:
     summary = report.read_summary(snakemake.input[0])
     baseline, out = snakemake.params.baseline, snakemake.output
+    score = report.score_of(summary)
     accuracy = report.accuracy_table(summary, baseline)
     report.write_table(
         accuracy,
@@ -16,7 +18,7 @@ with workflow_job(snakemake.log[0]) as log:
         out.accuracy_md,
         out.accuracy_html,
         display=report.accuracy_display(accuracy),
-        title="Test accuracy (%), mean ± std over seeds (paired difference to the baseline)",
+        title=f"Test {score.name} (%), mean ± std over seeds (paired difference to the baseline)",
     )
     aulc = report.aulc_table(summary, baseline, snakemake.params.confidence)
     report.write_table(
@@ -24,11 +26,15 @@ with workflow_job(snakemake.log[0]) as log:
         out.aulc_csv,
         out.aulc_md,
         out.aulc_html,
-        title=f"Area under the learning curve, difference to {baseline} paired by seed",
+        title=f"Area under the {score.name} curve, difference to {baseline} paired by seed",
     )
     targets = snakemake.params.targets or report.default_targets(summary, baseline)
     reach = report.labels_to_reach(summary, targets, baseline)
     report.write_table(
-        reach, out.reach_csv, out.reach_md, out.reach_html, title="Labels needed to reach"
+        reach,
+        out.reach_csv,
+        out.reach_md,
+        out.reach_html,
+        title=f"Labels needed to reach a test {score.name}",
     )
-    log(f"tables for {len(accuracy)} (method, stage) rows, {len(targets)} accuracy targets")
+    log(f"tables for {len(accuracy)} (method, stage) rows, {len(targets)} {score.name} targets")

@@ -4,6 +4,8 @@ One module per concern:
 
 - `summary`: the per-stage files of one experiment -> summary.parquet, one row per (method,
   seed, stage);
+- `score`: the experiment's headline score (test accuracy, or mIoU for segmentation) and its
+  names in tables and figures;
 - `statistics`: learning curves, paired differences by seed, t intervals, area under the
   learning curve: the one place every table and figure takes its numbers from;
 - `tables`: the tables of one experiment;
@@ -46,6 +48,7 @@ from tavaal.report.plain_retraining import (
     plot_plain_retraining,
     read_retraining,
 )
+from tavaal.report.score import ACCURACY, MIOU, Score, score_of
 from tavaal.report.statistics import (
     area_under_curve,
     improvement_curves,
@@ -75,6 +78,10 @@ from tavaal.report.tables import (
 )
 
 __all__ = [
+    "ACCURACY",
+    "MIOU",
+    "Score",
+    "score_of",
     "SelectionPanel",
     "accuracy_display",
     "accuracy_table",

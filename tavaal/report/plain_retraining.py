@@ -1,10 +1,11 @@
 """Plain retraining (TA-VAAL §6.1): the labeled sets of methods whose task learner carries a
 loss prediction module (or is an ensemble), learned again by a plain classifier.
 
-A method's accuracy mixes two effects: which samples it selected, and how its own learner trains
-(learning loss and TA-VAAL train the classifier jointly with a Ranker, which can help or hurt
-it). A plain classifier trained on the same labeled sets, with the same training settings and
-seed, measures the selection alone, on the footing of the plain methods such as random.
+A method's accuracy (or mIoU) mixes two effects: which samples it selected, and how its own
+learner trains (learning loss and TA-VAAL train the classifier jointly with a Ranker, which can
+help or hurt it). A plain classifier (a plain DRN for segmentation) trained on the same labeled
+sets, with the same training settings and seed, measures the selection alone, on the footing of
+the plain methods such as random.
 Stage 0's pool is shared by every method, so its plain classifier is the shared stage-0 model.
 """
 
@@ -19,6 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from tavaal.report.figures.common import label_count_axis
+from tavaal.report.score import score_named, score_of
 from tavaal.report.style import in_method_order, method_color, method_label, method_order
 from tavaal.report.summary import read_metrics
 from tavaal.report.table_files import signed
@@ -36,10 +38,10 @@ def read_retraining(
     reference_paths: Sequence[str | Path] = (),
     reference: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
-    """The metrics files as frames (method, seed, stage, labels, accuracy): the methods' own
-    learners, the plain classifiers on their labeled sets (`methods[i]` is the method of the
-    i-th file of both lists), and the reference method's (None without one)."""
-    columns = [*KEYS, "labels", "accuracy"]
+    """The metrics files as frames (method, seed, stage, labels, score, metric): the methods'
+    own learners, the plain learners on their labeled sets (`methods[i]` is the method of the
+    i-th file of both lists), and the reference method's (None without one). `score` is the
+    test accuracy, or a segmentation experiment's mIoU, which `metric` names."""
     own = read_metrics(list(own_paths), list(methods))
     plain = read_metrics(list(plain_paths), list(methods))
     not_plain = plain[plain["recipe"] != PLAIN_RECIPE]
@@ -51,16 +53,23 @@ def read_retraining(
         )
     ref = None
     if reference is not None and len(reference_paths):
-        ref = read_metrics(list(reference_paths), [reference] * len(reference_paths))[columns]
-    return own[columns], plain[columns], ref
+        ref = _scored(read_metrics(list(reference_paths), [reference] * len(reference_paths)))
+    return _scored(own), _scored(plain), ref
+
+
+def _scored(metrics: pd.DataFrame) -> pd.DataFrame:
+    score = score_of(metrics)
+    scored = metrics.assign(score=metrics[score.column], metric=score.column)
+    return scored[[*KEYS, "labels", "score", "metric"]]
 
 
 def plain_retraining_table(
     own: pd.DataFrame, plain: pd.DataFrame, reference: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """Per (method, stage): test accuracy of the method's own learner and of the plain classifier
-    on its labeled sets (mean, std over seeds), their difference plain − own paired by seed, and
-    the reference method's accuracy at that stage (NaN without one)."""
+    """Per (method, stage): the test score (accuracy, or mIoU) of the method's own learner and of
+    the plain learner on its labeled sets (mean, std over seeds), their difference plain − own
+    paired by seed, and the reference method's score at that stage (NaN without one); `score`
+    names it (accuracy, or miou)."""
     pairs = own.merge(plain, on=KEYS, suffixes=("_own", "_plain"), validate="one_to_one")
     if len(pairs) != len(own) or len(pairs) != len(plain):
         raise ValueError("own and plain metrics must cover the same (method, seed, stage) runs")
@@ -71,16 +80,16 @@ def plain_retraining_table(
             f"{row['method']}, seed {row['seed']}, stage {row['stage']}: the plain classifier "
             f"learned {row['labels_plain']} labels, the method's own {row['labels_own']}"
         )
-    pairs["difference"] = pairs["accuracy_plain"] - pairs["accuracy_own"]
+    pairs["difference"] = pairs["score_plain"] - pairs["score_own"]
     table = (
         pairs.groupby(["method", "stage"], sort=False)
         .agg(
             labels=("labels_own", "first"),
             seeds=("seed", "count"),
-            own_mean=("accuracy_own", "mean"),
-            own_std=("accuracy_own", "std"),
-            plain_mean=("accuracy_plain", "mean"),
-            plain_std=("accuracy_plain", "std"),
+            own_mean=("score_own", "mean"),
+            own_std=("score_own", "std"),
+            plain_mean=("score_plain", "mean"),
+            plain_std=("score_plain", "std"),
             plain_minus_own_mean=("difference", "mean"),
             plain_minus_own_std=("difference", "std"),
         )
@@ -93,10 +102,11 @@ def plain_retraining_table(
     else:
         ref = reference.groupby("stage").agg(
             reference=("method", "first"),
-            reference_mean=("accuracy", "mean"),
-            reference_std=("accuracy", "std"),
+            reference_mean=("score", "mean"),
+            reference_std=("score", "std"),
         )
         table = table.merge(ref.reset_index(), on="stage", how="left")
+    table["score"] = score_of(own).column
     return in_method_order(table)
 
 
@@ -145,7 +155,8 @@ def plot_plain_retraining(table: pd.DataFrame, title: str) -> Figure:
         ax.set_title(method_label(method))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    axes[0][0].set_ylabel("test accuracy (%), mean ± std over seeds")
+    score = score_named(table["score"].iloc[0] if "score" in table and len(table) else None)
+    axes[0][0].set_ylabel(f"{score.axis_label}, mean ± std over seeds")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tavaal.errors import ReadmeError
+from tavaal.report.score import score_of
 from tavaal.report.statistics import learning_curves
 from tavaal.report.style import in_method_order, method_label, method_order
 from tavaal.report.summary import read_summary
@@ -112,13 +113,13 @@ def study_section(
     table: pd.DataFrame, name: str, baseline: str = "random", confidence: float = 0.95
 ) -> str:
     """A study's variants (`tavaal.report.study.study_table`) and what moved each method."""
-    from tavaal.report.study import study_display
+    from tavaal.report.study import study_display, study_score
 
     base = method_label(baseline)
     blocks = [
         f"#### Study `{name}`",
         f"Each row changes what it says against the study's first experiment. Area under the "
-        f"learning curve minus {base}'s in accuracy points, paired by seed, with a "
+        f"learning curve minus {base}'s in {study_score(table).points}, paired by seed, with a "
         f"{confidence:.0%} t interval; the VAE's reconstruction error over the mean image's "
         f"and the discriminator's AUC, mean over queries and seeds; for TA-VAAL the share of "
         f"rank inputs inside (0.01, 0.99)"
@@ -162,15 +163,16 @@ def _overview(summary: pd.DataFrame) -> str:
 
 
 def _accuracy(summary: pd.DataFrame, baseline: str, has_baseline: bool) -> list[str]:
+    score = score_of(summary)
     paired = f"; in brackets the difference to {method_label(baseline)}, paired by seed"
-    intro = "Test accuracy (%), mean ± std over seeds" + (paired if has_baseline else "") + ":"
+    intro = f"Test {score.name} (%), mean ± std over seeds" + (paired if has_baseline else "") + ":"
     table = accuracy_table(summary, baseline)
     curves = learning_curves(summary)
     last = curves[curves["stage"] == curves["stage"].max()]
     best = last[last["mean"] == last["mean"].max()]
     names = [method_label(m) for m in best["method"]]
     sentence = (
-        f"At {int(best['labels'].iloc[0])} labels the highest mean accuracy is "
+        f"At {int(best['labels'].iloc[0])} labels the highest mean {score.name} is "
         f"{_names(names)}'s ({100 * best['mean'].iloc[0]:.1f}%)."
     )
     return [intro, markdown_table(accuracy_display(table)).strip(), sentence]
@@ -193,8 +195,9 @@ def _aulc(summary: pd.DataFrame, baseline: str, confidence: float) -> list[str]:
             }
         )
     seeds = int(others["pairs"].max()) if len(others) else 0
+    score = score_of(summary)
     intro = (
-        f"Area under the learning curve (mean accuracy over the labels spent) minus "
+        f"Area under the learning curve (mean {score.name} over the labels spent) minus "
         f"{base}'s, paired by seed, with a {confidence:.0%} t interval "
         f"({_count(seeds, 'seed')}):"
     )
@@ -233,8 +236,9 @@ def _verdict_sentence(names: list[str], verdict: str, base: str) -> str:
 def _class_entropy(summary: pd.DataFrame, baseline: str) -> list[str]:
     ranges = class_entropy_ranges(summary)
     balanced = math.log(int(summary["num_classes"].iloc[0]))
+    entropy = score_of(summary).class_entropy
     intro = (
-        "Class-count entropy (nats) of the batches the queries added and of the labeled set "
+        f"{entropy.capitalize()} (nats) of the batches the queries added and of the labeled set "
         f"after each query, lowest to highest over seeds and queries (balanced: {balanced:.2f}):"
     )
     rows = [

@@ -13,12 +13,14 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from tavaal.report.score import score_of
 from tavaal.report.style import in_method_order
 
 
-def learning_curves(summary: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+def learning_curves(summary: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     """Per (method, stage), over seeds: mean, standard deviation (ddof 1), lowest and highest
-    value, and count."""
+    value, and count of `metric` (default: the summary's score, `tavaal.report.score`)."""
+    metric = metric or score_of(summary).column
     grouped = summary.groupby(["method", "stage"], sort=False)
     curves = grouped.agg(
         labels=("labels", "first"),
@@ -32,9 +34,11 @@ def learning_curves(summary: pd.DataFrame, metric: str = "accuracy") -> pd.DataF
 
 
 def paired_differences(
-    summary: pd.DataFrame, baseline: str = "random", metric: str = "accuracy"
+    summary: pd.DataFrame, baseline: str = "random", metric: str | None = None
 ) -> pd.DataFrame:
-    """metric(method) - metric(baseline) for every (method, seed, stage) the baseline also has."""
+    """metric(method) - metric(baseline) for every (method, seed, stage) the baseline also has
+    (default metric: the summary's score)."""
+    metric = metric or score_of(summary).column
     if baseline not in set(summary["method"]):
         raise ValueError(f"baseline method {baseline!r} is not in the summary")
     base = summary.loc[summary["method"] == baseline, ["seed", "stage", metric]]
@@ -47,7 +51,7 @@ def paired_differences(
 
 
 def improvement_curves(
-    summary: pd.DataFrame, baseline: str = "random", metric: str = "accuracy"
+    summary: pd.DataFrame, baseline: str = "random", metric: str | None = None
 ) -> pd.DataFrame:
     """Mean and std over seeds of the paired difference to the baseline, per (method, stage)."""
     pairs = paired_differences(summary, baseline, metric)
@@ -66,7 +70,7 @@ def improvement_curves(
 
 def area_under_curve(labels: Sequence[float], values: Sequence[float]) -> float:
     """Trapezoid area under the learning curve divided by the label range: the curve's mean
-    accuracy over the labels spent. One point: its value."""
+    score over the labels spent. One point: its value."""
     x = np.asarray(labels, dtype=np.float64)
     y = np.asarray(values, dtype=np.float64)
     order = np.argsort(x, kind="stable")
@@ -79,7 +83,9 @@ def area_under_curve(labels: Sequence[float], values: Sequence[float]) -> float:
     return area / float(x[-1] - x[0])
 
 
-def aulc_per_seed(summary: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+def aulc_per_seed(summary: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
+    """Area under each (method, seed)'s curve of `metric` (default: the summary's score)."""
+    metric = metric or score_of(summary).column
     rows = [
         {"method": method, "seed": seed, "aulc": area_under_curve(g["labels"], g[metric])}
         for (method, seed), g in summary.groupby(["method", "seed"], sort=False)

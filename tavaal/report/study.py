@@ -21,7 +21,9 @@ import numpy as np
 import pandas as pd
 
 from tavaal.config import ExperimentConfig
+from tavaal.data import known_task
 from tavaal.errors import ConfigError
+from tavaal.report.score import score_named, score_of
 from tavaal.report.statistics import aulc_per_seed, learning_curves, t_interval
 from tavaal.report.style import method_label, method_order
 from tavaal.strategies import method_hash, strategy_class
@@ -86,6 +88,13 @@ def check_study(
     if baseline not in base.methods:
         raise ConfigError(f"{where}: the first experiment, {base.name}, must run {baseline}")
     for other in experiments[1:]:
+        # Accuracies and mIoUs share no axis: a study compares variants of one task.
+        if known_task(defined[other].dataset) != known_task(base.dataset):
+            raise ConfigError(
+                f"{where}: {other} is a {known_task(defined[other].dataset)} experiment and "
+                f"{base.name} a {known_task(base.dataset)} one; a study's experiments share "
+                "one task, whose score they compare"
+            )
         random_source(base, defined[other], baseline)
 
 
@@ -96,10 +105,12 @@ def study_table(
     confidence: float = 0.95,
 ) -> pd.DataFrame:
     """One row per (experiment, method other than the baseline): AULC minus the baseline's,
-    paired by seed, with its t interval, and the mean adversarial health. When an experiment
-    of the study has a noisy oracle, also queried_wrong_labels: the wrong labels its queries
-    bought by the last stage, mean over seeds."""
+    paired by seed, with its t interval, and the mean adversarial health; `score`: the
+    score whose curves the AULC is of (accuracy, or miou). When an experiment of the study
+    has a noisy oracle, also queried_wrong_labels: the wrong labels its queries bought by the
+    last stage, mean over seeds."""
     base = experiments[0]
+    score = score_of(pd.concat([summaries[exp.name] for exp in experiments]))
     # A noisy oracle (VAAL §5.2) in the study: how many wrong labels each method bought.
     noisy = any(exp.oracle.noise > 0 for exp in experiments)
     rows = []
@@ -123,6 +134,7 @@ def study_table(
                 "aulc_diff_ci_low": low,
                 "aulc_diff_ci_high": high,
                 "recon_ratio": _mean_ratio(queries),
+                "score": score.column,
             }
             for key in HEALTH:
                 column = f"diag_{key}"
@@ -134,8 +146,9 @@ def study_table(
 
 
 def study_display(table: pd.DataFrame) -> pd.DataFrame:
-    """For reading: AULC differences in accuracy points with their interval, health rounded,
-    and with a noisy oracle the wrong labels bought by the last stage (mean over seeds)."""
+    """For reading: AULC differences in points of the score with their interval, health
+    rounded, and with a noisy oracle the wrong labels bought by the last stage (mean over
+    seeds)."""
     shown = pd.DataFrame(
         {
             "experiment": table["experiment"],
@@ -184,7 +197,7 @@ def plot_study(table: pd.DataFrame, title: str, confidence: float = 0.95):
     ax.set_yticks(range(len(experiments)), experiments)
     ax.invert_yaxis()
     ax.set_xlabel(
-        f"area under the learning curve − random's, accuracy points "
+        f"area under the learning curve − random's, {study_score(table).points} "
         f"(paired by seed, {round(100 * confidence)}% t interval)"
     )
     ax.set_title(title)
@@ -200,15 +213,17 @@ def plot_study_curves(
     baseline: str = "random",
     title: str | None = None,
 ):
-    """Learning curves of every experiment of a study, one panel each (VAAL Fig. 5): test
-    accuracy against labeled samples per method, mean ± std over seeds (shaded), with the
-    baseline's curve from `random_source` (a variant may borrow the first experiment's runs, of
-    its own seeds). Panels share the accuracy axis, so that variants compare at a glance."""
+    """Learning curves of every experiment of a study, one panel each (VAAL Fig. 5): the test
+    score (accuracy, or mIoU) against labeled samples per method, mean ± std over seeds
+    (shaded), with the baseline's curve from `random_source` (a variant may borrow the first
+    experiment's runs, of its own seeds). Panels share the score axis, so that variants compare
+    at a glance."""
     import matplotlib.pyplot as plt
 
     from tavaal.report.figures.common import draw_curve, label_count_axis
 
     base = experiments[0]
+    score = score_of(pd.concat([summaries[exp.name] for exp in experiments]))
     columns = min(len(experiments), 3)
     rows = math.ceil(len(experiments) / columns)
     fig, axes = plt.subplots(
@@ -230,7 +245,7 @@ def plot_study_curves(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     for ax in axes[:, 0]:
-        ax.set_ylabel("test accuracy (%), mean ± std over seeds")
+        ax.set_ylabel(f"{score.axis_label}, mean ± std over seeds")
     # The grid's cells left over after the last experiment.
     for ax in axes.flat[len(experiments) :]:
         fig.delaxes(ax)
@@ -238,6 +253,11 @@ def plot_study_curves(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def study_score(table: pd.DataFrame):
+    """The score a study table's AULCs are of (a table without the column: accuracy)."""
+    return score_named(table["score"].iloc[0] if "score" in table and len(table) else None)
 
 
 def _wrapped(changes: str, width: int = 60) -> str:

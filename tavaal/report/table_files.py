@@ -76,14 +76,16 @@ def write_table(
 
 
 def accuracy_display(table: pd.DataFrame) -> pd.DataFrame:
-    """`accuracy_table` as labels x methods, test accuracy in percent "mean ± std" with the
-    paired difference to the baseline in brackets."""
+    """`accuracy_table` as labels x methods, the score (test accuracy, or mIoU) in percent
+    "mean ± std" with the paired difference to the baseline in brackets."""
+    means = [c for c in table if c.endswith("_mean") and c != "diff_mean"]
+    column = means[0].removesuffix("_mean")
     wide = {}
-    for row in table.itertuples(index=False):
-        text = f"{100 * row.accuracy_mean:.1f} ± {_percent(row.accuracy_std)}"
-        if not math.isnan(row.diff_mean) and row.diff_mean != 0:
-            text += f" ({signed(100 * row.diff_mean, 1)})"
-        wide.setdefault(int(row.labels), {})[method_label(row.method)] = text
+    for row in table.to_dict("records"):
+        text = f"{100 * row[f'{column}_mean']:.1f} ± {_percent(row[f'{column}_std'])}"
+        if not math.isnan(row["diff_mean"]) and row["diff_mean"] != 0:
+            text += f" ({signed(100 * row['diff_mean'], 1)})"
+        wide.setdefault(int(row["labels"]), {})[method_label(row["method"])] = text
     return pd.DataFrame.from_dict(wide, orient="index").rename_axis("labels").reset_index()
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from tavaal.report.score import score_of
 from tavaal.report.statistics import (
     aulc_per_seed,
     improvement_curves,
@@ -62,9 +63,9 @@ def aulc_table(
 
 
 def default_targets(summary: pd.DataFrame, baseline: str = "random") -> list[float]:
-    """The baseline's mean accuracies at the stages after the first, floored to 4 decimals (so
-    the baseline itself reaches each at its stage), sorted and without repeats; without the
-    baseline, 5 evenly spaced accuracies."""
+    """The baseline's mean scores (accuracies, or mIoUs) at the stages after the first, floored
+    to 4 decimals (so the baseline itself reaches each at its stage), sorted and without
+    repeats; without the baseline, 5 evenly spaced scores."""
     curves = learning_curves(summary)
     base = curves[(curves["method"] == baseline) & (curves["stage"] > 0)]
     if len(base):
@@ -76,8 +77,10 @@ def default_targets(summary: pd.DataFrame, baseline: str = "random") -> list[flo
 def labels_to_reach(
     summary: pd.DataFrame, targets: Sequence[float], baseline: str = "random"
 ) -> pd.DataFrame:
-    """Labels each method needs before its mean accuracy (over seeds) first reaches each target
-    (VAAL §4.1); NaN when it never does. saved_vs_baseline: the baseline's labels minus these."""
+    """Labels each method needs before its mean score (over seeds) first reaches each target
+    (VAAL §4.1); NaN when it never does. saved_vs_baseline: the baseline's labels minus these.
+    The target column is named by the score: target_accuracy, or target_miou."""
+    target_column = f"target_{score_of(summary).column}"
     curves = learning_curves(summary)
     rows = []
     for target in targets:
@@ -90,20 +93,23 @@ def labels_to_reach(
             saved = needed.get(baseline, math.nan) - labels
             rows.append(
                 {
-                    "target_accuracy": float(target),
+                    target_column: float(target),
                     "method": method,
                     "labels": labels,
                     "saved_vs_baseline": saved,
                 }
             )
-    frame = pd.DataFrame(rows, columns=["target_accuracy", "method", "labels", "saved_vs_baseline"])
-    return in_method_order(frame, first="target_accuracy")
+    frame = pd.DataFrame(rows, columns=[target_column, "method", "labels", "saved_vs_baseline"])
+    return in_method_order(frame, first=target_column)
 
 
 def accuracy_table(summary: pd.DataFrame, baseline: str = "random") -> pd.DataFrame:
-    """Learning curves with the paired difference to the baseline, per (method, stage)."""
+    """Learning curves with the paired difference to the baseline, per (method, stage): the
+    score's mean and std over seeds as accuracy_mean and accuracy_std (a segmentation
+    experiment's: miou_mean, miou_std), the difference as diff_mean and diff_std."""
+    column = score_of(summary).column
     curves = learning_curves(summary)[["method", "stage", "labels", "mean", "std", "n"]]
-    curves = curves.rename(columns={"mean": "accuracy_mean", "std": "accuracy_std", "n": "seeds"})
+    curves = curves.rename(columns={"mean": f"{column}_mean", "std": f"{column}_std", "n": "seeds"})
     if baseline in set(summary["method"]):
         diff = improvement_curves(summary, baseline)[["method", "stage", "mean", "std"]]
         diff = diff.rename(columns={"mean": "diff_mean", "std": "diff_std"})

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from tavaal.config import ExperimentConfig, TrainConfig
-from tavaal.data import DatasetInfo, PreparedDataset
+from tavaal.data import DatasetInfo, PreparedDataset, class_count_entropy
 
 if TYPE_CHECKING:
     import torch
@@ -34,6 +34,9 @@ class Task(ABC):
     # A query keeps the candidates' eval-mode logits for the stage runner's true loss (an
     # (N, K) array); a segmentation pool's (N, K, H, W) logits are never kept (`true_loss`).
     keeps_logits: ClassVar[bool]
+    # Added to the metadata of every index file of an experiment: what its `label` column
+    # holds where that is not a class label (`tavaal inspect` reads it).
+    index_metadata: ClassVar[dict[str, str]]
 
     @abstractmethod
     def model_names(self) -> list[str]:
@@ -92,8 +95,16 @@ class Task(ABC):
         with `primary_metric` among them (None when the test split has no labels)."""
 
     @abstractmethod
+    def label_histogram(
+        self, dataset: PreparedDataset, indices: np.ndarray, labels: np.ndarray
+    ) -> np.ndarray:
+        """int64 (K,): the classes a labeled set holds, the samples `indices` whose index file
+        records `labels`: one count per sample for its label (classification), one per labeled
+        pixel of its mask (segmentation)."""
+
     def label_entropy(self, dataset: PreparedDataset, indices: np.ndarray, labels) -> float:
         """Entropy (natural log) of the class histogram of a labeled set (TA-VAAL Fig. 7a)."""
+        return class_count_entropy(self.label_histogram(dataset, indices, labels))
 
     # What a query scores (`tavaal.strategies._common`): the uncertainty scores of a sample are
     # computed on "score rows", softmax rows of K classes (one per sample in classification, one

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from tavaal.config import ExperimentConfig, TrainConfig
 from tavaal.data import DatasetInfo, PreparedDataset, to_tensor_batch
 from tavaal.errors import ConfigError
-from tavaal.pool import class_count_entropy, oracle_labels
+from tavaal.pool import oracle_labels
 from tavaal.tasks.base import Task
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ class ClassificationTask(Task):
     primary_metric = "accuracy"
     metric_label = "test accuracy"
     keeps_logits = True
+    index_metadata: ClassVar[dict[str, str]] = {}
 
     def model_names(self) -> list[str]:
         from tavaal.models import list_task_models
@@ -134,8 +135,12 @@ class ClassificationTask(Task):
             ]
         return metrics
 
-    def label_entropy(self, dataset: PreparedDataset, indices: np.ndarray, labels) -> float:
-        return class_count_entropy(labels, dataset.info.num_classes)
+    def label_histogram(
+        self, dataset: PreparedDataset, indices: np.ndarray, labels: np.ndarray
+    ) -> np.ndarray:
+        # What the oracle said, which may differ from y_train (a noisy oracle).
+        k = dataset.info.num_classes
+        return np.bincount(np.asarray(labels, dtype=np.int64), minlength=k)
 
     def score_logits(self, logits: Tensor) -> Tensor:
         return logits

@@ -10,13 +10,12 @@ index file written for other masks is caught. A noisy oracle is defined for clas
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from tavaal.config import ExperimentConfig, TrainConfig
 from tavaal.data import IGNORE_INDEX, DatasetInfo, PreparedDataset, to_tensor_batch
-from tavaal.data import class_count_entropy as entropy_of_counts
 from tavaal.errors import ConfigError
 from tavaal.tasks.base import Task
 
@@ -25,6 +24,9 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
 # torch and what needs it are imported where used (see `tavaal.tasks.base`).
+
+# What an index file's `label` column holds: each image's count of labeled pixels.
+LABELED_PIXELS = "labeled_pixels"
 
 # Masks summed per chunk in `label_table`: a few MB of a memory-mapped split at a time.
 _CHUNK = 64
@@ -44,6 +46,7 @@ class SegmentationTask(Task):
     primary_metric = "miou"
     metric_label = "test mIoU"
     keeps_logits = False
+    index_metadata: ClassVar[dict[str, str]] = {"label": LABELED_PIXELS}
 
     def model_names(self) -> list[str]:
         from tavaal.models.drn import list_segmentation_models
@@ -189,15 +192,18 @@ class SegmentationTask(Task):
             metrics["member_miou"] = [matrix.compute().mean_iou for matrix in members]
         return metrics
 
-    def label_entropy(self, dataset: PreparedDataset, indices: np.ndarray, labels) -> float:
-        """Entropy of the labeled pixels' class histogram over the labeled images."""
+    def label_histogram(
+        self, dataset: PreparedDataset, indices: np.ndarray, labels: np.ndarray
+    ) -> np.ndarray:
+        """The labeled pixels' classes over the labeled images' masks (255 not counted), read
+        a chunk of masks at a time in index order."""
         k = dataset.info.num_classes
         counts = np.zeros(k, dtype=np.int64)
         indices = np.sort(np.asarray(indices, dtype=np.int64))
         for start in range(0, len(indices), _CHUNK):
             masks = np.asarray(dataset.y_train[indices[start : start + _CHUNK]]).ravel()
             counts += np.bincount(masks[masks != IGNORE_INDEX], minlength=k)[:k]
-        return entropy_of_counts(counts)
+        return counts
 
     def score_logits(self, logits: Tensor) -> Tensor:
         import torch.nn.functional as F

@@ -100,24 +100,21 @@ def discriminator_histogram_figure(scores_paths: Iterable[str | Path], stage: in
 
 
 def true_losses(exp, method: str, model_path, dataset, indices: np.ndarray, device="cpu"):
-    """Cross-entropy of the stage's task learner on `indices` against the oracle labels."""
-    from tavaal.inference import forward_pool, per_sample_loss
-    from tavaal.pool import oracle_labels
+    """The loss of the stage's task learner on `indices` against the true labels, as the stage
+    runner computes it (`Task.true_loss`: cross-entropy, or a segmentation image's mean pixel
+    cross-entropy against its mask)."""
     from tavaal.strategies import strategy_class
+    from tavaal.tasks import task_of
     from tavaal.training import load_task_models
 
     indices = np.asarray(indices, dtype=np.int64)
     recipe = strategy_class(method).recipe
     trained = load_task_models(Path(model_path), exp, recipe, dataset.info, device)
-    out = forward_pool(
-        trained.models[0],
-        dataset.x_train,
-        indices,
-        dataset.info,
-        trained.models[0].classifier.weight.device,
-        exp.query.inference_batch_size,
-    )
-    return per_sample_loss(out.logits, oracle_labels(dataset.y_train, indices)).astype(np.float64)
+    model = trained.models[0]
+    device = model.classifier.weight.device
+    batch_size = exp.query.inference_batch_size
+    task = task_of(dataset.info)
+    return task.true_loss(model, dataset, indices, device, batch_size).astype(np.float64)
 
 
 def loss_likelihood_frames(

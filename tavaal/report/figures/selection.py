@@ -20,6 +20,7 @@ from tavaal.report.figures.common import (
     label_count_axis,
     seeds_shown,
 )
+from tavaal.report.score import score_of
 from tavaal.report.statistics import learning_curves
 from tavaal.report.style import method_label, method_order
 
@@ -27,7 +28,10 @@ from tavaal.report.style import method_label, method_order
 def plot_class_entropy(summary: pd.DataFrame) -> Figure:
     """Class-count entropy of the labeled set and of each selected batch (TA-VAAL Fig. 7a):
     mean over seeds, band from the lowest to the highest seed. An entropy lies in [0, log K]
-    and so does that band; mean ± std would not (few seeds, values near either bound)."""
+    and so does that band; mean ± std would not (few seeds, values near either bound). In a
+    segmentation experiment the classes are counted over the masks' labeled pixels
+    (class-pixel entropy)."""
+    entropy = score_of(summary).class_entropy
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     panels = [
         ("labeled_class_entropy", "labeled set"),
@@ -46,12 +50,12 @@ def plot_class_entropy(summary: pd.DataFrame) -> Figure:
                 label="_balanced",
             )
         label_count_axis(ax, curves["labels"])
-        ax.set_ylabel("class-count entropy (nats)")
+        ax.set_ylabel(f"{entropy} (nats)")
         ax.set_title(f"{what}")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(
-        f"{experiment_name(summary)}: class-count entropy, mean over seeds, "
+        f"{experiment_name(summary)}: {entropy}, mean over seeds, "
         "band: lowest to highest seed (dashed: balanced, log K)"
     )
     return fig
