@@ -25,12 +25,12 @@ from functools import cache
 
 from tavaal.adversarial import (
     ADVERSARIAL,
-    BANK_CHUNK,
     DEFAULT_MAX_CACHED_BYTES,
     FROZEN_VAE,
     PIXEL_DISCRIMINATOR,
     PLAIN_VAE,
     Variant,
+    bank_chunk_rows,
     training_iterations,
 )
 from tavaal.config import ExperimentConfig
@@ -251,7 +251,7 @@ def _adversary_pool(exp: ExperimentConfig, candidates: int, unlabeled: int) -> i
 
 def _bank_gather_bytes(exp: ExperimentConfig, shape: tuple[int, ...], rows: int) -> float:
     """Host bytes of full-size uint8 rows `InputBank.load` gathers at once for `rows` bank rows:
-    chunks of at most BANK_CHUNK rows (decoded from files or copied out of the memory map, then
+    chunks of `bank_chunk_rows` rows (decoded from files or copied out of the memory map, then
     normalised or resized to vae.input_size), or every row at once when the bank, not resized,
     is kept raw (over the bank's float32 cap)."""
     sample_bytes = math.prod(shape)
@@ -259,7 +259,7 @@ def _bank_gather_bytes(exp: ExperimentConfig, shape: tuple[int, ...], rows: int)
     resized = len(shape) == 3 and size and tuple(shape[1:]) != (size, size)
     if not resized and 4 * rows * sample_bytes > DEFAULT_MAX_CACHED_BYTES:
         return rows * sample_bytes
-    return min(BANK_CHUNK, rows) * sample_bytes
+    return min(bank_chunk_rows(tuple(shape)), rows) * sample_bytes
 
 
 def _training_shape(exp: ExperimentConfig, shape: tuple[int, ...]) -> tuple[int, ...]:
