@@ -25,11 +25,12 @@ from functools import cache
 
 from tavaal.adversarial import (
     ADVERSARIAL,
-    BANK_CHUNK,
+    DEFAULT_MAX_CACHED_BYTES,
     FROZEN_VAE,
     PIXEL_DISCRIMINATOR,
     PLAIN_VAE,
     Variant,
+    bank_chunk_rows,
     training_iterations,
 )
 from tavaal.config import ExperimentConfig
@@ -144,7 +145,10 @@ def train_estimate(
     n_train, n_test = _sizes(exp)
     members = ensemble_members(exp, recipe)
     cost = _model_cost(exp.model, shape)
-    rate = _decoded_rate(exp, cost[kind])
+    # Training passes see the crops of a segmentation set (train.crop_size), evaluation the
+    # whole images: DRN's cost and activations at the crop's pixels.
+    train_cost = _model_cost(exp.model, _training_shape(exp, shape))
+    rate = _decoded_rate(exp, train_cost[kind])
     labeled = exp.labeled_size(stage)
     if exp.train.iterations > 0:
         images = exp.train.iterations * exp.train.batch_size
@@ -164,12 +168,15 @@ def train_estimate(
         memory = BASE_MB[kind] + _mb(n_test * sample_bytes + labeled * sample_bytes)
     if kind == "cpu":
         weights = 16 * _model_facts(exp.model, shape)[0]  # weights, gradients, two moments
-        activations = 3 * 4 * cost["activations"] * exp.train.batch_size
+        activations = 3 * 4 * train_cost["activations"] * exp.train.batch_size
         memory += _mb(members * weights + activations)
     if _segmentation(exp):
-        # The labeled images' masks and the test masks (uint8, one byte a pixel); on a CPU the
+        # The labeled images' masks and the test masks (uint8, one byte a pixel: their pages of
+        # the memory map), and the copy of the labeled images and masks that training gathers
+        # (`tavaal.training`, moved to the device on a GPU, kept on a CPU); on a CPU the
         # evaluation's per-pixel logits of an inference batch, of each member and their softmax.
         memory += _mb((labeled + n_test) * _pixels(shape))
+        memory += _mb(labeled * (sample_bytes + _pixels(shape)))
         if kind == "cpu":
             memory += _mb(2 * members * _batch_logit_bytes(exp, shape))
     return _estimate(memory, seconds)
@@ -190,6 +197,9 @@ def query_estimate(exp: ExperimentConfig, method: str, stage: int, device: str) 
     # Inputs are gathered per inference batch; a dataset of arrays is memory-mapped, so its
     # candidates' pages count, files are decoded batch by batch.
     held = exp.query.inference_batch_size if stored_as_files(exp.dataset) else candidates
+    if strategy.adversary is not None and not stored_as_files(exp.dataset):
+        # The adversary's bank reads labeled + pool (or subset) rows of the memory map.
+        held = max(held, labeled + _adversary_pool(exp, candidates, unlabeled))
     memory = BASE_MB[kind] + _mb(held * sample_bytes)
     if strategy.uses_task_model:
         passes = ensemble_members(exp, strategy.recipe)
@@ -205,16 +215,18 @@ def query_estimate(exp: ExperimentConfig, method: str, stage: int, device: str) 
             if strategy.needs_dropout:
                 memory += _mb(exp.query.mc_samples * _batch_logit_bytes(exp, shape) / 64)
             memory += SEGMENTATION_SCORING_MB
+            # The candidates' true loss (TA-VAAL Fig. 8; `tavaal.stage`): no logits are kept, so
+            # one more pass of the first member over them, reading their masks.
+            seconds += candidates / rate
+            memory += _mb(candidates * _pixels(shape))
         elif strategy.needs_dropout:
             memory += _mb(4 * exp.query.mc_samples * candidates * MAX_CLASSES)
         if method == "coreset":
             seconds += labeled / rate
             memory += _mb(2 * 4 * (labeled + candidates) * embedding_dim)
     if strategy.adversary is not None:
-        pool = candidates if exp.vae.train_on == "subset" else unlabeled
-        if stored_as_files(exp.dataset):
-            # The bank is gathered in chunks of full-size rows (`InputBank.load`).
-            memory += _mb(BANK_CHUNK * sample_bytes)
+        pool = _adversary_pool(exp, candidates, unlabeled)
+        memory += _mb(_bank_gather_bytes(exp, shape, labeled + pool))
         iterations = training_iterations(exp.vae, labeled, pool)
         # The adversary's inputs: the stored images, or their copy at vae.input_size.
         if len(shape) == 3 and exp.vae.input_size:
@@ -230,6 +242,32 @@ def query_estimate(exp: ExperimentConfig, method: str, stage: int, device: str) 
             # The query's inputs, normalised to float32, up to the bank's 2 GB cap.
             memory += min(_mb(4 * (labeled + pool) * math.prod(shape)), 2048)
     return _estimate(memory, seconds)
+
+
+def _adversary_pool(exp: ExperimentConfig, candidates: int, unlabeled: int) -> int:
+    """Unlabeled rows the adversary trains on: the candidate subset or the whole pool."""
+    return candidates if exp.vae.train_on == "subset" else unlabeled
+
+
+def _bank_gather_bytes(exp: ExperimentConfig, shape: tuple[int, ...], rows: int) -> float:
+    """Host bytes of full-size uint8 rows `InputBank.load` gathers at once for `rows` bank rows:
+    chunks of `bank_chunk_rows` rows (decoded from files or copied out of the memory map, then
+    normalised or resized to vae.input_size), or every row at once when the bank, not resized,
+    is kept raw (over the bank's float32 cap)."""
+    sample_bytes = math.prod(shape)
+    size = exp.vae.input_size
+    resized = len(shape) == 3 and size and tuple(shape[1:]) != (size, size)
+    if not resized and 4 * rows * sample_bytes > DEFAULT_MAX_CACHED_BYTES:
+        return rows * sample_bytes
+    return min(bank_chunk_rows(tuple(shape)), rows) * sample_bytes
+
+
+def _training_shape(exp: ExperimentConfig, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The input a training step sees: a segmentation set's square crop (train.crop_size,
+    taken when train.augment is on), else the stored shape."""
+    if _segmentation(exp) and exp.train.augment and exp.train.crop_size and len(shape) == 3:
+        return (shape[0], exp.train.crop_size, exp.train.crop_size)
+    return shape
 
 
 def _adversary_steps(variant: Variant, exp: ExperimentConfig) -> float:

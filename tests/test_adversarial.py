@@ -457,6 +457,34 @@ def test_input_bank_resizes_images_for_the_vae_in_both_storages():
     )
 
 
+def test_input_bank_gathers_large_rows_a_few_at_a_time(monkeypatch):
+    """Rows are gathered at most BANK_CHUNK_BYTES (as float32) at a time: 1376x688 images 47 at a
+    time, not 4,096 (46 GB on the device); the bank is the same whatever the chunk."""
+    from tavaal.adversarial import data as bank_data
+
+    assert bank_data.bank_chunk_rows((3, 688, 1376)) == 47
+    assert bank_data.bank_chunk_rows((3, 32, 32)) == bank_data.BANK_CHUNK
+    rng = np.random.default_rng(7)
+    images = rng.integers(0, 256, size=(12, 16, 16, 3), dtype=np.uint8)
+    info = image_info(images, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    indices = np.array([9, 2, 5, 11, 0, 7])
+    whole = [InputBank.load(images, indices, info, "cpu", size=s) for s in (0, 8)]
+    gathered = []
+    real = bank_data._resized_rows
+
+    def spy(x, part, size, device):
+        gathered.append(len(part))
+        return real(x, part, size, device)
+
+    monkeypatch.setattr(bank_data, "_resized_rows", spy)
+    monkeypatch.setattr(bank_data, "BANK_CHUNK_BYTES", 2 * 4 * 3 * 16 * 16)
+    chunked = [InputBank.load(images, indices, info, "cpu", size=s) for s in (0, 8)]
+    assert gathered == [2, 2, 2]
+    everything = torch.arange(len(indices))
+    for a, b in zip(whole, chunked, strict=True):
+        torch.testing.assert_close(a[everything], b[everything], rtol=0, atol=0)
+
+
 def test_vae_input_size_is_validated_and_hashed_only_when_set():
     from tavaal.strategies import method_hash
 

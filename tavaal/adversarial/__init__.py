@@ -19,9 +19,11 @@ from tavaal.adversarial.conditioning import (
 )
 from tavaal.adversarial.data import (
     BANK_CHUNK,
+    BANK_CHUNK_BYTES,
     DEFAULT_MAX_CACHED_BYTES,
     AdversarialData,
     InputBank,
+    bank_chunk_rows,
 )
 from tavaal.adversarial.objectives import (
     discriminator_objective,
@@ -52,6 +54,8 @@ from tavaal.adversarial.training import (
 __all__ = [
     "ADVERSARIAL",
     "BANK_CHUNK",
+    "BANK_CHUNK_BYTES",
+    "bank_chunk_rows",
     "DEFAULT_MAX_CACHED_BYTES",
     "FROZEN_VAE",
     "PIXEL_DISCRIMINATOR",

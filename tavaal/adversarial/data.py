@@ -23,8 +23,17 @@ if TYPE_CHECKING:
 # Keep the normalised float inputs of the query on the device up to this size; above it keep the
 # raw (uint8 for images, 4x smaller) rows there and normalise each batch on the fly.
 DEFAULT_MAX_CACHED_BYTES = 2 * 1024**3
-# Rows gathered (and normalised or resized) at a time while the bank is loaded.
+# Rows gathered (and normalised or resized) at a time while the bank is loaded: at most
+# BANK_CHUNK, and at most BANK_CHUNK_BYTES of them as float32 on the device (`bank_chunk_rows`):
+# 4,096 Cityscapes images of 1376x688 would be 11.6 GB of uint8 on the host and 46 GB of float32
+# on the device, so they are gathered 47 at a time (CIFAR-sized rows keep the 4,096).
 BANK_CHUNK = 4096
+BANK_CHUNK_BYTES = 512 * 1024**2
+
+
+def bank_chunk_rows(input_shape: tuple[int, ...], chunk: int = BANK_CHUNK) -> int:
+    """Rows of `input_shape` (as stored) that `InputBank.load` gathers at a time."""
+    return max(1, min(chunk, BANK_CHUNK_BYTES // (4 * math.prod(input_shape))))
 
 
 class InputBank:
@@ -63,6 +72,7 @@ class InputBank:
         set and differs from the stored size (`vae.input_size`)."""
         indices = np.asarray(indices, dtype=np.int64)
         stored = info
+        chunk = bank_chunk_rows(stored.input_shape, chunk)
         if size and info.kind == "image" and tuple(info.input_shape[1:]) != (size, size):
             info = dataclasses.replace(info, input_shape=(info.input_shape[0], size, size))
         per_row = 4 * math.prod(info.input_shape)
