@@ -93,6 +93,10 @@ MODEL_COSTS = {
     # floats, scaled to 128x128.
     "drn_d_22": ModelCost((3, 128, 128), 1.5, 350, 7_312_000),
     "drn_d_38": ModelCost((3, 128, 128), 1.34, 315, 10_983_000),
+    # drn_d_22_slim (DRN-D-22 at a quarter of the widths), measured the same way at load
+    # average ~0.5: 21.5, 26.5 and 21.4 img/s in three runs (median 21.5); GPU 21.5 x 4,000/17;
+    # activations 1.832 M floats at 128x128 (forward hooks; 52.9 M at 688x688).
+    "drn_d_22_slim": ModelCost((3, 128, 128), 21.5, 5_060, 1_832_000),
 }
 # One VAE/D iteration (one VAE and one D update, batches of 64 labeled + 64 unlabeled) of the
 # papers' VAE (32x32 inputs, 128 base channels): 5.7 s on this CPU (README "Benchmarks"), 0.03 s

@@ -13,6 +13,7 @@ from tavaal.models import list_task_models
 from tavaal.models.drn import (
     DRN,
     DRN_WIDTHS,
+    SLIM_WIDTHS,
     SegmentationOutput,
     build_drn,
     build_segmentation_model,
@@ -216,7 +217,7 @@ def test_taps_feed_the_loss_prediction_module():
 
 
 def test_registry():
-    assert list_segmentation_models() == ["drn_d_22", "drn_d_38"]
+    assert list_segmentation_models() == ["drn_d_22", "drn_d_22_slim", "drn_d_38"]
     # Kept apart from the classification registry: its builders return TaskOutput models.
     assert not set(list_segmentation_models()) & set(list_task_models())
     model = build_segmentation_model("drn_d_22", (1, 64, 64), 7, dropout=0.2)
@@ -226,6 +227,38 @@ def test_registry():
     assert sum(isinstance(m, BasicBlock) for m in model.modules()) == 8
     d38 = build_segmentation_model("drn_d_38", (3, 64, 64), 7)
     assert sum(isinstance(m, BasicBlock) for m in d38.modules()) == 16
+
+
+def test_drn_d_22_slim_is_drn_d_22_at_a_quarter_of_the_widths():
+    # The CPU-sized DRN of the examples and the workflow's end-to-end tests.
+    assert "drn_d_22_slim" in list_segmentation_models()
+    assert SLIM_WIDTHS == (4, 4, 8, 16, 32, 64, 128, 128, 128)
+    torch.manual_seed(0)
+    model = build_segmentation_model("drn_d_22_slim", (3, 64, 64), 4, dropout=0.3).eval()
+    assert isinstance(model, DRN) and model.dropout.p == 0.3
+    assert model.classifier.out_channels == 4 and model.embedding_dim == 128
+    # Same blocks, levels, dilations and strides as DRN-D-22 (compared with the narrow copy).
+    assert conv_plan(model) == conv_plan(narrow_drn())
+    assert sum(isinstance(m, BasicBlock) for m in model.modules()) == 8
+    with torch.no_grad():
+        small = model(torch.randn(2, 3, 64, 64))
+        crop = model(torch.randn(1, 3, 412, 412))
+    assert small.logits.shape == (2, 4, 64, 64) and small.embedding.shape == (2, 128)
+    assert tap_shapes(small) == [(2, 16, 16, 16), (2, 32, 8, 8), (2, 128, 8, 8), (2, 128, 8, 8)]
+    assert crop.logits.shape == (1, 4, 412, 412)
+    assert tap_shapes(crop) == [
+        (1, 16, 103, 103),
+        (1, 32, 52, 52),
+        (1, 128, 52, 52),
+        (1, 128, 52, 52),
+    ]
+    # About a sixteenth of DRN-D-22's 15.9M (every conv is a quarter wide on both sides): a body
+    # of 995,196 and a classifier of 128 x K + K.
+    assert sum(p.numel() for p in model.parameters()) == 995_196 + 128 * 4 + 4 == 995_712
+    slim_19 = build_segmentation_model("drn_d_22_slim", (3, 32, 32), NUM_CLASSES)
+    assert sum(p.numel() for p in slim_19.parameters()) == 995_196 + 128 * 19 + 19 == 997_647
+    gray = build_segmentation_model("drn_d_22_slim", (1, 32, 32), NUM_CLASSES)
+    assert gray.groups[0][0][0][0].in_channels == 1
 
 
 def test_registry_errors():

@@ -1362,3 +1362,122 @@ def test_every_method_runs_two_stages_on_224_pixel_images_read_from_their_files(
         assert read_labeled(out).table.equals(job.table), method
     rerun = snakemake(work, *args, *TRIGGERS, "-n")
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
+
+
+# ------------------------------------------------------------ segmentation end to end
+
+SEG_SHAPES_E2E = {
+    "dataset": "seg_shapes",
+    "model": "drn_d_22_slim",
+    "methods": list_strategies(),
+    "seeds": [0],
+    "initial_size": 12,
+    "budget": 6,
+    "stages": 2,
+    "subset_size": 48,
+    "train": {
+        "epochs": 1,
+        "batch_size": 6,
+        "milestones": [],
+        "dropout": 0.3,
+        # Small Adam steps: SGD's default 0.1 saturates the softmaxes, which tie every
+        # uncertainty score.
+        "optimizer": "adam",
+        "lr": 0.0005,
+        "crop_size": 48,
+        "hflip": True,
+    },
+    "vae": {
+        "latent_dim": 4,
+        "base_channels": 8,
+        "hidden": 16,
+        "disc_hidden": 16,
+        "batch_size": 8,
+        "iterations": 3,
+        "input_size": 16,
+    },
+    "query": {"mc_samples": 2, "ensemble_size": 2, "inference_batch_size": 16},
+}
+
+
+def seg_shapes_e2e_targets() -> list[str]:
+    """What the segmentation end-to-end run builds: every method's stage files (the stage-0
+    pool, models and metrics they start from, their query and the stage-1 training). The
+    report jobs (aggregate, figures, tables) are left out until they read masks and mIoU;
+    then this list is `["all"]`."""
+    files = {
+        str(run_file("results", "seg", method, 0, stage, name))
+        for method in SEG_SHAPES_E2E["methods"]
+        for stage in (0, 1)
+        for name in ("labeled.parquet", "metrics.json")
+    }
+    return sorted(files)
+
+
+@pytest.mark.slow
+def test_every_method_runs_two_stages_of_segmentation_on_seg_shapes(tmp_path):
+    """Issue 11: the generated 64x64 segmentation set with the CPU-sized DRN, 48 px crops and
+    the VAE on a 16 px copy: both stages of every method through Snakemake, mIoU metrics, and
+    the selections equal the library's on the workflow's own stage-0 models."""
+    from tavaal.stage import run_query
+
+    experiment = SEG_SHAPES_E2E
+    methods = experiment["methods"]
+    extra = {"run_experiments": ["seg"], "experiments": {"seg": experiment}}
+    work = workdir_with_config(tmp_path, extra)
+    args = (
+        *seg_shapes_e2e_targets(),
+        "--cores",
+        "2",
+        "--configfile",
+        str(work / "config.yaml"),
+        str(work / "extra.yaml"),
+    )
+    snakemake(work, *args, *TRIGGERS, timeout=1500)
+    prepared = json.loads((work / "data/seg_shapes/meta.json").read_text())
+    assert prepared["task"] == "segmentation"
+
+    results = work / "results"
+    initial = read_labeled(run_file(results, "seg", "random", 0, 0, "labeled.parquet"))
+    assert len(initial.indices) == 12
+    for method in methods:
+        picked = read_labeled(run_file(results, "seg", method, 0, 1, "labeled.parquet"))
+        ids = picked.indices.tolist()
+        assert len(ids) == len(set(ids)) == 12 + 6, method
+        kept = picked.table.loc[picked.table["stage_added"] == 0, "index"].tolist()
+        assert kept == initial.indices.tolist(), method
+        assert set(ids) <= set(range(600)), method
+        for stage in (0, 1):
+            metrics = json.loads(
+                run_file(results, "seg", method, 0, stage, "metrics.json").read_text()
+            )
+            assert metrics["metric"] == "miou" and metrics["labels"] == 12 + 6 * stage
+            assert 0.0 <= metrics["miou"] <= 1.0, (method, stage)
+            iou = metrics["per_class_iou"]
+            assert len(iou) == 4 and all(v is None or 0.0 <= v <= 1.0 for v in iou), method
+            assert 0.0 <= metrics["pixel_accuracy"] <= 1.0, (method, stage)
+
+    entropy = pd.read_parquet(run_file(results, "seg", "entropy", 0, 0, "scores.parquet"))
+    assert entropy["score"].nunique() == len(entropy) == 48  # no ties: the scores decide
+    # The jobs' queries equal the library's on the same model and pool. Config paths are
+    # relative to the workflow's working directory.
+    exp = ExperimentConfig.from_dict("seg", experiment)
+    for method in ("entropy", "tavaal", "coreset"):
+        out = tmp_path / "again" / method / "labeled.parquet"
+        run_query(
+            exp,
+            method,
+            0,
+            0,
+            run_file(results, "seg", method, 0, 0, "labeled.parquet"),
+            run_file(results, "seg", method, 0, 0, "model.pt"),
+            work / "data",
+            out,
+            out.with_name("scores.parquet"),
+            device="cpu",
+            log=lambda line: None,
+        )
+        job = read_labeled(run_file(results, "seg", method, 0, 1, "labeled.parquet"))
+        assert read_labeled(out).table.equals(job.table), method
+    rerun = snakemake(work, *args, *TRIGGERS, "-n")
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr
