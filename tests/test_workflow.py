@@ -22,6 +22,7 @@ import typing
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -29,7 +30,7 @@ from expected_results import check_against_expected
 
 from tavaal import cli, report
 from tavaal.config import ExperimentConfig, QueryConfig, RankerConfig, TrainConfig, VAEConfig
-from tavaal.data import list_datasets, list_raw_sources
+from tavaal.data import class_count_entropy, list_datasets, list_raw_sources
 from tavaal.data.toy_folder import write_toy_folder
 from tavaal.layout import run_file
 from tavaal.models import list_task_models
@@ -1400,25 +1401,12 @@ SEG_SHAPES_E2E = {
 }
 
 
-def seg_shapes_e2e_targets() -> list[str]:
-    """What the segmentation end-to-end run builds: every method's stage files (the stage-0
-    pool, models and metrics they start from, their query and the stage-1 training). The
-    report jobs (aggregate, figures, tables) are left out until they read masks and mIoU;
-    then this list is `["all"]`."""
-    files = {
-        str(run_file("results", "seg", method, 0, stage, name))
-        for method in SEG_SHAPES_E2E["methods"]
-        for stage in (0, 1)
-        for name in ("labeled.parquet", "metrics.json")
-    }
-    return sorted(files)
-
-
 @pytest.mark.slow
 def test_every_method_runs_two_stages_of_segmentation_on_seg_shapes(tmp_path):
     """Issue 11: the generated 64x64 segmentation set with the CPU-sized DRN, 48 px crops and
-    the VAE on a 16 px copy: both stages of every method through Snakemake, mIoU metrics, and
-    the selections equal the library's on the workflow's own stage-0 models."""
+    the VAE on a 16 px copy: both stages of every method through Snakemake, mIoU metrics, the
+    selections equal the library's on the workflow's own stage-0 models, and the report in
+    mIoU with class entropies counted over the masks' pixels."""
     from tavaal.stage import run_query
 
     experiment = SEG_SHAPES_E2E
@@ -1426,7 +1414,7 @@ def test_every_method_runs_two_stages_of_segmentation_on_seg_shapes(tmp_path):
     extra = {"run_experiments": ["seg"], "experiments": {"seg": experiment}}
     work = workdir_with_config(tmp_path, extra)
     args = (
-        *seg_shapes_e2e_targets(),
+        "all_figures",
         "--cores",
         "2",
         "--configfile",
@@ -1479,5 +1467,27 @@ def test_every_method_runs_two_stages_of_segmentation_on_seg_shapes(tmp_path):
         )
         job = read_labeled(run_file(results, "seg", method, 0, 1, "labeled.parquet"))
         assert read_labeled(out).table.equals(job.table), method
+
+    # The report: mIoU from the metrics files, pixel-class entropies from the masks.
+    summary = pd.read_parquet(results / "seg" / "summary.parquet")
+    assert len(summary) == 2 * len(methods) and set(summary["metric"]) == {"miou"}
+    assert "accuracy" not in summary
+    for row in summary.itertuples():
+        metrics = json.loads(
+            run_file(results, "seg", row.method, 0, row.stage, "metrics.json").read_text()
+        )
+        assert row.miou == metrics["miou"] and row.labels == metrics["labels"]
+    masks = np.load(work / "data/seg_shapes/y_train.npy")
+    stage0 = masks[initial.indices].ravel()
+    expected = class_count_entropy(np.bincount(stage0[stage0 != 255], minlength=4))
+    assert summary["selected_class_entropy"][summary["stage"] == 0].to_numpy() == pytest.approx(
+        expected
+    )
+    table = pd.read_csv(results / "seg" / "tables" / "accuracy.csv")
+    assert {"miou_mean", "miou_std"} <= set(table)
+    assert "Test mIoU (%)" in (results / "seg" / "tables" / "accuracy.md").read_text()
+    assert "target_miou" in pd.read_csv(results / "seg" / "tables" / "labels_to_reach.csv")
+    for name in ("accuracy", "improvement", "class_entropy", "loss_vs_likelihood"):
+        assert (results / "seg" / "figures" / f"{name}.png").stat().st_size > 0, name
     rerun = snakemake(work, *args, *TRIGGERS, "-n")
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
