@@ -1250,6 +1250,30 @@ def test_practitioner_three_stages_with_a_script_playing_the_human(tmp_path):
     assert f"sample {sample} (row 3 of {request}) now says '{other}'" in changed.stderr
 
 
+def assert_jobs_query_as_the_library(exp, results: Path, data_dir: Path, out_dir: Path) -> None:
+    """Seed 0's stage-1 picks of entropy, TA-VAAL and core-set (one of each kind of scorer) equal
+    `tavaal.stage.run_query` run here on the jobs' own stage-0 index file and model."""
+    from tavaal.stage import run_query
+
+    for method in ("entropy", "tavaal", "coreset"):
+        out = out_dir / method / "labeled.parquet"
+        run_query(
+            exp,
+            method,
+            0,
+            0,
+            run_file(results, exp.name, method, 0, 0, "labeled.parquet"),
+            run_file(results, exp.name, method, 0, 0, "model.pt"),
+            data_dir,
+            out,
+            out.with_name("scores.parquet"),
+            device="cpu",
+            log=lambda line: None,
+        )
+        job = read_labeled(run_file(results, exp.name, method, 0, 1, "labeled.parquet"))
+        assert read_labeled(out).table.equals(job.table), method
+
+
 @pytest.mark.slow
 def test_every_method_runs_two_stages_on_224_pixel_images_read_from_their_files(
     tmp_path, monkeypatch
@@ -1260,7 +1284,6 @@ def test_every_method_runs_two_stages_on_224_pixel_images_read_from_their_files(
     library's on the workflow's own stage-0 models."""
     from tavaal.data import declare_image_folders
     from tavaal.data.toy_folder import write_class_folder_tree
-    from tavaal.stage import run_query
 
     write_class_folder_tree(tmp_path / "tree", pool_per_class=5, test_per_class=2, seed=2)
     folder = {
@@ -1344,23 +1367,7 @@ def test_every_method_runs_two_stages_on_224_pixel_images_read_from_their_files(
     monkeypatch.setenv("TAVAAL_DECODE_WORKERS", "1")
     declare_image_folders({"tiny224": folder})
     exp = ExperimentConfig.from_dict("tiny224", experiment)
-    for method in ("entropy", "tavaal", "coreset"):
-        out = tmp_path / "again" / method / "labeled.parquet"
-        run_query(
-            exp,
-            method,
-            0,
-            0,
-            run_file(results, "tiny224", method, 0, 0, "labeled.parquet"),
-            run_file(results, "tiny224", method, 0, 0, "model.pt"),
-            work / "data",
-            out,
-            out.with_name("scores.parquet"),
-            device="cpu",
-            log=lambda line: None,
-        )
-        job = read_labeled(run_file(results, "tiny224", method, 0, 1, "labeled.parquet"))
-        assert read_labeled(out).table.equals(job.table), method
+    assert_jobs_query_as_the_library(exp, results, work / "data", tmp_path / "again")
     rerun = snakemake(work, *args, *TRIGGERS, "-n")
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
 
@@ -1407,7 +1414,6 @@ def test_every_method_runs_two_stages_of_segmentation_on_seg_shapes(tmp_path):
     the VAE on a 16 px copy: both stages of every method through Snakemake, mIoU metrics, the
     selections equal the library's on the workflow's own stage-0 models, and the report in
     mIoU with class entropies counted over the masks' pixels."""
-    from tavaal.stage import run_query
 
     experiment = SEG_SHAPES_E2E
     methods = experiment["methods"]
@@ -1450,23 +1456,7 @@ def test_every_method_runs_two_stages_of_segmentation_on_seg_shapes(tmp_path):
     # The jobs' queries equal the library's on the same model and pool. Config paths are
     # relative to the workflow's working directory.
     exp = ExperimentConfig.from_dict("seg", experiment)
-    for method in ("entropy", "tavaal", "coreset"):
-        out = tmp_path / "again" / method / "labeled.parquet"
-        run_query(
-            exp,
-            method,
-            0,
-            0,
-            run_file(results, "seg", method, 0, 0, "labeled.parquet"),
-            run_file(results, "seg", method, 0, 0, "model.pt"),
-            work / "data",
-            out,
-            out.with_name("scores.parquet"),
-            device="cpu",
-            log=lambda line: None,
-        )
-        job = read_labeled(run_file(results, "seg", method, 0, 1, "labeled.parquet"))
-        assert read_labeled(out).table.equals(job.table), method
+    assert_jobs_query_as_the_library(exp, results, work / "data", tmp_path / "again")
 
     # The report: mIoU from the metrics files, pixel-class entropies from the masks.
     summary = pd.read_parquet(results / "seg" / "summary.parquet")
