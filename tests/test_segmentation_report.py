@@ -49,6 +49,15 @@ def seg_summary(values=MIOU) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Figures drawn by a test are closed after it (pyplot keeps them otherwise)."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("data")
