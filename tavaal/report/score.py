@@ -40,7 +40,7 @@ SCORES = {score.column: score for score in (ACCURACY, MIOU)}
 
 def score_named(metric: str | None) -> Score:
     """The score a metrics.json's `metric` key names (None or missing: accuracy)."""
-    if metric is None or (isinstance(metric, float) and metric != metric):
+    if metric is None or pd.isna(metric):  # a row of a file without the key
         return ACCURACY
     try:
         return SCORES[str(metric)]
