@@ -113,7 +113,8 @@ def test_normalise_rank_modes():
     np.testing.assert_allclose(dec, 0.5)
     with pytest.raises(ValueError, match="rank_normalization"):
         normalise_rank(r, "softmax")
-    assert VAEConfig().rank_normalization == "quantile"
+    # The method named tavaal is the paper's TA-VAAL unless a config asks otherwise (§3.1, §7.1).
+    assert VAEConfig().rank_normalization == "sigmoid"
 
 
 def test_quantile_normalisation_is_blind_to_shift_and_scale():
@@ -488,14 +489,22 @@ def test_input_bank_gathers_large_rows_a_few_at_a_time(monkeypatch):
 def test_vae_input_size_is_validated_and_hashed_only_when_set():
     from tavaal.strategies import method_hash
 
-    base = {"dataset": "digits", "model": "digits_cnn", "methods": ["vaal", "tavaal"]}
+    # rank_normalization set to the default of that time (quantile; sigmoid since issue 22).
+    base = {
+        "dataset": "digits",
+        "model": "digits_cnn",
+        "methods": ["vaal", "tavaal"],
+        "vae": {"rank_normalization": "quantile"},
+    }
     exp = ExperimentConfig.from_dict("x", base)
     # Computed before vae.input_size existed: results made then keep their hashes.
     assert (method_hash(exp, "vaal"), method_hash(exp, "tavaal")) == (
         "ad877df6bf7dd964",
         "948025de90ec9224",
     )
-    smaller = ExperimentConfig.from_dict("x", {**base, "vae": {"input_size": 16}})
+    smaller = ExperimentConfig.from_dict(
+        "x", {**base, "vae": {"rank_normalization": "quantile", "input_size": 16}}
+    )
     assert smaller.select("vae")["vae"]["input_size"] == 16
     assert method_hash(smaller, "vaal") != method_hash(exp, "vaal")
     with pytest.raises(
@@ -712,10 +721,17 @@ class AffineRanker(nn.Module):
         return self.scale * 3.0 * features[0][:, 1] + self.shift
 
 
-def test_default_selection_is_blind_to_shift_and_scale_of_the_ranker():
-    """Both ranker losses ignore r's offset (and eq. 1 much of its scale), so the default
-    conditioning must too: the same picks, rank inputs and D outputs for a*r + b."""
-    cfg = VAEConfig(latent_dim=2, hidden=8, disc_hidden=8, batch_size=16, iterations=20)
+def test_quantile_selection_is_blind_to_shift_and_scale_of_the_ranker():
+    """Both ranker losses ignore r's offset (and eq. 1 much of its scale), so the quantile
+    conditioning does too: the same picks, rank inputs and D outputs for a*r + b."""
+    cfg = VAEConfig(
+        latent_dim=2,
+        hidden=8,
+        disc_hidden=8,
+        batch_size=16,
+        iterations=20,
+        rank_normalization="quantile",
+    )
     results = []
     for ranker in (FirstCoordinateRanker(), AffineRanker(4.0, 8.0), AffineRanker(0.25, -30.0)):
         models = TrainedModels(models=[InputTaps().eval()], ranker=ranker)
