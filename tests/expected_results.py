@@ -7,11 +7,17 @@ measured seconds of a scores file (`query_seconds`, the diagnostics' `*_seconds`
 timings, not results. The labeled files are byte-identical run to run in one environment
 (tests/test_cli.py, tests/test_workflow.py).
 
-To accept new results on purpose (after a change that alters them):
+Fingerprints are kept per CPU-kernel level (`tavaal.cpu_kernels`): `NAME.x86-64-avx2.json` for
+x86-64 CPUs with AVX2 and FMA, `NAME.x86-64-baseline.json` for the others; the pinned kernels give
+the same bits on every CPU of a level. To accept new results on purpose (after a change that
+alters them), regenerate both sets (any AVX2 machine can make the baseline one):
 
-    TAVAAL_UPDATE_EXPECTED=1 python -m pytest -q tests -k expected_results
+    export TAVAAL_UPDATE_EXPECTED=1
+    python -m pytest -q tests -k expected_results
+    TAVAAL_CPU_KERNELS=baseline python -m pytest -q tests -k expected_results
 
-rewrites tests/expected/*.json; commit them with the change, saying why results moved.
+and commit them with the change, saying why results moved. A machine whose kernels are not
+pinned (not x86-64, or TAVAAL_CPU_KERNELS=native) has no fingerprints: the tests say so and skip.
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
+
+import tavaal
+from tavaal.cpu_kernels import KERNELS_ENV, NATIVE
 
 EXPECTED = Path(__file__).resolve().parent / "expected"
 UPDATE_ENV = "TAVAAL_UPDATE_EXPECTED"
@@ -53,8 +63,13 @@ def content_hash(path: Path) -> str:
 def check_against_expected(name: str, root: Path, files: list[Path]) -> None:
     """Compare the files' fingerprints (keys: paths relative to `root`) with tests/expected/
     `name`.json, or rewrite that file when TAVAAL_UPDATE_EXPECTED=1."""
+    if tavaal.CPU_KERNELS == NATIVE:
+        pytest.skip(
+            f"CPU kernels not pinned ({KERNELS_ENV}=native or not an x86-64 CPU): fingerprints "
+            "exist per pinned level only (tests/expected_results.py)"
+        )
     found = {str(path.relative_to(root)): content_hash(path) for path in sorted(files)}
-    expected_path = EXPECTED / f"{name}.json"
+    expected_path = EXPECTED / f"{name}.{tavaal.CPU_KERNELS}.json"
     if os.environ.get(UPDATE_ENV) == "1":
         EXPECTED.mkdir(exist_ok=True)
         expected_path.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
@@ -66,6 +81,7 @@ def check_against_expected(name: str, root: Path, files: list[Path]) -> None:
         f"new {sorted(found.keys() - expected)}"
     )
     assert not changed, (
-        f"results changed for {len(changed)} of {len(found)} index files (e.g. {changed[0]}); "
+        f"results changed for {len(changed)} of {len(found)} index files (e.g. {changed[0]}) "
+        f"at CPU-kernel level {tavaal.CPU_KERNELS}; "
         f"if on purpose, regenerate with {UPDATE_ENV}=1 (see tests/expected_results.py)"
     )

@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tavaal"
 LAYERS = {
     "errors": 0,
     "seeding": 0,
+    "cpu_kernels": 0,
     "config": 1,
     "data": 2,
     "models": 2,
@@ -26,6 +27,7 @@ LAYERS = {
     "segmentation": 2,
     "uncertainty": 2,
     "optim": 2,
+    "portable_adam": 2,
     "inference": 3,
     "pool": 3,
     "oracle": 3,
