@@ -37,6 +37,7 @@ from tavaal.errors import CheckpointError
 from tavaal.losses import margin_loss, ranking_loss
 from tavaal.models import build_ranker
 from tavaal.optim import build_optimizer
+from tavaal.portable_adam import PortableAdam
 from tavaal.seeding import seed_everything, torch_generator
 from tavaal.tasks import Task, task_of
 from tavaal.tasks.classification import augment_raw
@@ -123,13 +124,14 @@ def _batch_order(n: int, batch_size: int, generator: torch.Generator, device) ->
 
 
 def _optimizer(exp: ExperimentConfig, params) -> torch.optim.Optimizer:
-    # build_optimizer: the torch optimizer without its torch._dynamo import (tavaal.optim).
+    # build_optimizer: the torch optimizer without its torch._dynamo import (tavaal.optim);
+    # PortableAdam: torch's Adam with a correctly rounded sqrt, the same bits on any CPU.
     cfg = exp.train
     if cfg.optimizer == "sgd":
         return build_optimizer(
             torch.optim.SGD, params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
-    return build_optimizer(torch.optim.Adam, params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return build_optimizer(PortableAdam, params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

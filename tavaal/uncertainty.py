@@ -250,6 +250,8 @@ def k_center_greedy(
         available[pick] = -1.0
     return KCenterResult(
         order=np.asarray(order, dtype=np.int64),
-        initial_distance=initial.sqrt().double().cpu().numpy(),
-        final_distance=min_sq.sqrt().double().cpu().numpy(),
+        # numpy's sqrt is correctly rounded on every CPU (torch's CPU sqrt is not: its last bit
+        # depends on the CPU's vendor; tavaal.portable_adam).
+        initial_distance=np.sqrt(initial.double().cpu().numpy()),
+        final_distance=np.sqrt(min_sq.double().cpu().numpy()),
     )

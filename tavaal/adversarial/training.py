@@ -49,6 +49,7 @@ from tavaal.config import VAEConfig
 from tavaal.errors import CheckpointError
 from tavaal.models import PixelDiscriminator, build_discriminator, build_vae
 from tavaal.optim import build_optimizer
+from tavaal.portable_adam import PortableAdam
 from tavaal.seeding import seed_everything, torch_generator
 
 _CHECKPOINT_FORMAT = 1
@@ -212,12 +213,13 @@ def train_adversary(
     modules: dict = {}
     if vae is not None:
         vae.to(device)
-        # Plain torch Adam, without its torch._dynamo import (tavaal.optim).
-        opt_vae = build_optimizer(torch.optim.Adam, vae.parameters(), lr=cfg.lr)
+        # torch's Adam with a correctly rounded sqrt (tavaal.portable_adam), without its
+        # torch._dynamo import (tavaal.optim).
+        opt_vae = build_optimizer(PortableAdam, vae.parameters(), lr=cfg.lr)
         modules.update(vae=vae, vae_optimizer=opt_vae)
     if disc is not None:
         disc.to(device)
-        opt_disc = build_optimizer(torch.optim.Adam, disc.parameters(), lr=cfg.disc_lr)
+        opt_disc = build_optimizer(PortableAdam, disc.parameters(), lr=cfg.disc_lr)
         modules.update(discriminator=disc, disc_optimizer=opt_disc)
     noise = torch_generator(seed, stage, "query/adversary/noise", device)
     batch = _Batches(data, cfg, seed, stage, device)
