@@ -495,6 +495,7 @@ PAGE = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta name="tavaal-token" content="{{TOKEN}}">
 <title>tavaal labeling</title>
 <style>
   body { font: 14px system-ui, sans-serif; margin: 0; color: #222; background: #fafafa; }
@@ -510,6 +511,8 @@ PAGE = """<!doctype html>
           margin-top: 6px; font-weight: bold; }
   #error { display: none; background: #fbd; border: 1px solid #c66; padding: 8px;
            margin-top: 6px; }
+  #conflicts { display: none; background: #fff3c4; border: 1px solid #c9a227; padding: 8px;
+               margin-top: 6px; }
   #grid { display: flex; flex-wrap: wrap; gap: 8px; padding: 12px; }
   .cell { width: 168px; background: #fff; border: 3px solid #ddd; border-radius: 4px;
           cursor: pointer; text-align: center; }
@@ -532,12 +535,15 @@ PAGE = """<!doctype html>
     Saved at once to <code id="labels-file"></code>.</span></div>
   <div id="done">All labeled &mdash; close this page and rerun snakemake.</div>
   <div id="error"></div>
+  <div id="conflicts"></div>
 </header>
 <div id="grid"></div>
 <script>
 "use strict";
 let state = null, cursor = 0, pending = 0, queue = Promise.resolve();
 const keyToClass = {};
+// Only this page knows the server's token; it proves to the server that a change comes from here.
+const token = document.querySelector('meta[name="tavaal-token"]').content;
 
 function el(tag, props, children) {
   const node = Object.assign(document.createElement(tag), props || {});
@@ -549,6 +555,15 @@ function showError(message) {
   const box = document.getElementById("error");
   box.textContent = message;
   box.style.display = message ? "block" : "none";
+}
+
+function showConflicts(conflicts) {
+  const box = document.getElementById("conflicts");
+  box.textContent = conflicts.map(c =>
+    `Row ${c.row} (id ${c.sample_id}) was changed in the labels file elsewhere to ` +
+    `"${c.file || "no label"}" while you chose "${c.page || "no label"}": the file keeps ` +
+    `"${c.file || "no label"}"; choose again to replace it.`).join(" ");
+  box.style.display = conflicts.length ? "block" : "none";
 }
 
 function render() {
@@ -593,11 +608,18 @@ function setLabel(index, label) {
   queue = queue.then(async () => {
     try {
       const response = await fetch("/label", {
-        method: "POST", headers: {"Content-Type": "application/json"},
+        method: "POST", headers: {"Content-Type": "application/json", "X-Tavaal-Token": token},
         body: JSON.stringify({sample_id: sample.sample_id, label: label}),
       });
-      if (!response.ok) throw new Error((await response.json()).error);
+      const reply = await response.json();
+      if (!response.ok) throw new Error(reply.error);
       showError("");
+      showConflicts(reply.conflicts);
+      // The file may hold labels written elsewhere: show them, unless a later change of this
+      // page is still on its way (its own reply will bring the file's state).
+      if (pending === 1) {
+        for (const s of state.samples) s.label = reply.labels[s.sample_id] || "";
+      }
     } catch (err) {
       showError(`not saved: ${err.message}; reload the page`);
     } finally {
