@@ -261,7 +261,8 @@ def read_path_labels(
     1)."""
     csv_path = Path(csv_path)
     try:
-        handle = csv_path.open(newline="")
+        # "CSV UTF-8" from spreadsheets starts with a byte order mark: not part of a column name.
+        handle = csv_path.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise DatasetError(f"{csv_path}: cannot read the labels ({exc})") from None
     labels: dict[str, int] = {}
