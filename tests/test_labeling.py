@@ -16,9 +16,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -764,3 +766,93 @@ def test_screenshot_has_the_requested_size(batch, tmp_path, chromium_available):
     screenshot_page(batch, out, keys="12", width=640, height=480)
     assert Image.open(out).size == (640, 480)
     assert LABELS_FILE.read_text() == labels_csv(["cat", "dog", "", "", ""])
+
+
+def serve_attacker_page(html: str) -> ThreadingHTTPServer:
+    """Another website, on a second local port, serving `html` at /."""
+
+    class Attacker(BaseHTTPRequestHandler):
+        def log_message(self, format, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer((HOST, 0), Attacker)
+    threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+    return httpd
+
+
+def test_a_cross_origin_form_cannot_label_in_chromium(batch, chromium_available):
+    """The issue's reproduction: a page on another origin auto-submits a text/plain form whose
+    field name carries the JSON body."""
+    LABELS_FILE.parent.mkdir(parents=True)
+    LABELS_FILE.write_text(labels_csv(["cat", "", "", "", ""]))
+    before = LABELS_FILE.read_bytes()
+    log = []
+    with LabelingServer(batch, port=0, log=log.append) as server:
+        field = json.dumps({"sample_id": 17, "label": "dog", "padding": ""})[:-2]
+        html = (
+            f'<form id="attack" method="POST" action="{server.url}label" enctype="text/plain">'
+            f"<input name='{field}' value='\"}}'></form>"
+            '<script>document.getElementById("attack").submit()</script>'
+        )
+        attacker = serve_attacker_page(html)
+        driver = headless_chromium(800, 600)
+        try:
+            driver.get(f"http://{HOST}:{attacker.server_address[1]}/")
+            wait_until(lambda: driver.current_url == server.url + "label")
+            wait_until(lambda: "not accepted" in driver.page_source)
+        finally:
+            driver.quit()
+            attacker.shutdown()
+            attacker.server_close()
+    assert LABELS_FILE.read_bytes() == before
+    origin = f"http://{HOST}:{attacker.server_address[1]}"
+    assert log == [f"refused POST /label from 127.0.0.1: requests from {origin} are not accepted"]
+
+
+def test_the_page_shows_outside_edits_and_conflicts_in_chromium(batch, chromium_available):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    from tavaal.labeling.screenshot import wait_for_page
+
+    with LabelingServer(batch, port=0, log=lambda line: None) as server:
+        driver = headless_chromium(1000, 700)
+        try:
+            driver.get(server.url)
+            wait_for_page(driver)
+            # Row 1 labeled on the page; then someone sets row 1 to fish and row 4 to bird in
+            # the file; the page labels row 1 again (conflict) and moves on.
+            ActionChains(driver).send_keys("1").perform()
+            wait_for_page(driver)
+            LABELS_FILE.write_text(labels_csv(["fish", "", "", "bird", ""]))
+            driver.find_element(By.ID, "cell-17").click()
+            ActionChains(driver).send_keys("2").perform()
+            wait_for_page(driver)
+            conflicts = driver.find_element(By.ID, "conflicts")
+            assert conflicts.is_displayed()
+            assert conflicts.text == (
+                'Row 1 (id 17) was changed in the labels file elsewhere to "fish" while you '
+                'chose "dog": the file keeps "fish"; choose again to replace it.'
+            )
+            labels = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".cell .label")]
+            assert labels == ["fish", "", "", "bird", ""]
+            assert LABELS_FILE.read_text() == labels_csv(["fish", "", "", "bird", ""])
+            # Choosing again wins; the notice goes.
+            driver.find_element(By.ID, "cell-17").click()
+            ActionChains(driver).send_keys("2").perform()
+            wait_for_page(driver)
+            wait_until(lambda: LABELS_FILE.read_text() == labels_csv(["dog", "", "", "bird", ""]))
+            assert not driver.find_element(By.ID, "conflicts").is_displayed()
+            assert driver.find_element(By.ID, "progress").text == "labeled 2 of 5"
+        finally:
+            driver.quit()
