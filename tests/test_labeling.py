@@ -524,7 +524,7 @@ def test_an_outside_file_made_invalid_is_not_overwritten(batch):
         assert status == 409
         assert json.loads(body)["error"] == (
             f"{LABELS_FILE}: row 4: unknown class 'horse' for sample 42; classes: cat, dog, "
-            "bird, fish; not saved: fix the file, then label again"
+            "bird, fish; fix the file, then label again"
         )
         assert LABELS_FILE.read_bytes() == before
         # Fixed outside, the next save merges as usual.

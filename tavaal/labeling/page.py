@@ -339,7 +339,7 @@ class _QuietServer(ThreadingHTTPServer):
     """Errors while answering one request (a browser closing a connection, say) are one line
     in the log, not a traceback in the person's terminal."""
 
-    log: Callable[[str], None] = staticmethod(_log_to_stderr)
+    log: Callable[[str], None]  # set by LabelingServer.start
 
     def handle_error(self, request, client_address) -> None:
         error = sys.exc_info()[1]
@@ -401,7 +401,7 @@ class _Handler(BaseHTTPRequestHandler):
             # Someone else left the file unreadable: overwriting it would lose their edit.
             self._send_json(
                 HTTPStatus.CONFLICT,
-                {"error": f"{exc}; not saved: fix the file, then label again"},
+                {"error": f"{exc}; fix the file, then label again"},
             )
             return
         except OSError as exc:
