@@ -856,3 +856,17 @@ def test_the_page_shows_outside_edits_and_conflicts_in_chromium(batch, chromium_
             assert driver.find_element(By.ID, "progress").text == "labeled 2 of 5"
         finally:
             driver.quit()
+
+
+def test_a_reloaded_page_shows_outside_edits(batch):
+    with LabelingServer(batch, port=0) as server:
+        post(server, {"sample_id": 17, "label": "cat"})
+        LABELS_FILE.write_text(spreadsheet_copy(["cat", "", "", "fish", ""]), encoding="utf-8")
+        state = json.loads(call(server.url + "state")[1])
+        assert [s["label"] for s in state["samples"]] == ["cat", "", "", "fish", ""]
+        # Reading does not rewrite the other editor's file.
+        assert LABELS_FILE.read_text(encoding="utf-8").startswith("\ufeff")
+        # An unreadable file leaves the page as it was.
+        LABELS_FILE.write_text(labels_csv(["horse", "", "", "", ""]))
+        state = json.loads(call(server.url + "state")[1])
+        assert [s["label"] for s in state["samples"]] == ["cat", "", "", "fish", ""]

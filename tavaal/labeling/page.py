@@ -198,7 +198,22 @@ class LabelingServer:
         self.stop()
 
     def state(self) -> dict:
+        """What the page shows, with the labels file's edits made elsewhere since the last save
+        (a reloaded page shows them; an unreadable file is reported by the next save)."""
         request = self.request
+        with self._lock:
+            data, stamp = self._read_disk()
+            if data is not None and stamp != self._stamp:
+                try:
+                    theirs = parse_labels(request, data)
+                except LabelingError:
+                    theirs = None
+                if theirs is not None:
+                    # Every change on the page is saved at once, so the page holds no change
+                    # of its own here: the file's labels are the merge.
+                    self._labels, _ = merge_labels(self._base, self._labels, theirs)
+                    self._base = dict(self._labels)
+                    self._stamp = stamp
         labels = self.labels
         return {
             "experiment": request.experiment,
