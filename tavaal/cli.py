@@ -368,6 +368,12 @@ def _inspect(args) -> int:
     # A labeled file is recognised by its columns, so its own validation errors are shown
     # rather than masked by a second attempt to read it as a scores file.
     from_scores = "stage_added" not in columns
+    if from_scores and not {"index", "score", "chosen"} <= set(columns):
+        raise IndexFileError(
+            f"{args.file}: not an index file (its columns: {', '.join(columns) or 'none'}); "
+            "`tavaal inspect` reads a stage's labeled.parquet (columns index, label, "
+            "stage_added, score) or scores.parquet (columns index, score, chosen, ...)"
+        )
     if from_scores:
         table, metadata = read_scores(args.file)
     else:

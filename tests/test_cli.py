@@ -267,3 +267,19 @@ def test_toy_folder_command_writes_the_same_files_for_the_same_seed(tmp_path, ca
     assert len(first["test_labels.csv"].decode().splitlines()) == 1 + 6
     assert main(["toy-folder", str(tmp_path / "b"), *args]) == 0
     assert written(tmp_path / "b") == first
+
+
+def test_inspect_names_a_parquet_that_is_not_an_index_file(tmp_path, capsys):
+    """An experiment's summary.parquet is not an index file: said so, with what inspect reads,
+    instead of a KeyError: 'chosen'."""
+    import pandas as pd
+
+    summary = tmp_path / "summary.parquet"
+    pd.DataFrame({"method": ["random"], "stage": [0], "accuracy": [0.5]}).to_parquet(summary)
+    assert main(["inspect", str(summary)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"tavaal: error: {summary}: not an index file (its columns: method, stage, accuracy); "
+        "`tavaal inspect` reads a stage's labeled.parquet (columns index, label, stage_added, "
+        "score) or scores.parquet (columns index, score, chosen, ...)"
+    )

@@ -261,7 +261,8 @@ def read_path_labels(
     1)."""
     csv_path = Path(csv_path)
     try:
-        handle = csv_path.open(newline="")
+        # "CSV UTF-8" from spreadsheets starts with a byte order mark: not part of a column name.
+        handle = csv_path.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise DatasetError(f"{csv_path}: cannot read the labels ({exc})") from None
     labels: dict[str, int] = {}
@@ -288,15 +289,13 @@ def read_path_labels(
 
 
 def load_image(path: Path, size: int) -> np.ndarray:
-    """uint8 (size, size, 3): RGB, shorter side scaled to `size`, centre crop (bicubic)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    """uint8 (size, size, 3): the image as `read_rgb` sees it (upright, transparency on white),
+    shorter side scaled to `size`, centre crop (bicubic)."""
+    from PIL import Image, ImageOps
 
-    try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DatasetError(f"{path}: not a readable image ({exc})") from None
-    fitted = ImageOps.fit(rgb, (size, size), method=Image.Resampling.BICUBIC)
+    from tavaal.data.image_reader import read_rgb
+
+    fitted = ImageOps.fit(read_rgb(path), (size, size), method=Image.Resampling.BICUBIC)
     return np.asarray(fitted, dtype=np.uint8)
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from tavaal.labeling.images import letterboxed, open_rgb
+from tavaal.data.image_reader import read_rgb
+from tavaal.labeling.images import letterboxed
 
 GAP = 4  # pixels around and between cells
 CAPTION_HEIGHT = 14  # below each thumbnail
@@ -67,7 +68,7 @@ def write_contact_sheet(
         draw.text((GAP, GAP), title, fill=_TEXT, font=font)
     for index, (path, sample_id) in enumerate(zip(paths, sample_ids, strict=True)):
         x, y = cell_origin(index, thumb=thumb, columns=columns, titled=titled)
-        sheet.paste(letterboxed(open_rgb(path), thumb), (x, y))
+        sheet.paste(letterboxed(read_rgb(path), thumb), (x, y))
         draw.text((x, y + thumb + 1), f"#{index + 1}  id {sample_id}", fill=_TEXT, font=font)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

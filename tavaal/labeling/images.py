@@ -1,32 +1,13 @@
-"""Reading the images of a labeling batch with PIL: any size, RGB, L, RGBA or palette."""
+"""Fitting a batch's images (read by `tavaal.data.image_reader.read_rgb`, as the model reads
+them) into the page's thumbnails and the contact sheet's cells."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from PIL import Image
 
-from PIL import Image, UnidentifiedImageError
-
-from tavaal.errors import DatasetError
-
-# Transparent areas and letterbox bars are shown on this light grey.
+# Letterbox bars around an image that is not square are this light grey, so they stay apart
+# from the image's own (possibly white, once flattened) background.
 BACKGROUND = (238, 238, 238)
-
-
-def open_rgb(path: Path | str) -> Image.Image:
-    """The image at `path` as RGB, transparency flattened onto BACKGROUND."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise DatasetError(f"{path}: not a readable image ({exc})") from None
-    if image.mode == "P":
-        # A palette may carry transparency; RGBA keeps it for the flattening below.
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
-        flat = Image.new("RGB", image.size, BACKGROUND)
-        flat.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
-        return flat
-    return image.convert("RGB")
 
 
 def fitted(image: Image.Image, size: int) -> Image.Image:

@@ -8,32 +8,106 @@ the server loses nothing, and a later start resumes from the file.
 Routes: GET / (the page), GET /state (classes, shortcuts, samples and labels as JSON),
 GET /image/<sample_id> (a downscaled PNG; only the request's ids), POST /label with
 {"sample_id": int, "label": class name, or "" to clear}.
+
+Other websites open in the same browser must not be able to label (cross-site request forgery):
+a POST needs the secret token made at server start, which only the served page holds (another
+origin cannot read it) and sends in the X-Tavaal-Token header; it must be
+`application/json` (a plain HTML form cannot send that) and must not come from a foreign
+`Origin`. Requests naming another Host are refused too (DNS rebinding).
+
+Other editors of the labels file (a spreadsheet, a second page) are not overwritten: before each
+save the file on disk is compared with what the page last read or wrote, and a change is merged
+(`merge_labels`); a row both changed differently keeps the file's value and is reported to the
+person as a conflict.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
 import os
+import secrets
 import signal
 import string
 import sys
 import threading
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tavaal.data.image_reader import read_rgb
 from tavaal.errors import DatasetError, LabelingError
-from tavaal.labeling.images import fitted, open_rgb
-from tavaal.labeling.request import LabelRequest, read_labels, read_request, write_labels
+from tavaal.labeling.images import fitted
+from tavaal.labeling.request import LabelRequest, parse_labels, read_request, write_labels
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 THUMBNAIL_SIZE = 160
 # Keys the page uses to move the cursor, so never class shortcuts.
 NAVIGATION_KEYS = ("j", "k")
+TOKEN_HEADER = "X-Tavaal-Token"
+LOCAL_HOSTS = (HOST, "localhost")
+
+
+def _log_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """What the labels file looked like: a change of any part means someone else wrote it."""
+
+    mtime_ns: int
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """One row that the page and another editor changed differently since the page's last save."""
+
+    sample_id: int
+    row: int
+    page: str  # the label the person chose on the page ("" = cleared)
+    file: str  # the label the file has now, and keeps
+
+
+@dataclass(frozen=True)
+class Saved:
+    labels: dict[int, str]  # the labels in the file after the save
+    conflicts: tuple[Conflict, ...]
+
+
+def merge_labels(
+    base: Mapping[int, str], ours: Mapping[int, str], theirs: Mapping[int, str]
+) -> tuple[dict[int, str], list[int]]:
+    """Three-way merge of {sample_id: label}: `base` what the page last read or wrote, `ours`
+    the page's labels now, `theirs` the file now. Returns the merged labels and the ids both
+    sides changed differently; those keep `theirs` (the file's value) until the person chooses
+    again, so a label the page did not write is never dropped."""
+    merged: dict[int, str] = {}
+    conflicts = []
+    for sample_id in sorted({*base, *ours, *theirs}):
+        was, page, file = (
+            base.get(sample_id, ""),
+            ours.get(sample_id, ""),
+            theirs.get(sample_id, ""),
+        )
+        if page in (was, file):
+            value = file
+        elif file == was:
+            value = page
+        else:
+            value = file
+            conflicts.append(sample_id)
+        if value:
+            merged[sample_id] = value
+    return merged, conflicts
 
 
 def shortcut_keys(num_classes: int) -> list[str | None]:
@@ -51,10 +125,20 @@ class LabelingServer:
     >>> server.url, server.stop()
     """
 
-    def __init__(self, request: LabelRequest | Path | str, port: int = DEFAULT_PORT) -> None:
+    def __init__(
+        self,
+        request: LabelRequest | Path | str,
+        port: int = DEFAULT_PORT,
+        log: Callable[[str], None] = _log_to_stderr,
+    ) -> None:
         self.request = request if isinstance(request, LabelRequest) else read_request(request)
         # Refuse a mismatching labels file now, before anyone labels on top of it.
-        self._labels = read_labels(self.request)
+        data, self._stamp = self._read_disk()
+        self._labels = parse_labels(self.request, data) if data is not None else {}
+        # What the page last read or wrote: the base of the merge with outside edits.
+        self._base = dict(self._labels)
+        self.token = secrets.token_urlsafe(32)
+        self.log = log
         self._port = port
         self._lock = threading.Lock()
         self._thumbnails: dict[int, bytes] = {}
@@ -75,13 +159,14 @@ class LabelingServer:
     def start(self) -> int:
         """Listen on 127.0.0.1 and serve in a daemon thread; return the bound port."""
         try:
-            self._httpd = ThreadingHTTPServer((HOST, self._port), _handler_for(self))
+            self._httpd = _QuietServer((HOST, self._port), _handler_for(self))
         except OSError as exc:
             raise LabelingError(
                 f"cannot listen on {HOST}:{self._port} ({exc.strerror or exc}); "
                 "choose another port (tavaal label --port)"
             ) from None
         self._httpd.daemon_threads = True
+        self._httpd.log = self.log
         # A short poll interval makes stop() (which waits for the next poll) quick.
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
@@ -113,7 +198,22 @@ class LabelingServer:
         self.stop()
 
     def state(self) -> dict:
+        """What the page shows, with the labels file's edits made elsewhere since the last save
+        (a reloaded page shows them; an unreadable file is reported by the next save)."""
         request = self.request
+        with self._lock:
+            data, stamp = self._read_disk()
+            if data is not None and stamp != self._stamp:
+                try:
+                    theirs = parse_labels(request, data)
+                except LabelingError:
+                    theirs = None
+                if theirs is not None:
+                    # Every change on the page is saved at once, so the page holds no change
+                    # of its own here: the file's labels are the merge.
+                    self._labels, _ = merge_labels(self._base, self._labels, theirs)
+                    self._base = dict(self._labels)
+                    self._stamp = stamp
         labels = self.labels
         return {
             "experiment": request.experiment,
@@ -134,21 +234,62 @@ class LabelingServer:
             ],
         }
 
-    def set_label(self, sample_id: int, label: str) -> int:
-        """Record `label` ("" clears) and rewrite the labels file; return how many are labeled."""
+    def set_label(self, sample_id: int, label: str) -> Saved:
+        """Record `label` ("" clears) and save the labels file, merged with any change made to
+        it elsewhere since the page last read or wrote it (`merge_labels`).
+
+        Raises LabelingError, naming the file and row, and writes nothing when the changed file
+        cannot be read; a file deleted meanwhile is written anew from the page's labels.
+        """
         with self._lock:
+            ours = dict(self._labels)
             if label:
-                self._labels[sample_id] = label
+                ours[sample_id] = label
             else:
-                self._labels.pop(sample_id, None)
-            write_labels(self.request, self._labels)
-            return len(self._labels)
+                ours.pop(sample_id, None)
+            data, stamp = self._read_disk()
+            if data is None or stamp == self._stamp:
+                merged, conflicts, theirs = ours, [], None
+            else:
+                theirs = parse_labels(self.request, data)
+                merged, conflicts = merge_labels(self._base, ours, theirs)
+            if merged == theirs:
+                # Nothing to add: leave the other editor's file byte for byte as it is.
+                self._stamp = stamp
+            else:
+                written = write_labels(self.request, merged)
+                self._stamp = _stamp_of(self.request.labels_file.stat(), written)
+            self._labels = dict(merged)
+            self._base = dict(merged)
+            rows = {s.sample_id: s.row for s in self.request.samples}
+            found = tuple(
+                Conflict(i, rows[i], ours.get(i, ""), merged.get(i, "")) for i in conflicts
+            )
+            for conflict in found:
+                self.log(
+                    f"{self.request.labels_file}: row {conflict.row} (sample {conflict.sample_id}) "
+                    f"was changed elsewhere to {conflict.file or 'no label'!r}; kept it over "
+                    f"the page's {conflict.page or 'no label'!r}"
+                )
+            return Saved(dict(merged), found)
+
+    def _read_disk(self) -> tuple[bytes | None, FileStamp | None]:
+        """The labels file's bytes and stamp; (None, None) when there is none."""
+        path = self.request.labels_file
+        try:
+            status = path.stat()
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            raise LabelingError(f"{path}: cannot read the labels file ({exc})") from None
+        return data, _stamp_of(status, data)
 
     def thumbnail(self, sample_id: int) -> bytes:
         """The PNG of a sample's image scaled to fit THUMBNAIL_SIZE, made once and cached."""
         png = self._thumbnails.get(sample_id)
         if png is None:
-            image = fitted(open_rgb(self.request.sample(sample_id).path), THUMBNAIL_SIZE)
+            image = fitted(read_rgb(self.request.sample(sample_id).path), THUMBNAIL_SIZE)
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
             png = self._thumbnails[sample_id] = buffer.getvalue()
@@ -167,7 +308,7 @@ def serve_labeling(
         # Python then installs no KeyboardInterrupt for it: take Ctrl-C (and a kill) back.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
-    server = LabelingServer(request_json, port)
+    server = LabelingServer(request_json, port, log)
     server.start()
     labels_file = server.request.labels_file
     log(f"labeling page: {server.url}")
@@ -198,11 +339,26 @@ def _open_browser(url: str, log: Callable[[str], None]) -> None:
         log("no browser opened: open the URL above in a browser on this machine")
 
 
+def _stamp_of(status: os.stat_result, data: bytes) -> FileStamp:
+    return FileStamp(status.st_mtime_ns, status.st_size, hashlib.sha256(data).hexdigest())
+
+
 def _handler_for(server: LabelingServer) -> type[BaseHTTPRequestHandler]:
     class Handler(_Handler):
         labeling = server
 
     return Handler
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Errors while answering one request (a browser closing a connection, say) are one line
+    in the log, not a traceback in the person's terminal."""
+
+    log: Callable[[str], None]  # set by LabelingServer.start
+
+    def handle_error(self, request, client_address) -> None:
+        error = sys.exc_info()[1]
+        self.log(f"request from {client_address[0]} failed: {type(error).__name__}: {error}")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -211,11 +367,16 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args) -> None:
         """Quiet: the terminal shows the URL and the labels file, not every thumbnail request."""
 
+    def log_error(self, format, *args) -> None:
+        # The base class reports malformed requests (bad request line, version, headers) here.
+        self.labeling.log(f"refused a request from {self.client_address[0]}: {format % args}")
+
     def do_GET(self) -> None:
-        if not self._trusted_host():
+        if not (self._well_formed() and self._trusted_host()):
             return
         if self.path == "/":
-            self._send(HTTPStatus.OK, PAGE.encode(), "text/html; charset=utf-8")
+            page = PAGE.replace("{{TOKEN}}", self.labeling.token)
+            self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
         elif self.path == "/state":
             self._send_json(HTTPStatus.OK, self.labeling.state())
         elif self.path.startswith("/image/"):
@@ -224,10 +385,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {self.path}"})
 
     def do_POST(self) -> None:
-        if not self._trusted_host():
+        if not (self._well_formed() and self._trusted_host()):
             return
         if self.path != "/label":
             self._send_json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {self.path}"})
+            return
+        if not self._from_the_page():
             return
         request = self.labeling.request
         try:
@@ -248,26 +411,77 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(HTTPStatus.BAD_REQUEST, {"error": f"{label!r} is not a class"})
             return
         try:
-            labeled = self.labeling.set_label(sample_id, label)
+            saved = self.labeling.set_label(sample_id, label)
+        except LabelingError as exc:
+            # Someone else left the file unreadable: overwriting it would lose their edit.
+            self._send_json(
+                HTTPStatus.CONFLICT,
+                {"error": f"{exc}; fix the file, then label again"},
+            )
+            return
         except OSError as exc:
             self._send_json(
                 HTTPStatus.INTERNAL_SERVER_ERROR,
                 {"error": f"cannot write {request.labels_file}: {exc}"},
             )
             return
-        self._send_json(HTTPStatus.OK, {"labeled": labeled, "total": len(request.samples)})
+        self._send_json(
+            HTTPStatus.OK,
+            {
+                "labeled": len(saved.labels),
+                "total": len(request.samples),
+                "labels": {str(i): name for i, name in saved.labels.items()},
+                "conflicts": [
+                    {"sample_id": c.sample_id, "row": c.row, "page": c.page, "file": c.file}
+                    for c in saved.conflicts
+                ],
+            },
+        )
+
+    def _well_formed(self) -> bool:
+        # The request line is decoded as Latin-1, so a raw non-ASCII byte arrives here as a
+        # character; no route of the page has one.
+        if self.path.isascii() and self.path.isprintable():
+            return True
+        self.labeling.log(
+            f"refused a malformed request from {self.client_address[0]}: {self.requestline!r}"
+        )
+        self._send_json(HTTPStatus.BAD_REQUEST, {"error": "malformed request path"})
+        return False
 
     def _trusted_host(self) -> bool:
         # Another site's page could reach 127.0.0.1 through a DNS name it controls (DNS
         # rebinding); such requests carry that name in Host, so only local names are served.
         host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
-        if host in (HOST, "localhost"):
+        if host in LOCAL_HOSTS:
             return True
         self._send_json(HTTPStatus.FORBIDDEN, {"error": "use http://127.0.0.1"})
         return False
 
+    def _from_the_page(self) -> bool:
+        """Whether a POST comes from the served page: no foreign Origin, a JSON body and the
+        server's token; otherwise answer 403 (or 415) and say why."""
+        port = self.server.server_address[1]
+        origin = self.headers.get("Origin")
+        if origin is not None and origin not in {f"http://{h}:{port}" for h in LOCAL_HOSTS}:
+            self._refuse(HTTPStatus.FORBIDDEN, f"requests from {origin} are not accepted")
+            return False
+        if self.headers.get_content_type() != "application/json":
+            self._refuse(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "the body must be application/json")
+            return False
+        token = self.headers.get(TOKEN_HEADER, "")
+        if not hmac.compare_digest(token.encode(), self.labeling.token.encode()):
+            self._refuse(HTTPStatus.FORBIDDEN, f"missing or wrong {TOKEN_HEADER}; use the page")
+            return False
+        return True
+
+    def _refuse(self, status: HTTPStatus, reason: str) -> None:
+        self.labeling.log(f"refused POST {self.path} from {self.client_address[0]}: {reason}")
+        self._send_json(status, {"error": reason})
+
     def _send_image(self, raw_id: str) -> None:
-        sample_id = int(raw_id) if raw_id.isdigit() else None
+        # isdecimal() alone accepts other scripts' digits, which int() reads; ids are ASCII.
+        sample_id = int(raw_id) if raw_id.isascii() and raw_id.isdecimal() else None
         if sample_id is None or self.labeling.request.sample(sample_id) is None:
             self._send_json(HTTPStatus.NOT_FOUND, {"error": f"no image {raw_id!r} in this batch"})
             return
@@ -286,6 +500,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        # No other site may show the page in a frame and trick clicks onto it.
+        self.send_header("X-Frame-Options", "DENY")
         self.end_headers()
         self.wfile.write(body)
 
@@ -294,6 +510,7 @@ PAGE = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta name="tavaal-token" content="{{TOKEN}}">
 <title>tavaal labeling</title>
 <style>
   body { font: 14px system-ui, sans-serif; margin: 0; color: #222; background: #fafafa; }
@@ -309,6 +526,8 @@ PAGE = """<!doctype html>
           margin-top: 6px; font-weight: bold; }
   #error { display: none; background: #fbd; border: 1px solid #c66; padding: 8px;
            margin-top: 6px; }
+  #conflicts { display: none; background: #fff3c4; border: 1px solid #c9a227; padding: 8px;
+               margin-top: 6px; }
   #grid { display: flex; flex-wrap: wrap; gap: 8px; padding: 12px; }
   .cell { width: 168px; background: #fff; border: 3px solid #ddd; border-radius: 4px;
           cursor: pointer; text-align: center; }
@@ -331,12 +550,15 @@ PAGE = """<!doctype html>
     Saved at once to <code id="labels-file"></code>.</span></div>
   <div id="done">All labeled &mdash; close this page and rerun snakemake.</div>
   <div id="error"></div>
+  <div id="conflicts"></div>
 </header>
 <div id="grid"></div>
 <script>
 "use strict";
 let state = null, cursor = 0, pending = 0, queue = Promise.resolve();
 const keyToClass = {};
+// Only this page knows the server's token; it proves to the server that a change comes from here.
+const token = document.querySelector('meta[name="tavaal-token"]').content;
 
 function el(tag, props, children) {
   const node = Object.assign(document.createElement(tag), props || {});
@@ -348,6 +570,15 @@ function showError(message) {
   const box = document.getElementById("error");
   box.textContent = message;
   box.style.display = message ? "block" : "none";
+}
+
+function showConflicts(conflicts) {
+  const box = document.getElementById("conflicts");
+  box.textContent = conflicts.map(c =>
+    `Row ${c.row} (id ${c.sample_id}) was changed in the labels file elsewhere to ` +
+    `"${c.file || "no label"}" while you chose "${c.page || "no label"}": the file keeps ` +
+    `"${c.file || "no label"}"; choose again to replace it.`).join(" ");
+  box.style.display = conflicts.length ? "block" : "none";
 }
 
 function render() {
@@ -392,11 +623,18 @@ function setLabel(index, label) {
   queue = queue.then(async () => {
     try {
       const response = await fetch("/label", {
-        method: "POST", headers: {"Content-Type": "application/json"},
+        method: "POST", headers: {"Content-Type": "application/json", "X-Tavaal-Token": token},
         body: JSON.stringify({sample_id: sample.sample_id, label: label}),
       });
-      if (!response.ok) throw new Error((await response.json()).error);
+      const reply = await response.json();
+      if (!response.ok) throw new Error(reply.error);
       showError("");
+      showConflicts(reply.conflicts);
+      // The file may hold labels written elsewhere: show them, unless a later change of this
+      // page is still on its way (its own reply will bring the file's state).
+      if (pending === 1) {
+        for (const s of state.samples) s.label = reply.labels[s.sample_id] || "";
+      }
     } catch (err) {
       showError(`not saved: ${err.message}; reload the page`);
     } finally {

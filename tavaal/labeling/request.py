@@ -9,8 +9,8 @@ messages count samples: row 1 is the first sample below the header.
 
 The workflow writes a request (`write_request`, with the batch's contact sheet) and, before it
 takes the answers, checks them (`read_answers`, `require_complete`, `check_unchanged`); the
-labeling page reads and writes the labels file in to_label.csv's order (`read_labels`,
-`write_labels`).
+labeling page reads the labels file (`read_labels`) and writes it in to_label.csv's order
+(`write_labels`). Both read it by the same rules (`parse_labels`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,10 +117,13 @@ def read_request(path: Path | str) -> LabelRequest:
     )
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
+def read_rows(path: Path, data: bytes | None = None) -> list[dict[str, str]]:
+    """The rows of a batch CSV (`data`: its bytes, when already read). A leading byte order mark,
+    as spreadsheets write in "CSV UTF-8", is not part of the first column's name."""
     try:
-        with path.open(newline="") as file:
-            text = file.read()
+        if data is None:
+            data = path.read_bytes()
+        text = data.decode("utf-8-sig")
     except FileNotFoundError:
         raise LabelingError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -157,39 +161,64 @@ def _read_to_label(path: Path) -> tuple[Sample, ...]:
 
 
 def read_labels(request: LabelRequest) -> dict[int, str]:
-    """The labels given so far: {sample_id: class name}; empty when there is no labels file yet.
-
-    An existing file must repeat to_label.csv's rows (ids and paths, in order) and use only the
-    request's class names; otherwise its first offending row is named.
-    """
+    """The labels given so far: {sample_id: class name}; empty when there is no labels file yet
+    (the rules of `parse_labels`)."""
     path = request.labels_file
     if not path.exists():
         return {}
-    rows = read_rows(path)
-    if len(rows) != len(request.samples):
-        raise LabelingError(
-            f"{path}: {len(rows)} rows, but {request.to_label} has {len(request.samples)}"
-        )
-    labels = {}
-    for sample, row in zip(request.samples, rows, strict=True):
-        where = f"{path}: row {sample.row}"
-        if row["sample_id"].strip() != str(sample.sample_id) or row["path"] != sample.path:
+    return parse_labels(request)
+
+
+def parse_labels(request: LabelRequest, data: bytes | None = None) -> dict[int, str]:
+    """The one reading of a labels file, for the page and the workflow alike: {sample_id: class
+    name} of its labeled rows (`data`: the file's bytes, when already read).
+
+    Rows may come in any order (a spreadsheet may have sorted them) and leave samples out (they
+    are unlabeled); spaces around an id or a label are ignored. Refused, naming the file and row
+    (row 1 is the first below the header): an id that is not an integer, a sample that was not
+    asked for, a sample listed twice, a path that is not the requested sample's, a label that is
+    not one of the request's classes.
+    """
+    path = request.labels_file
+    seen: dict[int, int] = {}
+    labels: dict[int, str] = {}
+    for number, row in enumerate(read_rows(path, data), start=1):
+        where = f"{path}: row {number}"
+        try:
+            sample_id = int(row["sample_id"].strip())
+        except ValueError:
             raise LabelingError(
-                f"{where} is sample_id {row['sample_id']!r}, path {row['path']!r}; "
-                f"{request.to_label} has sample_id {sample.sample_id}, path {sample.path!r} there"
+                f"{where}: sample_id {row['sample_id']!r} is not an integer"
+            ) from None
+        sample = request.sample(sample_id)
+        if sample is None:
+            raise LabelingError(
+                f"{where}: sample {sample_id} was not asked for in {request.to_label}"
             )
-        if row["label"] and row["label"] not in request.classes:
+        if sample_id in seen:
             raise LabelingError(
-                f"{where}: label {row['label']!r} is not one of the classes "
+                f"{where}: sample {sample_id} is listed twice (also row {seen[sample_id]})"
+            )
+        seen[sample_id] = number
+        if row["path"] != sample.path:
+            raise LabelingError(
+                f"{where}: sample {sample_id} has path {row['path']!r}; {request.to_label} "
+                f"says {sample.path!r}"
+            )
+        label = row["label"].strip()
+        if label and label not in request.classes:
+            raise LabelingError(
+                f"{where}: unknown class {label!r} for sample {sample_id}; classes: "
                 f"{', '.join(request.classes)}"
             )
-        if row["label"]:
-            labels[sample.sample_id] = row["label"]
+        if label:
+            labels[sample_id] = label
     return labels
 
 
-def write_labels(request: LabelRequest, labels: Mapping[int, str]) -> None:
-    """Write the labels file atomically: to_label.csv's rows in order, a class name or empty."""
+def write_labels(request: LabelRequest, labels: Mapping[int, str]) -> bytes:
+    """Write the labels file atomically: to_label.csv's rows in order, a class name or empty;
+    return the bytes written."""
     path = request.labels_file
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -198,6 +227,7 @@ def write_labels(request: LabelRequest, labels: Mapping[int, str]) -> None:
         writer.writerow([sample.sample_id, sample.path, labels.get(sample.sample_id, "")])
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_text(path, out.getvalue())
+    return out.getvalue().encode("utf-8")
 
 
 def write_request(
@@ -249,54 +279,16 @@ class LabelAnswers:
 
 
 def read_answers(request: LabelRequest) -> LabelAnswers:
-    """Check the request's labels file before the workflow takes its answers.
-
-    Rows may come in any order (a spreadsheet may have sorted them). Refused, naming the file
-    and row: a sample that was not asked for, a sample listed twice, a path that is not the
-    requested sample's, a class name that is not one of the request's. Empty labels and
-    requested samples without a row are counted as missing (`require_complete`).
-    """
+    """Check the request's labels file before the workflow takes its answers (`parse_labels`);
+    empty labels and requested samples without a row are counted as missing
+    (`require_complete`)."""
     path = request.labels_file
     if not path.exists():
         raise LabelingError(f"{path}: not found; it answers {request.to_label}")
-    seen: dict[int, int] = {}
-    labels: dict[int, int] = {}
-    missing = []
-    for number, row in enumerate(read_rows(path), start=1):
-        where = f"{path}: row {number}"
-        try:
-            sample_id = int(row["sample_id"])
-        except ValueError:
-            raise LabelingError(
-                f"{where}: sample_id {row['sample_id']!r} is not an integer"
-            ) from None
-        sample = request.sample(sample_id)
-        if sample is None:
-            raise LabelingError(
-                f"{where}: sample {sample_id} was not asked for in {request.to_label}"
-            )
-        if sample_id in seen:
-            raise LabelingError(
-                f"{where}: sample {sample_id} is listed twice (also row {seen[sample_id]})"
-            )
-        seen[sample_id] = number
-        if row["path"] != sample.path:
-            raise LabelingError(
-                f"{where}: sample {sample_id} has path {row['path']!r}; {request.to_label} "
-                f"says {sample.path!r}"
-            )
-        label = row["label"].strip()
-        if not label:
-            missing.append(sample)
-        elif label not in request.classes:
-            raise LabelingError(
-                f"{where}: unknown class {label!r} for sample {sample_id}; classes: "
-                f"{', '.join(request.classes)}"
-            )
-        else:
-            labels[sample_id] = request.classes.index(label)
-    missing += [s for s in request.samples if s.sample_id not in seen]
-    return LabelAnswers(path, labels, tuple(sorted(missing, key=lambda s: s.row)))
+    names = parse_labels(request)
+    labels = {sample_id: request.classes.index(name) for sample_id, name in names.items()}
+    missing = tuple(s for s in request.samples if s.sample_id not in names)
+    return LabelAnswers(path, labels, missing)
 
 
 def require_complete(answers: LabelAnswers, request: LabelRequest) -> None:
@@ -334,10 +326,20 @@ def digest(path: Path) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write `path` atomically and durably: a temporary file, flushed to disk, then renamed."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        with tmp.open("w", newline="") as file:
+        with tmp.open("w", newline="", encoding="utf-8") as file:
             file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    # The rename itself survives a power cut only once the folder is flushed too.
+    if hasattr(os, "O_DIRECTORY"):
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
