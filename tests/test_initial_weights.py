@@ -4,10 +4,12 @@ the training job, and hashed by content (`tavaal.models.weights`, `tavaal.config
 
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
+import yaml
 from torch import nn
 
 from tavaal.config import ExperimentConfig
@@ -288,3 +290,24 @@ def test_training_starts_from_the_given_weights(tmp_path):
         "initialisation: classifier.weight, classifier.bias" in line
         for line in log
     )
+
+
+@pytest.mark.parametrize(
+    "preset",
+    [
+        "tavaal_cityscapes",
+        "vaal_cityscapes",
+        "vaal_bdd100k",
+        "vaal_ablation_bdd100k",
+        "tavaal_caltech101",
+        "vaal_caltech256",
+        "vaal_imagenet",
+    ],
+)
+def test_large_image_presets_say_they_start_from_scratch(preset):
+    # What the header states is what the preset runs: no experiment sets initial weights.
+    path = Path(__file__).parent.parent / "presets" / f"{preset}.yaml"
+    header = "".join(line for line in path.read_text().splitlines(True) if line.startswith("#"))
+    assert "# Initial weights: from scratch" in header
+    experiments = yaml.safe_load(path.read_text())["experiments"]
+    assert all(not exp.get("train", {}).get("init_weights") for exp in experiments.values())
