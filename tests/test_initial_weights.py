@@ -248,8 +248,22 @@ def test_the_config_check_refuses_weights_that_do_not_fit_before_any_job(tmp_pat
     check_experiment(experiment(init_weights=str(tmp_path / "mlp.pt")))
     digits_cnn = build_task_model("digits_cnn", (1, 8, 8), 10).state_dict()
     torch.save(digits_cnn, tmp_path / "cnn.pt")
-    with pytest.raises(ConfigError, match=r"experiments\.w\.train\.init_weights: .*cnn\.pt.*mlp"):
+    with pytest.raises(
+        ConfigError, match=r"experiments\.w\.train\.init_weights: .*cnn\.pt.*mlp"
+    ) as info:
         check_experiment(experiment(init_weights=str(tmp_path / "cnn.pt")))
+    # Before the dataset is prepared its number of classes is unknown, and not compared.
+    assert "'classifier.weight' has shape (10, 128), the model expects (classes, 32)" in str(
+        info.value
+    )
+    torch.save(build_task_model("mlp", (2,), 3).state_dict(), tmp_path / "mlp3.pt")
+    three_classes = experiment(init_weights=str(tmp_path / "mlp3.pt"))
+    check_experiment(three_classes)
+    load_dataset("moons", tmp_path / "data")
+    with pytest.raises(
+        ConfigError, match=re.escape("has shape (3, 32), the model expects (2, 32)")
+    ):
+        check_experiment(three_classes, data_dir=tmp_path / "data")
     with pytest.raises(ConfigError, match=r"experiments\.w\.train\.init_weights: .*file not found"):
         check_experiment(experiment(init_weights=str(tmp_path / "absent.pt")))
 

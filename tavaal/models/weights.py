@@ -206,9 +206,13 @@ def match_state_dict(
         if key not in state:
             continue
         found = tuple(state[key].shape)
-        compared = slice(0 if classes_known or not key.startswith(HEAD) else 1, None)
-        if found[compared] != shape[compared] or len(found) != len(shape):
-            wrong.append(f"{render(key)} has shape {found}, the model expects {shape}")
+        if classes_known or not key.startswith(HEAD):
+            if found != shape:
+                wrong.append(f"{render(key)} has shape {found}, the model expects {shape}")
+        elif found[1:] != shape[1:] or len(found) != len(shape):
+            # The classifier's first axis is the number of classes, not yet known.
+            expects = "(classes" + "".join(f", {size}" for size in shape[1:]) + ")"
+            wrong.append(f"{render(key)} has shape {found}, the model expects {expects}")
     problems = []
     if missing:
         problems.append(f"missing {_named(missing, render)}")
