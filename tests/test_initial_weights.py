@@ -101,6 +101,9 @@ def test_mismatches_name_the_file_and_the_keys(tmp_path):
     assert "'classifier.weight' has shape (5, 128, 1, 1)" in error_of(
         model, "drn_d_22_slim", other_classes, path
     )
+    # Half a classifier is not "no classifier".
+    no_bias = {k: v for k, v in state.items() if k != "classifier.bias"}
+    assert "missing 'classifier.bias'" in error_of(model, "drn_d_22_slim", no_bias, path)
     extra = {**state, "fc.weight": torch.zeros(3)}
     assert "unexpected 'fc.weight'" in error_of(model, "drn_d_22_slim", extra, path)
     assert "expected a state dict" in error_of(model, "drn_d_22_slim", {"model": state}, path)

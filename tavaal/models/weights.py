@@ -10,7 +10,7 @@ downloaded. It holds a state dict (parameter name -> tensor) in one of these lay
   `drn_d_22` and `drn_d_38`, whose dilations ours follow (`tavaal.models.drn`).
 
 Every key of the model must be in the file with its shape, and no other key may be. Two kinds
-of keys may be absent: the classifier (``classifier.*``: a body trained for other classes
+of keys may be absent: the whole classifier (``classifier.*``: a body trained for other classes
 initialises the network, and the classifier keeps its own initialisation) and batch norm's
 ``num_batches_tracked`` (checkpoints older than torch 0.4.1, the released DRN's among them,
 lack it; it only counts updates). A foreign layout's classifier is never loaded: it is
@@ -197,8 +197,12 @@ def match_state_dict(
     def render(key: str) -> str:
         return f"'{source[key]}' (ours '{key}')" if key in source else f"'{key}'"
 
+    # The classifier is all there or all absent.
+    head_given = any(k.startswith(HEAD) for k in state if k in expected)
     missing = [
-        k for k in expected if k not in state and not k.startswith(HEAD) and COUNTER not in k
+        k
+        for k in expected
+        if k not in state and (head_given or not k.startswith(HEAD)) and COUNTER not in k
     ]
     unexpected = [k for k in state if k not in expected]
     wrong = []
