@@ -8,6 +8,7 @@ that names the key path (e.g. ``experiments.digits.vae.latent_dim``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import types
@@ -65,6 +66,11 @@ class TrainConfig:
     validate_every: int = 1
     # Save a resumable checkpoint every N epochs (0: never); a restarted job resumes from it.
     checkpoint_every: int = 0
+    # Initial weights of the task learner: a state dict file (ours, or torchvision's / the
+    # released DRN's layout where `tavaal.models.weights` maps it) that every training job
+    # starts from; "": from scratch (the model's own initialisation). The DRN authors'
+    # segmentation code starts from ImageNet weights; neither paper's classification code does.
+    init_weights: str = ""
 
 
 @dataclass(frozen=True)
@@ -350,10 +356,16 @@ class ExperimentConfig:
         """The `train` section as a trained model depends on it. The augmentation choice came
         later: with the default "pad_crop" its keys are left out, so that models trained before
         it existed keep their settings hash; with "resized_crop" they replace the unused
-        `crop_padding`. `crop_size` (segmentation) came later too: left out while it is 0."""
+        `crop_padding`. `crop_size` (segmentation) came later too: left out while it is 0, and
+        `init_weights`, replaced by the file's sha256 when set."""
         train = self.to_dict()["train"]
         if not train["crop_size"]:
             del train["crop_size"]
+        # The initial weights enter as the file's contents, not its path, and only when set
+        # (models trained from scratch keep their hash).
+        path = train.pop("init_weights")
+        if path:
+            train["init_weights_sha256"] = file_sha256(path, "train.init_weights")
         later = ("augmentation", "crop_scale", "crop_ratio")
         if train["augmentation"] == "pad_crop":
             return {key: value for key, value in train.items() if key not in later}
@@ -370,6 +382,25 @@ class ExperimentConfig:
 # Section -> keys added after results existed, with the value that reproduces the earlier
 # behaviour: left out of `ExperimentConfig.select` while they hold it.
 LATER_DEFAULTS: dict[str, dict[str, Any]] = {"vae": {"input_size": 0}}
+
+
+def file_sha256(path: str | Path, key: str) -> str:
+    """sha256 of a file's bytes; a ConfigError naming `key` when it cannot be read."""
+    try:
+        stat = Path(path).stat()
+    except OSError as exc:
+        raise ConfigError(f"{key}: {path}: {exc.strerror or exc}") from None
+    return _file_sha256(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    # Cached by (path, mtime, size): every training job's hash reads it at workflow start.
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def settings_hash(settings: dict[str, Any]) -> str:

@@ -36,6 +36,7 @@ from tavaal.data.image_files import ImageFiles
 from tavaal.errors import CheckpointError
 from tavaal.losses import margin_loss, ranking_loss
 from tavaal.models import build_ranker
+from tavaal.models.weights import load_initial_weights
 from tavaal.optim import build_optimizer
 from tavaal.portable_adam import PortableAdam
 from tavaal.seeding import seed_everything, torch_generator
@@ -308,7 +309,17 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
     by_iterations = cfg.iterations > 0
     role = f"train/member{run.member}"
     seed_everything(run.seed, run.stage, role + "/init")
-    model = build_model(exp, info).to(device)
+    model = build_model(exp, info)
+    if cfg.init_weights:
+        # After the model's own initialisation, so the random draws that follow are the same
+        # with and without given weights; what the file lacks keeps that initialisation.
+        loaded = load_initial_weights(model, exp.model, cfg.init_weights)
+        kept = f"; kept their initialisation: {', '.join(loaded.kept_initialisation)}"
+        run.log(
+            f"member {run.member}: initial weights from {cfg.init_weights} ({loaded.layout} "
+            f"layout){kept if loaded.kept_initialisation else ''}"
+        )
+    model = model.to(device)
     ranker = None
     if run.recipe.ranker_loss is not None:
         ranker = build_ranker(model, info.input_shape, hidden=exp.ranker.hidden).to(device)

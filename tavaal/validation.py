@@ -57,6 +57,8 @@ def check_experiment(
     n_train = _train_split_size(exp.dataset, data_dir)
     if n_train is not None:
         _check_pool(exp, where, n_train)
+    if exp.train.init_weights:
+        _check_init_weights(exp, where, data_dir)
 
 
 def _check_model(exp: ExperimentConfig, where: str, task: Task) -> None:
@@ -92,6 +94,28 @@ def _check_oracle_kind(exp: ExperimentConfig, where: str) -> None:
             f"only a person can answer: set oracle.kind: human (or give image_folders."
             f"{exp.dataset}.labels for a simulated trial)"
         )
+
+
+def _check_init_weights(exp: ExperimentConfig, where: str, data_dir: str | Path | None) -> None:
+    """`train.init_weights` loads and fits the model: every key and shape, the classifier's
+    number of classes too once the dataset is prepared. Without a registered or prepared input
+    shape (an image folder not yet read) only that it is a state dict; the training job checks
+    the rest."""
+    from tavaal.models.weights import check_initial_weights, read_state_dict
+
+    path = exp.train.init_weights
+    shape = known_input_shape(exp.dataset)
+    num_classes = None
+    if data_dir is not None and (Path(data_dir) / exp.dataset).is_dir():
+        info = open_prepared(exp.dataset, data_dir).info
+        shape, num_classes = info.input_shape, info.num_classes
+    try:
+        if shape is None:
+            read_state_dict(path)
+        else:
+            check_initial_weights(exp.model, shape, path, num_classes)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.{exc}") from None
 
 
 def _train_split_size(dataset: str, data_dir: str | Path | None) -> int | None:

@@ -1,8 +1,6 @@
 """DRN-D segmentation networks: shapes at the papers' crop sizes, output stride, the paper's
 layout (dilations, strides, no residuals in the degridding levels), parameter counts, dropout,
-the registry and initialisation from a user-supplied checkpoint."""
-
-import re
+the registry (initial weights: tests/test_initial_weights.py)."""
 
 import pytest
 import torch
@@ -19,10 +17,10 @@ from tavaal.models.drn import (
     build_segmentation_model,
     feature_size,
     list_segmentation_models,
-    load_init_checkpoint,
 )
 from tavaal.models.ranker import LossPredictionModule
 from tavaal.models.resnet import BasicBlock
+from tavaal.models.weights import FOREIGN_LAYOUTS
 
 NUM_CLASSES = 19  # Cityscapes' and BDD100K's train ids
 # DRN-D-22 with every width divided by 8: the same layout, a 64th of the compute, so shape
@@ -131,8 +129,8 @@ def test_drn_d_22_follows_the_papers_layout(drn_d_22, drn_d_38):
     )
     assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
     assert conv_plan(level_4) == [(3, 2, 1)] + [(3, 1, 1)] * 3
-    # §2: the first conv of a formerly strided group keeps the previous dilation.
-    assert conv_plan(levels_5_6) == [(3, 1, 1)] + [(3, 1, 2)] * 3 + [(3, 1, 2)] + [(3, 1, 4)] * 3
+    # Dilated levels as the released DRN-D (`new_level=False`): 2 throughout level 5, 4 in 6.
+    assert conv_plan(levels_5_6) == [(3, 1, 2)] * 4 + [(3, 1, 4)] * 4
     # §4 degridding: dilation 2 then 1, plain convs without residual connections.
     assert conv_plan(levels_7_8) == [(3, 1, 2), (3, 1, 1)]
     assert not any(isinstance(m, BasicBlock) for m in levels_7_8.modules())
@@ -272,62 +270,64 @@ def test_registry_errors():
         build_drn("d_105", NUM_CLASSES)
 
 
-def test_init_checkpoint_round_trip(tmp_path):
-    torch.manual_seed(0)
-    trained = build_segmentation_model("drn_d_22", (3, 32, 32), NUM_CLASSES)
-    with torch.no_grad():  # away from the initialisation: BN statistics and affine too
-        for p in trained.parameters():
-            p.add_(0.01 * torch.randn_like(p))
-        trained.groups[1][0].bn1.running_mean.fill_(0.5)
-    path = tmp_path / "drn.pt"
-    torch.save(trained.state_dict(), path)
-    torch.manual_seed(1)
-    fresh = build_segmentation_model("drn_d_22", (3, 32, 32), NUM_CLASSES)
-    assert not torch.equal(fresh.classifier.weight, trained.classifier.weight)
-    torch.manual_seed(1)
-    loaded = build_segmentation_model("drn_d_22", (3, 32, 32), NUM_CLASSES, init_checkpoint=path)
-    expected = trained.state_dict()
-    assert all(torch.equal(v, expected[k]) for k, v in loaded.state_dict().items())
-    x = torch.randn(1, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.equal(trained.eval()(x).logits, loaded.eval()(x).logits)
+# The released DRN-D networks (fyu/drn, drn.py at commit d75db2e), read from `DRN.__init__`,
+# `_make_layer` and `_make_conv_layers` with arch "D": level -> (kernel, stride of its first
+# conv, dilation of every conv of the level). Levels 5 and 6 are built with new_level=False, so
+# their first block is dilated like the rest. Padding is the dilation for 3x3 convs
+# (`conv3x3(..., padding=dilation)`), 3 for the 7x7 stem and 0 for the 1x1 projections
+# (`downsample.0`, stride of the level, dilation 1).
+RELEASED_LEVELS = {
+    0: (7, 1, 1),
+    1: (3, 1, 1),
+    2: (3, 2, 1),
+    3: (3, 2, 1),
+    4: (3, 2, 1),
+    5: (3, 1, 2),
+    6: (3, 1, 4),
+    7: (3, 1, 2),
+    8: (3, 1, 1),
+}
+# BasicBlocks of levels 3-6: drn_d_22 is DRN(BasicBlock, [1, 1, 2, 2, 2, 2, 1, 1]), drn_d_38
+# DRN(BasicBlock, [1, 1, 3, 4, 6, 3, 1, 1]); levels 0-2 and 7-8 hold one conv each.
+RELEASED_BLOCKS = {"d_22": (2, 2, 2, 2), "d_38": (3, 4, 6, 3)}
 
 
-def test_init_checkpoint_without_classifier_keeps_its_initialisation(tmp_path):
-    source = narrow_drn(num_classes=5, seed=1)
-    state = {k: v for k, v in source.state_dict().items() if not k.startswith("classifier.")}
-    torch.save(state, tmp_path / "body.pt")
-    target = narrow_drn(num_classes=NUM_CLASSES, seed=2)
-    classifier = target.classifier.weight.clone()
-    load_init_checkpoint(target, tmp_path / "body.pt")
-    assert torch.equal(target.groups[3][1][0].weight, source.groups[3][1][0].weight)
-    assert torch.equal(target.classifier.weight, classifier)
+def released_convs(variant: str) -> dict[str, tuple[int, int, int, int]]:
+    """The released network's conv name -> (kernel, stride, dilation, padding), classifier
+    (`fc`) left out."""
+    convs = {}
+    for level, (kernel, stride, dilation) in RELEASED_LEVELS.items():
+        padding = 3 if kernel == 7 else dilation
+        if level in (0, 1, 2, 7, 8):
+            convs[f"layer{level}.0"] = (kernel, stride, dilation, padding)
+            continue
+        for block in range(RELEASED_BLOCKS[variant][level - 3]):
+            first = stride if block == 0 else 1
+            convs[f"layer{level}.{block}.conv1"] = (kernel, first, dilation, padding)
+            convs[f"layer{level}.{block}.conv2"] = (kernel, 1, dilation, padding)
+        convs[f"layer{level}.0.downsample.0"] = (1, stride, 1, 0)
+    return convs
 
 
-def test_init_checkpoint_mismatches_name_file_and_key(tmp_path):
-    state = narrow_drn().state_dict()
-    path = tmp_path / "other.pt"
-
-    def error(bad: dict, num_classes: int = NUM_CLASSES) -> str:
-        torch.save(bad, path)
-        with pytest.raises(ConfigError) as info:
-            load_init_checkpoint(narrow_drn(num_classes), path)
-        assert str(path) in str(info.value)
-        return str(info.value)
-
-    missing = {k: v for k, v in state.items() if k != "groups.1.0.conv2.weight"}
-    assert "key 'groups.1.0.conv2.weight' is missing" in error(missing)
-    # The first mismatch in the model's order is named: a wider stem changes many keys.
-    wider = DRN(3, NUM_CLASSES, widths=(4, *NARROW[1:])).state_dict()
-    assert re.search(r"key 'groups\.0\.0\.0\.0\.weight' has shape \(4, 3, 7, 7\), the model "
-                     r"expects \(2, 3, 7, 7\)", error(wider))  # fmt: skip
-    # A classifier for other classes is a mismatch, not silently dropped.
-    assert "key 'classifier.weight' has shape (19, 64, 1, 1)" in error(state, num_classes=5)
-    assert "unexpected key 'fc.weight'" in error({**state, "fc.weight": torch.zeros(3)})
-    assert "expected a state dict" in error({"model": state})
-
-    with pytest.raises(ConfigError, match=re.escape(f"{tmp_path / 'absent.pt'}: file not found")):
-        build_drn("d_22", NUM_CLASSES, init_checkpoint=tmp_path / "absent.pt")
-    path.write_bytes(b"not a checkpoint")
-    with pytest.raises(ConfigError, match=re.escape(f"{path}: not a readable state dict")):
-        load_init_checkpoint(narrow_drn(), path)
+@pytest.mark.parametrize(
+    ("name", "variant"), [("drn_d_22", "d_22"), ("drn_d_38", "d_38"), ("drn_d_22_slim", "d_22")]
+)
+def test_every_conv_has_the_released_drn_d_geometry(name, variant):
+    # Released weights, renamed as `tavaal.models.weights` renames them, meet a conv of the
+    # same kernel, stride, dilation and padding: they run as they were trained.
+    rename = FOREIGN_LAYOUTS["drn_d_22"][1]
+    with torch.device("meta"):
+        model = build_segmentation_model(name, (3, 64, 64), NUM_CLASSES)
+    ours = {
+        module_name: (m.kernel_size[0], m.stride[0], m.dilation[0], m.padding[0])
+        for module_name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d) and module_name != "classifier"
+    }
+    released = {
+        rename(f"{conv}.weight").removesuffix(".weight"): geometry
+        for conv, geometry in released_convs(variant).items()
+    }
+    assert ours == released
+    # Where the paper's form (§2) and the released one differ: the first conv of levels 5, 6.
+    assert released["groups.2.0.0.conv1"] == (3, 1, 2, 2)
+    assert released["groups.2.1.0.conv1"] == (3, 1, 4, 4)

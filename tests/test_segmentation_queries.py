@@ -25,7 +25,7 @@ from tavaal.models import build_ranker
 from tavaal.models import drn as drn_module
 from tavaal.models.drn import DRN, DRN_BLOCKS
 from tavaal.pool import read_labeled, read_scores
-from tavaal.segmentation import per_image_cross_entropy
+from tavaal.segmentation import mean_pixel_entropy, per_image_cross_entropy
 from tavaal.stage import run_init_pool, run_query, run_train
 from tavaal.strategies import QueryContext, get_strategy, list_strategies, strategy_class
 from tavaal.tasks import get_task
@@ -217,6 +217,14 @@ def test_entropy_is_the_mean_pixel_entropy_of_the_pooled_logits(shapes):
     expected = pixel_entropy(pixel_probabilities(logits)).mean(axis=1)
     np.testing.assert_allclose(table.loc[candidates, "entropy"], expected, rtol=1e-5)
     assert (expected > 0).all() and (expected <= np.log(dataset.info.num_classes)).all()
+    # `mean_pixel_entropy` is that score only on the pooled logits; at full resolution (no
+    # query scores there) it is another number.
+    pooled = mean_pixel_entropy(torch.from_numpy(logits)).numpy()
+    np.testing.assert_allclose(table.loc[candidates, "entropy"], pooled, rtol=1e-5)
+    with torch.no_grad():
+        inputs = to_tensor_batch(torch.from_numpy(dataset.x_train[candidates]), dataset.info)
+        full = mean_pixel_entropy(models.models[0].eval()(inputs).logits).numpy()
+    assert not np.allclose(full, pooled, rtol=1e-3)
 
 
 def test_entropy_does_not_depend_on_the_inference_batch_size(shapes):

@@ -5,9 +5,12 @@ the variant; `drn_d_22` is the smallest of the DRN-D family and `drn_d_38` the n
 here from the paper's description:
 
 - Dilation instead of striding (§2): of ResNet's five groups, the last two keep the resolution
-  of the third, so the output stride is 8. The first convolution of each formerly strided group
-  keeps the previous dilation (1, then 2) and the rest of the group uses the new one (2, then 4),
-  so every receptive field is that of the strided network.
+  of the third, so the output stride is 8, and their convolutions are dilated by 2 and then 4.
+  §2 keeps the previous dilation (1, then 2) in the first convolution of each formerly strided
+  group; the released DRN-D models do not (fyu/drn, drn.py at commit d75db2e: levels 5 and 6
+  are built with `new_level=False`, so every convolution of level 5 is dilated by 2 and every
+  one of level 6 by 4). We follow the released network, so that its converted ImageNet weights
+  (`train.init_weights`, `tavaal.models.weights`) run at the dilations they were trained with.
 - Degridding (§4, DRN-B and DRN-C): no max-pooling after the stem (it is replaced by convolutions
   at full and half resolution, levels 1-2), and two levels of plain convolutions with decreasing
   dilation (2, then 1) and without residual connections at the end (levels 7-8), which remove
@@ -22,7 +25,7 @@ here from the paper's description:
       level   0     1     2     3     4     5     6     7     8
       width   16    16    32    64    128   256   512   512   512
       stride  1     1     2     2     2     1     1     1     1      (cumulative: 8)
-      dilate  1     1     1     1     1     1->2  2->4  2     1
+      dilate  1     1     1     1     1     2     4     2     1
 
 The segmentation head is dropout, a 1x1 convolution to the classes and a bilinear upsampling of
 the stride-8 logits to the input's size (as the DRN authors' segmentation models do: the
@@ -44,10 +47,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -91,9 +92,9 @@ def conv_bn_relu(
 def residual_level(
     in_channels: int, channels: int, blocks: int, stride: int, dilation: int
 ) -> nn.Sequential:
-    """`blocks` BasicBlocks; the first convolution keeps the previous level's dilation (§2)."""
-    previous = max(1, dilation // 2)
-    layers = [BasicBlock(in_channels, channels, stride, (previous, dilation))]
+    """`blocks` BasicBlocks, every convolution dilated by `dilation`, the first one included
+    (the released DRN-D's `new_level=False`; module docstring)."""
+    layers = [BasicBlock(in_channels, channels, stride, (dilation, dilation))]
     layers += [BasicBlock(channels, channels, 1, (dilation, dilation)) for _ in range(blocks - 1)]
     return nn.Sequential(*layers)
 
@@ -177,65 +178,17 @@ def build_drn(
     num_classes: int,
     dropout: float = 0.0,
     in_channels: int = 3,
-    init_checkpoint: str | Path | None = None,
     widths: tuple[int, ...] = DRN_WIDTHS,
 ) -> DRN:
-    """DRN-`variant` ("d_22" or "d_38") with channels `widths`; weights from `init_checkpoint`
-    (a state dict file) when given, else Kaiming-normal initialisation."""
+    """DRN-`variant` ("d_22" or "d_38") with channels `widths`, Kaiming-normal initialisation
+    (given weights: `tavaal.models.weights`)."""
     try:
         blocks = DRN_BLOCKS[variant]
     except KeyError:
         raise ConfigError(
             f"unknown DRN variant {variant!r}; known: {', '.join(sorted(DRN_BLOCKS))}"
         ) from None
-    model = DRN(in_channels, num_classes, blocks=blocks, dropout=dropout, widths=widths)
-    if init_checkpoint is not None:
-        load_init_checkpoint(model, init_checkpoint)
-    return model
-
-
-# Keys a checkpoint may leave out: the classifier, so that a body trained with another set of
-# classes can initialise the network (its classifier keeps its random initialisation).
-OPTIONAL_KEYS = ("classifier.weight", "classifier.bias")
-
-
-def load_init_checkpoint(model: nn.Module, path: str | Path) -> None:
-    """Load a user-supplied state dict (``torch.save(model.state_dict(), path)``) into `model`.
-
-    Read with ``torch.load(weights_only=True)``: no code is unpickled and nothing is downloaded.
-    Every key of the model must be there with its shape, except the classifier's
-    (`OPTIONAL_KEYS`), and no other key may be; otherwise a ConfigError names the file and the
-    first mismatching key in the model's order (then the file's, for extra keys).
-    """
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ConfigError(f"init_checkpoint {path}: file not found") from None
-    except Exception as exc:
-        raise ConfigError(f"init_checkpoint {path}: not a readable state dict ({exc})") from None
-    if not isinstance(state, dict) or not all(
-        isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
-    ):
-        raise ConfigError(
-            f"init_checkpoint {path}: expected a state dict (parameter name -> tensor), got "
-            f"{type(state).__name__}"
-        )
-    expected = model.state_dict()
-    for key, value in expected.items():
-        if key not in state:
-            if key in OPTIONAL_KEYS:
-                continue
-            raise ConfigError(f"init_checkpoint {path}: key {key!r} is missing")
-        if tuple(state[key].shape) != tuple(value.shape):
-            raise ConfigError(
-                f"init_checkpoint {path}: key {key!r} has shape {tuple(state[key].shape)}, "
-                f"the model expects {tuple(value.shape)}"
-            )
-    for key in state:
-        if key not in expected:
-            raise ConfigError(f"init_checkpoint {path}: unexpected key {key!r}")
-    model.load_state_dict(state, strict=False)
+    return DRN(in_channels, num_classes, blocks=blocks, dropout=dropout, widths=widths)
 
 
 SegmentationBuilder = Callable[[tuple[int, ...], int, float], nn.Module]
@@ -265,7 +218,6 @@ def build_segmentation_model(
     input_shape: tuple[int, ...],
     num_classes: int,
     dropout: float = 0.0,
-    init_checkpoint: str | Path | None = None,
 ) -> nn.Module:
     """Build the segmentation network `name` for (C, H, W) inputs; H and W may differ from one
     batch to the next (the network is fully convolutional), `input_shape` fixes the channels and
@@ -276,10 +228,7 @@ def build_segmentation_model(
         raise ConfigError(
             f"unknown segmentation model {name!r}; known: {', '.join(list_segmentation_models())}"
         ) from None
-    model = builder(tuple(int(s) for s in input_shape), int(num_classes), float(dropout))
-    if init_checkpoint is not None:
-        load_init_checkpoint(model, init_checkpoint)
-    return model
+    return builder(tuple(int(s) for s in input_shape), int(num_classes), float(dropout))
 
 
 def _drn_builder(

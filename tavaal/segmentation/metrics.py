@@ -10,8 +10,11 @@
   never predicted has IoU 0, and so has one that is predicted but absent from the targets.
 - `per_image_cross_entropy`: each image's mean pixel cross-entropy over its labeled pixels: the
   per-image "loss" the ranker / loss-prediction module learns to predict on segmentation.
-- `mean_pixel_entropy`: each image's mean over pixels of the predictive entropy: the entropy
-  method's per-image score.
+- `mean_pixel_entropy`: each image's mean over pixels of the predictive entropy, at full
+  resolution. No query calls it: the queries score the pooled logits' rows
+  (`tavaal.tasks.segmentation.SegmentationTask.score_logits`), so the entropy method's score is
+  this mean over the pooled grid, not over the pixels. It is a per-image summary of a
+  prediction for library users.
 """
 
 from __future__ import annotations
@@ -151,8 +154,9 @@ def per_image_cross_entropy(
 
 
 def mean_pixel_entropy(logits: Tensor) -> Tensor:
-    """(N,) float32: each image's mean over pixels of ``-sum_k p_k log p_k`` (nats), p the
-    softmax of the (N, K, H, W) logits over K."""
+    """(N,) float32: each image's mean over its pixels of ``-sum_k p_k log p_k`` (nats), p the
+    softmax of the (N, K, H, W) logits over K, at full resolution. Not the entropy query's
+    score, which averages the entropy of the pooled logits' rows (module docstring)."""
     log_p = F.log_softmax(logits.float(), dim=1)
     entropy = -(log_p.exp() * log_p).sum(dim=1)  # (N, H, W)
     return entropy.flatten(1).mean(dim=1)
