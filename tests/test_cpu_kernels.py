@@ -140,7 +140,7 @@ def test_baseline_kernels_differ_from_avx2_kernels():
 def test_emulated_cpus_of_other_vendors_and_levels_give_the_same_bits():
     """Two instruction-set caps on one machine: qemu's emulated Intel Haswell (AVX2, FMA) gives
     the bits of this CPU at the AVX2 level (without the pin, MKL's gemm and exp differ between an
-    AMD CPU and the emulated Intel one: measured), and its SandyBridge (AVX, no AVX2 or FMA) gives
+    AMD CPU and the emulated Intel one, and torch's sqrt, which PortableAdam avoids: measured), and its SandyBridge (AVX, no AVX2 or FMA) gives
     at the baseline level the bits this CPU gives when forced to the baseline. (qemu-user shows
     the host's /proc/cpuinfo, so under emulation the level is set, not detected; torch needs
     AVX, so CPUs before SandyBridge cannot run it at all.)"""
@@ -154,4 +154,8 @@ def test_emulated_cpus_of_other_vendors_and_levels_give_the_same_bits():
     assert haswell == native
     baseline = _probe({KERNELS_ENV: "baseline"})
     sandy_bridge = _probe({KERNELS_ENV: "baseline"}, ["qemu-x86_64", "-cpu", "SandyBridge"])
-    assert sandy_bridge == baseline and sandy_bridge["level"] == BASELINE
+    assert sandy_bridge["level"] == BASELINE
+    # numpy's float64 exp at the baseline is glibc's, which picks an FMA variant where the CPU
+    # has FMA: its last bits may differ (README, "Determinism"); every torch kernel is equal.
+    del sandy_bridge["numpy_exp"], baseline["numpy_exp"]
+    assert sandy_bridge == baseline
