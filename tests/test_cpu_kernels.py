@@ -140,10 +140,11 @@ def test_baseline_kernels_differ_from_avx2_kernels():
 def test_emulated_cpus_of_other_vendors_and_levels_give_the_same_bits():
     """Two instruction-set caps on one machine: qemu's emulated Intel Haswell (AVX2, FMA) gives
     the bits of this CPU at the AVX2 level (without the pin, MKL's gemm and exp differ between an
-    AMD CPU and the emulated Intel one, and torch's sqrt, which PortableAdam avoids: measured), and its SandyBridge (AVX, no AVX2 or FMA) gives
-    at the baseline level the bits this CPU gives when forced to the baseline. (qemu-user shows
-    the host's /proc/cpuinfo, so under emulation the level is set, not detected; torch needs
-    AVX, so CPUs before SandyBridge cannot run it at all.)"""
+    AMD CPU and the emulated Intel one, and so does torch's sqrt, which PortableAdam avoids:
+    measured), and its SandyBridge (AVX, no AVX2 or FMA) gives at the baseline level the bits
+    this CPU gives when forced to the baseline. (qemu-user shows the host's /proc/cpuinfo, so
+    under emulation the level is set, not detected; torch needs AVX, so CPUs before SandyBridge
+    cannot run it at all.)"""
     if shutil.which("qemu-x86_64") is None:
         if os.environ.get("TAVAAL_REQUIRE_QEMU", "").strip().lower() not in ("", "0", "false"):
             pytest.fail("TAVAAL_REQUIRE_QEMU is set but qemu-x86_64 is missing", pytrace=False)
