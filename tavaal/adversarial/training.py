@@ -95,6 +95,7 @@ def build_adversary(
         cond_dim,
         base_channels=vae.base_channels,
         hidden=vae.hidden,
+        init=vae.init,
     )
     if variant == PLAIN_VAE:
         return model, None
