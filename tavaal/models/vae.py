@@ -35,7 +35,6 @@ from torch import Tensor, nn
 from tavaal.errors import ConfigError
 from tavaal.models.base import kaiming_init
 
-
 VAEInit = Literal["official", "kaiming"]
 
 
