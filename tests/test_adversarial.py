@@ -504,9 +504,7 @@ def test_vae_input_size_is_validated_and_hashed_only_when_set():
         "ad877df6bf7dd964",
         "948025de90ec9224",
     )
-    smaller = ExperimentConfig.from_dict(
-        "x", {**base, "vae": {**old_defaults, "input_size": 16}}
-    )
+    smaller = ExperimentConfig.from_dict("x", {**base, "vae": {**old_defaults, "input_size": 16}})
     assert smaller.select("vae")["vae"]["input_size"] == 16
     assert method_hash(smaller, "vaal") != method_hash(exp, "vaal")
     with pytest.raises(
