@@ -30,7 +30,8 @@ from tavaal.strategies.base import top_k
 from tavaal.tasks.classification import ClassificationTask
 from tavaal.training import RANKING_RANKER, train_step
 
-OFFICIAL = Path(__file__).resolve().parent / "official"
+REPO = Path(__file__).resolve().parent.parent
+OFFICIAL = REPO / "tests" / "official"
 sys.path.insert(0, str(OFFICIAL))
 from deterministic import parameter_value, summary, uniform  # noqa: E402
 
@@ -359,3 +360,37 @@ def test_initialisation_follows_the_official_code_layer_by_layer(case):
         kaiming = build_vae(SHAPE, 32, cond_dim, base_channels=128, init="kaiming")
         assert float(kaiming.fc_mu.weight.detach().std()) > 2 * layers["fc_mu.weight"]["std"]
         assert bool((kaiming.fc_mu.bias == 0).all())
+
+
+def test_vae_init_is_hashed_only_when_it_is_not_the_former_kaiming():
+    """Results made before `vae.init` existed used Kaiming-normal: with `init: kaiming` a query's
+    settings hash is what it was; the new default (official) changes it."""
+    from tavaal.config import ExperimentConfig
+    from tavaal.strategies import method_hash
+
+    base = {"dataset": "digits", "model": "digits_cnn", "methods": ["vaal", "tavaal"]}
+    former = ExperimentConfig.from_dict("x", {**base, "vae": {"init": "kaiming"}})
+    official = ExperimentConfig.from_dict("x", base)
+    assert official.vae.init == "official"
+    assert "init" not in former.select("vae")["vae"]
+    assert official.select("vae")["vae"]["init"] == "official"
+    for method in ("vaal", "tavaal"):
+        assert method_hash(former, method) != method_hash(official, method)
+
+
+VAE_METHODS = {"vaal", "tavaal", "vaal_lloss", "vaal_frozen_vae", "vae_wasserstein"}
+CPU_CONFIGS = ["config.yaml", "presets/fashion_mnist_cpu.yaml", "presets/practitioner_shapes.yaml"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    CPU_CONFIGS + sorted(str(p.relative_to(REPO)) for p in REPO.glob("presets/study_*.yaml")),
+)
+def test_the_cpu_configs_keep_the_kaiming_init_their_results_were_made_with(path):
+    from tavaal.config import experiment_from_config, load_config
+
+    config = load_config(REPO / path)
+    for name in config["experiments"]:
+        exp = experiment_from_config(config, name)
+        if VAE_METHODS & set(exp.methods):
+            assert exp.vae.init == "kaiming", (path, name)
