@@ -57,7 +57,10 @@ TAVAAL_SMALL = {
     "vae.init": ("official", TAVAAL_CODE + ": VAE.weight_init, as it acts (README)"),
     "ranker.weight": (1.0, TAVAAL_T1 + " (eta)"),
     "ranker.margin": (1.0, TAVAAL_CODE + ": MARGIN = 1.0 (xi, Learning Loss)"),
-    "ranker.detach_epoch": (120, TAVAAL_CODE + ": EPOCHL = 120"),
+    "ranker.detach_epoch": (
+        120,
+        "TA-VAAL supp. §7.2, " + TAVAAL_CODE + ": EPOCHL = 120 (0-based: detaches 1 epoch later)",
+    ),
     "seeds": ([0, 1, 2, 3, 4], TAVAAL_42 + ": 5 trials"),
 }
 # VAAL's method and protocol as its official CIFAR code runs it (the paper silent or differing).
