@@ -13,6 +13,7 @@ batch-norm passes for L and U, train-mode scoring), so that the difference is ex
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import sys
@@ -23,6 +24,7 @@ import pytest
 import torch
 
 from tavaal.adversarial.conditioning import normalise_rank
+from tavaal.adversarial.objectives import vae_objective
 from tavaal.adversarial.training import disc_update, vae_update
 from tavaal.config import RankerConfig, VAEConfig
 from tavaal.models import build_discriminator, build_ranker, build_task_model, build_vae
@@ -154,6 +156,10 @@ def test_vaal_vae_and_discriminator_updates_equal_the_official_code():
     models = {"vae": vae, "disc": disc}
     vae.train()
     disc.train()
+    # Our default, one pass for L and U together, is what differs (a copy: batch norm in train
+    # mode updates its running statistics).
+    joint = _joint_pass_loss(copy.deepcopy(vae), disc, labeled[:b], unlabeled[:b], gold, cfg)
+    assert abs(joint - gold["losses"][1]) > 1e-6 * gold["losses"][1]
     for update in range(2):
         rows = slice(update * b, (update + 1) * b)
         x = torch.cat([labeled[rows], unlabeled[rows]])
@@ -177,6 +183,14 @@ def test_vaal_vae_and_discriminator_updates_equal_the_official_code():
     chosen = top_k(np.arange(len(pool)), -logits.numpy(), sampler["budget"])
     assert chosen.tolist() == sampler["chosen"]
     _assert_encoder_statistics(vae, gold)  # the train-mode scoring updated them too
+
+
+@torch.no_grad()
+def _joint_pass_loss(vae, disc, labeled, unlabeled, gold, cfg) -> float:
+    x = torch.cat([labeled, unlabeled])
+    mu, logvar = vae.encode(x)
+    recon = vae.decode(mu + noise(gold, 0) * torch.exp(0.5 * logvar))
+    return float(vae_objective(x, recon, mu, logvar, disc(mu), len(labeled), cfg).total)
 
 
 def _assert_encoder_statistics(vae, gold: dict) -> None:
