@@ -2,8 +2,8 @@
 
     python tests/official/make_official_goldens.py VAAL_DIR TAVAAL_DIR [OUT_DIR]
 
-VAAL_DIR: a checkout of sinhasam/vaal (commit 67263f3), TAVAAL_DIR: of cubeyoung/TA-VAAL (commit
-1161071); OUT_DIR defaults to this folder. Nothing of their code is copied: it is imported from
+VAAL_DIR: a git checkout of sinhasam/vaal at commit 67263f3, TAVAAL_DIR: of cubeyoung/TA-VAAL at
+1161071; OUT_DIR defaults to this folder. Nothing of their code is copied: it is imported from
 those folders and run as it is, changed only where it must be to run here, in float64, at a small
 size:
 - on the CPU: `.cuda()` returns its receiver and `torch.cuda.device` is a no-op (TA-VAAL calls
@@ -41,6 +41,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from deterministic import parameter_value, summary, uniform  # noqa: E402
 
+# The commits the goldens are of (README, "Equal to the official codes").
+PINNED = {
+    "sinhasam/vaal": "67263f32665990a9408430a86df5b6ecd96a812d",
+    "cubeyoung/TA-VAAL": "11610718c431f848d19aa6a94b781dfc0dcfd81d",
+}
 LATENT = 8
 BATCH = 2
 SHAPE = (3, 32, 32)
@@ -163,14 +168,18 @@ def _import_from(folder: Path, *modules: str):
         sys.path.remove(str(folder))
 
 
-def _commit(folder: Path) -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True
+def _commit(folder: Path, repository: str) -> str:
+    """The checkout's commit, which must be the pinned one."""
+    out = subprocess.run(
+        ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True
+    )
+    commit = out.stdout.strip()
+    if commit != PINNED[repository]:
+        raise SystemExit(
+            f"{folder}: expected a git checkout of {repository} at {PINNED[repository]}, "
+            f"found {commit or 'no git checkout'}"
         )
-        return out.stdout.strip() or "unknown (not a git checkout)"
-    except OSError:
-        return "unknown (no git)"
+    return commit
 
 
 def buffers(module: nn.Module, prefix: str) -> dict[str, list[float]]:
@@ -213,7 +222,7 @@ def vaal_goldens(folder: Path) -> dict:
     adam = [s for s in recorder.steps if not any(k.startswith("task.") for k in s["grads"])]
     eps = [d.reshape(-1).tolist() for d in recorder.draws if tuple(d.shape) == (BATCH, LATENT)]
     return {
-        "official": {"repository": "sinhasam/vaal", "commit": _commit(folder)},
+        "official": {"repository": "sinhasam/vaal", "commit": _commit(folder, "sinhasam/vaal")},
         "latent": LATENT,
         "batch": BATCH,
         "vae_parameters": {n: list(p.shape) for n, p in vae.named_parameters()},
@@ -297,7 +306,10 @@ def tavaal_goldens(folder: Path) -> dict:
     eps = [d.reshape(-1).tolist() for d in recorder.draws if tuple(d.shape) == (BATCH, LATENT)]
     sampled = probabilities[-len(subset) // BATCH :]
     return {
-        "official": {"repository": "cubeyoung/TA-VAAL", "commit": _commit(folder)},
+        "official": {
+            "repository": "cubeyoung/TA-VAAL",
+            "commit": _commit(folder, "cubeyoung/TA-VAAL"),
+        },
         "latent": LATENT,
         "batch": BATCH,
         "task": {
@@ -358,8 +370,8 @@ def init_goldens(vaal: Path, tavaal: Path) -> dict:
         }
     return {
         "official": {
-            "sinhasam/vaal": _commit(vaal),
-            "cubeyoung/TA-VAAL": _commit(tavaal),
+            "sinhasam/vaal": _commit(vaal, "sinhasam/vaal"),
+            "cubeyoung/TA-VAAL": _commit(tavaal, "cubeyoung/TA-VAAL"),
         },
         "seeds": 4,
         "layers": found,
@@ -371,6 +383,7 @@ def main(argv: list[str]) -> None:
         raise SystemExit(__doc__)
     vaal, tavaal = Path(argv[0]).resolve(), Path(argv[1]).resolve()
     out = Path(argv[2]) if len(argv) == 3 else HERE
+    _commit(vaal, "sinhasam/vaal"), _commit(tavaal, "cubeyoung/TA-VAAL")  # fail early
     init = init_goldens(vaal, tavaal)
     torch.set_default_dtype(torch.float64)
     goldens = {"vaal": vaal_goldens(vaal), "tavaal": tavaal_goldens(tavaal), "init": init}
