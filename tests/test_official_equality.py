@@ -408,3 +408,12 @@ def test_the_cpu_configs_keep_the_kaiming_init_their_results_were_made_with(path
         exp = experiment_from_config(config, name)
         if VAE_METHODS & set(exp.methods):
             assert exp.vae.init == "kaiming", (path, name)
+
+
+def test_the_goldens_are_of_the_pinned_official_commits():
+    pinned = {"sinhasam/vaal": "67263f3", "cubeyoung/TA-VAAL": "1161071"}
+    for name in ("vaal", "tavaal"):
+        official = golden(name)["official"]
+        assert official["commit"].startswith(pinned[official["repository"]])
+    for repository, commit in golden("init")["official"].items():
+        assert commit.startswith(pinned[repository])
