@@ -128,6 +128,11 @@ class VAEConfig:
     rank_normalization: Literal["quantile", "zscore_sigmoid", "sigmoid", "official"] = "sigmoid"
     # Save a resumable VAE/D state every N iterations inside a query (0: never).
     checkpoint_every: int = 0
+    # Initial weights of the VAE (tavaal.models.vae). "official": as VAAL's and TA-VAAL's code
+    # effectively leave them (their weight_init never reaches fc_mu / fc_logvar nor the
+    # transposed convolutions, which keep PyTorch's defaults); "kaiming": Kaiming-normal for every
+    # layer, what this project did before (the CPU configs keep it so their results stand).
+    init: Literal["official", "kaiming"] = "official"
 
 
 @dataclass(frozen=True)
@@ -381,7 +386,7 @@ class ExperimentConfig:
 
 # Section -> keys added after results existed, with the value that reproduces the earlier
 # behaviour: left out of `ExperimentConfig.select` while they hold it.
-LATER_DEFAULTS: dict[str, dict[str, Any]] = {"vae": {"input_size": 0}}
+LATER_DEFAULTS: dict[str, dict[str, Any]] = {"vae": {"input_size": 0, "init": "kaiming"}}
 
 
 def file_sha256(path: str | Path, key: str) -> str:

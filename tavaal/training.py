@@ -30,12 +30,12 @@ from torch import nn
 
 # The classification augmentation, still imported from here (augment_images, _augment).
 from tavaal.augmentation import augment_images as augment_images
-from tavaal.config import ExperimentConfig, settings_hash
+from tavaal.config import ExperimentConfig, RankerConfig, settings_hash
 from tavaal.data import DatasetInfo, PreparedDataset, to_tensor_batch
 from tavaal.data.image_files import ImageFiles
 from tavaal.errors import CheckpointError
 from tavaal.losses import margin_loss, ranking_loss
-from tavaal.models import build_ranker
+from tavaal.models import TaskOutput, build_ranker
 from tavaal.models.weights import load_initial_weights
 from tavaal.optim import build_optimizer
 from tavaal.portable_adam import PortableAdam
@@ -368,24 +368,12 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
                 inputs, targets = task.augment(raw, targets, shuffle, cfg, info)
             else:
                 inputs = to_tensor_batch(raw, info)
-            out = model(inputs)
-            per_sample = task.per_sample_loss(out.logits, targets)
-            loss = task.batch_loss(out.logits, targets, per_sample)
-            if ranker is not None and len(targets) >= 2:
-                # Learning Loss / TA-VAAL: after detach_epoch the ranker keeps learning but its
-                # gradient stops reaching the backbone (TA-VAAL supp. §7.2, official code).
-                taps = out.features
-                if epoch > exp.ranker.detach_epoch:
-                    taps = [tap.detach() for tap in taps]
-                predicted = ranker(taps).reshape(-1)
-                if run.recipe.ranker_loss == "margin":
-                    aux = margin_loss(predicted, per_sample, margin=exp.ranker.margin)
-                else:
-                    aux = ranking_loss(predicted, per_sample)
-                loss = loss + exp.ranker.weight * aux  # TA-VAAL eq. 2
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            # Learning Loss / TA-VAAL: after detach_epoch the ranker keeps learning but its
+            # gradient stops reaching the backbone (TA-VAAL supp. §7.2, official code).
+            detach = epoch > exp.ranker.detach_epoch
+            loss, out = train_step(
+                model, ranker, optimizer, inputs, targets, task, run.recipe, exp.ranker, detach
+            )
             total_loss += loss.detach() * len(targets)
             right, total = task.correct(out.logits.detach(), targets)
             correct += right
@@ -457,6 +445,37 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
         "selected_step": best.step if run.validation is not None else None,
     }
     return state, seen
+
+
+def train_step(
+    model: nn.Module,
+    ranker: nn.Module | None,
+    optimizer: torch.optim.Optimizer,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    task: Task,
+    recipe: TrainingRecipe,
+    ranker_config: RankerConfig,
+    detach_taps: bool,
+) -> tuple[torch.Tensor, TaskOutput]:
+    """One optimizer step of the task learner (and the ranker, if any) on one batch; returns
+    (loss, model output). The ranker's loss (`recipe.ranker_loss`) is added with weight
+    `ranker_config.weight` (TA-VAAL eq. 2); `detach_taps` stops its gradient at the taps."""
+    out = model(inputs)
+    per_sample = task.per_sample_loss(out.logits, targets)
+    loss = task.batch_loss(out.logits, targets, per_sample)
+    if ranker is not None and len(targets) >= 2:
+        taps = [tap.detach() for tap in out.features] if detach_taps else out.features
+        predicted = ranker(taps).reshape(-1)
+        if recipe.ranker_loss == "margin":
+            aux = margin_loss(predicted, per_sample, margin=ranker_config.margin)
+        else:
+            aux = ranking_loss(predicted, per_sample)
+        loss = loss + ranker_config.weight * aux  # TA-VAAL eq. 2
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, out
 
 
 class _BestWeights:

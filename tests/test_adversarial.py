@@ -489,12 +489,14 @@ def test_input_bank_gathers_large_rows_a_few_at_a_time(monkeypatch):
 def test_vae_input_size_is_validated_and_hashed_only_when_set():
     from tavaal.strategies import method_hash
 
-    # rank_normalization set to the default of that time (quantile; sigmoid since issue 22).
+    # rank_normalization and init set to the defaults of that time (quantile and kaiming;
+    # sigmoid and official since issue 22).
+    old_defaults = {"rank_normalization": "quantile", "init": "kaiming"}
     base = {
         "dataset": "digits",
         "model": "digits_cnn",
         "methods": ["vaal", "tavaal"],
-        "vae": {"rank_normalization": "quantile"},
+        "vae": old_defaults,
     }
     exp = ExperimentConfig.from_dict("x", base)
     # Computed before vae.input_size existed: results made then keep their hashes.
@@ -502,9 +504,7 @@ def test_vae_input_size_is_validated_and_hashed_only_when_set():
         "ad877df6bf7dd964",
         "948025de90ec9224",
     )
-    smaller = ExperimentConfig.from_dict(
-        "x", {**base, "vae": {"rank_normalization": "quantile", "input_size": 16}}
-    )
+    smaller = ExperimentConfig.from_dict("x", {**base, "vae": {**old_defaults, "input_size": 16}})
     assert smaller.select("vae")["vae"]["input_size"] == 16
     assert method_hash(smaller, "vaal") != method_hash(exp, "vaal")
     with pytest.raises(

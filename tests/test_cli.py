@@ -43,6 +43,7 @@ CONFIG = {
                 "iterations": 10,
                 "batch_size": 16,
                 "disc_hidden": 32,
+                "init": "kaiming",  # as the committed fingerprints were made
             },
             "query": {"mc_samples": 3, "ensemble_size": 2},
         }

@@ -54,9 +54,13 @@ TAVAAL_SMALL = {
     "vae.vae_steps": (1, TAVAAL_CODE + ": num_vae_steps = 1"),
     "vae.disc_steps": (1, TAVAAL_CODE + ": num_adv_steps = 1"),
     "vae.kl_reduction": ("mean", TAVAAL_CODE + ": KLD averaged"),
+    "vae.init": ("official", TAVAAL_CODE + ": VAE.weight_init, as it acts (README)"),
     "ranker.weight": (1.0, TAVAAL_T1 + " (eta)"),
     "ranker.margin": (1.0, TAVAAL_CODE + ": MARGIN = 1.0 (xi, Learning Loss)"),
-    "ranker.detach_epoch": (120, TAVAAL_CODE + ": EPOCHL = 120"),
+    "ranker.detach_epoch": (
+        120,
+        "TA-VAAL supp. §7.2, " + TAVAAL_CODE + ": EPOCHL = 120 (0-based: detaches 1 epoch later)",
+    ),
     "seeds": ([0, 1, 2, 3, 4], TAVAAL_42 + ": 5 trials"),
 }
 # VAAL's method and protocol as its official CIFAR code runs it (the paper silent or differing).
@@ -73,6 +77,7 @@ VAAL_CIFAR = {
     "vae.beta": (1.0, VAAL_T3 + " (beta)"),
     "vae.recon_weight": (1.0, VAAL_T3 + " (lambda_1)"),
     "vae.adversary_weight": (1.0, VAAL_T3 + " (lambda_2)"),
+    "vae.init": ("official", VAAL_CODE + ": model.py VAE.weight_init, as it acts (README)"),
     "vae.train_on": ("pool", "VAAL Alg. 1: VAE and D on labeled + whole unlabeled pool"),
     "vae.vae_steps": (2, VAAL_CODE + ": num_vae_steps = 2"),
     "vae.disc_steps": (1, VAAL_CODE + ": num_adv_steps = 1"),

@@ -77,6 +77,7 @@ TINY = {
                 "iterations": 1500,
                 "lr": 0.01,
                 "disc_lr": 0.01,
+                "init": "kaiming",  # as the committed fingerprints were made
             },
         }
     },

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from tavaal.adversarial.data import AdversarialData, BatchCycler
 from tavaal.adversarial.objectives import (
+    VAELoss,
     discriminator_objective,
     plain_vae_objective,
     vae_objective,
@@ -96,6 +97,7 @@ def build_adversary(
         cond_dim,
         base_channels=vae.base_channels,
         hidden=vae.hidden,
+        init=vae.init,
     )
     if variant == PLAIN_VAE:
         return model, None
@@ -254,33 +256,17 @@ def train_adversary(
         for _ in range(phase.vae_updates(it)):
             x, r_dec, r_dis = batch(draw)
             draw += 1
-            # One pass for L and U together: one set of batch-norm statistics (module doc).
-            mu, logvar = vae.encode(x)
-            eps = torch.randn(mu.shape, generator=noise, device=device, dtype=mu.dtype)
-            z = mu + eps * torch.exp(0.5 * logvar)  # reparameterisation trick (VAAL §3.1)
-            recon = vae.decode(z, r_dec)
-            if variant == ADVERSARIAL:
-                loss = vae_objective(x, recon, mu, logvar, disc(mu, r_dis), b, cfg)
-            else:
-                loss = plain_vae_objective(x, recon, mu, logvar, b, cfg)
-            opt_vae.zero_grad(set_to_none=True)
-            loss.total.backward()
-            opt_vae.step()
+            dtype = next(vae.parameters()).dtype
+            eps = torch.randn((len(x), vae.latent_dim), generator=noise, device=device, dtype=dtype)
+            adversary = disc if variant == ADVERSARIAL else None
+            loss = vae_update(vae, adversary, opt_vae, x, r_dec, r_dis, eps, b, cfg)
         if variant == FROZEN_VAE and it >= schedule and vae.training:
             vae.eval()  # frozen from here on: codes from its running batch-norm statistics
         for step in range(phase.disc_updates(it)):
             if step > 0 or x is None:
                 x, r_dec, r_dis = batch(draw)
                 draw += 1
-            if vae is None:
-                disc_input = x
-            else:
-                with torch.no_grad():
-                    disc_input, _ = vae.encode(x)
-            disc_loss = discriminator_objective(disc(disc_input, r_dis), b)
-            opt_disc.zero_grad(set_to_none=True)
-            disc_loss.backward()
-            opt_disc.step()
+            disc_loss = disc_update(vae, disc, opt_disc, x, r_dis, b)
         if phase.vae_updates(it):
             vae_losses.append(float(loss.total.detach()))
         if phase.disc_updates(it):
@@ -329,6 +315,73 @@ def train_adversary(
         resumed_from=start,
         variant=variant,
     )
+
+
+def encode_batch(vae: nn.Module, x: Tensor, labeled_count: int, separate: bool):
+    """(mu, logvar) of a batch whose first `labeled_count` rows are labeled: one pass for L and U
+    together (one set of batch-norm statistics, module doc), or with `separate` one pass each,
+    as the official codes run them."""
+    if not separate:
+        return vae.encode(x)
+    parts = [vae.encode(x[:labeled_count]), vae.encode(x[labeled_count:])]
+    return torch.cat([parts[0][0], parts[1][0]]), torch.cat([parts[0][1], parts[1][1]])
+
+
+def vae_update(
+    vae: nn.Module,
+    disc: nn.Module | None,
+    optimizer: torch.optim.Optimizer,
+    x: Tensor,
+    r_dec: Tensor | None,
+    r_dis: Tensor | None,
+    eps: Tensor,
+    labeled_count: int,
+    cfg: VAEConfig,
+    separate_batch_norm: bool = False,
+) -> VAELoss:
+    """One VAE update on a batch whose first `labeled_count` rows are labeled: L_VAE with D's
+    term (`disc`), or without it (`disc` None: the plain VAE of the ablations); `eps` (N, latent)
+    is the reparameterisation noise. `separate_batch_norm`: L and U pass through the VAE
+    separately, as in the official codes (used to check equality with them)."""
+    b = labeled_count
+    mu, logvar = encode_batch(vae, x, b, separate_batch_norm)
+    z = mu + eps * torch.exp(0.5 * logvar)  # reparameterisation trick (VAAL §3.1)
+    if separate_batch_norm:
+        r_parts = (None, None) if r_dec is None else (r_dec[:b], r_dec[b:])
+        recon = torch.cat([vae.decode(z[:b], r_parts[0]), vae.decode(z[b:], r_parts[1])])
+    else:
+        recon = vae.decode(z, r_dec)
+    if disc is not None:
+        loss = vae_objective(x, recon, mu, logvar, disc(mu, r_dis), b, cfg)
+    else:
+        loss = plain_vae_objective(x, recon, mu, logvar, b, cfg)
+    optimizer.zero_grad(set_to_none=True)
+    loss.total.backward()
+    optimizer.step()
+    return loss
+
+
+def disc_update(
+    vae: nn.Module | None,
+    disc: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: Tensor,
+    r_dis: Tensor | None,
+    labeled_count: int,
+    separate_batch_norm: bool = False,
+) -> Tensor:
+    """One D update on the codes mu of a batch (the inputs themselves without a VAE) whose first
+    `labeled_count` rows are labeled; returns L_D. `separate_batch_norm` as in `vae_update`."""
+    if vae is None:
+        disc_input = x
+    else:
+        with torch.no_grad():
+            disc_input, _ = encode_batch(vae, x, labeled_count, separate_batch_norm)
+    loss = discriminator_objective(disc(disc_input, r_dis), labeled_count)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
 
 
 def _checkpoint_due(path: Path | None, every: int, done: int, total: int) -> bool:

@@ -133,9 +133,12 @@ def flat_size(input_shape: tuple[int, ...]) -> int:
     return math.prod(input_shape)
 
 
-def kaiming_init(module: nn.Module, linear: bool = True) -> None:
-    """Kaiming-normal convs (and linears if `linear`), zero bias, BN at identity (VAAL's code)."""
-    kinds: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.ConvTranspose2d)
+def kaiming_init(module: nn.Module, linear: bool = True, transposed: bool = True) -> None:
+    """Kaiming-normal convs (transposed ones too if `transposed`, linears if `linear`), zero
+    bias, BN at identity (VAAL's code)."""
+    kinds: tuple[type[nn.Module], ...] = (nn.Conv2d,)
+    if transposed:
+        kinds += (nn.ConvTranspose2d,)
     if linear:
         kinds += (nn.Linear,)
     for m in module.modules():

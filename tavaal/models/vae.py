@@ -13,15 +13,29 @@ a 1x1 conv to the input channels. The output is unbounded: it is compared by MSE
 normalised input.
 
 Vector data (D,) gets the MLP VAE of TA-VAAL §4.1: 2-layer MLPs with ReLU for encoder and decoder.
+
+Initialisation (`vae.init`). "official" reproduces what VAAL's and TA-VAAL's `weight_init`
+(model.py / models/query_models.py) actually do: it Kaiming-normalises the Conv2d and Linear
+layers inside the encoder and decoder and sets batch norm to identity, but never reaches
+`fc_mu` / `fc_logvar` (its fallback passes the module's *name*, a string, to kaiming_init) nor
+the transposed convolutions (not an `nn.Conv2d`), which keep PyTorch's default initialisation;
+the last 1x1 layer, a ConvTranspose2d(base, C, 1) there, keeps that layer's default too (here it
+is the equivalent Conv2d, initialised as the transposed layer would be). "kaiming" applies
+Kaiming-normal to every layer. The discriminator is Kaiming-normal either way, as in both codes.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from tavaal.errors import ConfigError
 from tavaal.models.base import kaiming_init
+
+VAEInit = Literal["official", "kaiming"]
 
 
 def _with_condition(x: Tensor, r: Tensor | None, cond_dim: int, who: str) -> Tensor:
@@ -50,6 +64,7 @@ class VAE(nn.Module):
         encoder: nn.Module,
         encoded_dim: int,
         decoder: nn.Module,
+        init: VAEInit = "official",
     ) -> None:
         super().__init__()
         self.input_shape = tuple(input_shape)
@@ -59,8 +74,14 @@ class VAE(nn.Module):
         self.fc_mu = nn.Linear(encoded_dim, latent_dim)
         self.fc_logvar = nn.Linear(encoded_dim, latent_dim)
         self.decoder = decoder
-        # Kaiming-normal everywhere, as VAAL's code initialises its VAE.
-        kaiming_init(self)
+        if init == "kaiming":
+            kaiming_init(self)
+        elif init == "official":
+            # Only the Conv2d / Linear / batch-norm layers inside encoder and decoder (module doc).
+            for block in (encoder, decoder):
+                kaiming_init(block, transposed=False)
+        else:
+            raise ConfigError(f"vae.init must be 'official' or 'kaiming', got {init!r}")
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         hidden = self.encoder(x)
@@ -123,6 +144,7 @@ class ConvVAE(VAE):
         latent_dim: int,
         cond_dim: int = 0,
         base_channels: int = 128,
+        init: VAEInit = "official",
     ) -> None:
         channels, height, width = input_shape
         strides, sizes = conv_plan(height, width)
@@ -144,21 +166,44 @@ class ConvVAE(VAE):
         for i in reversed(range(len(strides) - 1)):
             layers.append(_deconv(c_in, c_in // 2, strides[i], sizes[i + 1], sizes[i]))
             c_in //= 2
-        layers.append(nn.Conv2d(c_in, channels, 1))
+        output = nn.Conv2d(c_in, channels, 1)
+        layers.append(output)
         decoder = nn.Sequential(*layers)
-        super().__init__(input_shape, latent_dim, cond_dim, encoder, top * last_h * last_w, decoder)
+        super().__init__(
+            input_shape, latent_dim, cond_dim, encoder, top * last_h * last_w, decoder, init
+        )
+        if init == "official":
+            _transposed_default_init(output)
+
+
+def _transposed_default_init(conv: nn.Conv2d) -> None:
+    """PyTorch's default initialisation of ConvTranspose2d(in, out, 1), the official codes' last
+    layer, for the equivalent 1x1 Conv2d(in, out): the transposed layer's weight is (in, out, 1, 1),
+    so its fan-in is `out`, and the bound of weight and bias is 1 / sqrt(out)."""
+    transposed = torch.empty(conv.in_channels, conv.out_channels, 1, 1)
+    nn.init.kaiming_uniform_(transposed, a=math.sqrt(5))
+    bound = 1.0 / math.sqrt(conv.out_channels)
+    with torch.no_grad():
+        conv.weight.copy_(transposed.transpose(0, 1))
+        if conv.bias is not None:
+            conv.bias.uniform_(-bound, bound)
 
 
 class MLPVAE(VAE):
     def __init__(
-        self, input_shape: tuple[int], latent_dim: int, cond_dim: int = 0, hidden: int = 64
+        self,
+        input_shape: tuple[int],
+        latent_dim: int,
+        cond_dim: int = 0,
+        hidden: int = 64,
+        init: VAEInit = "official",
     ) -> None:
         (dim,) = input_shape
         encoder = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU())
         decoder = nn.Sequential(
             nn.Linear(latent_dim + cond_dim, hidden), nn.ReLU(), nn.Linear(hidden, dim)
         )
-        super().__init__(input_shape, latent_dim, cond_dim, encoder, hidden, decoder)
+        super().__init__(input_shape, latent_dim, cond_dim, encoder, hidden, decoder, init)
 
 
 def build_vae(
@@ -167,8 +212,10 @@ def build_vae(
     cond_dim: int = 0,
     base_channels: int = 128,
     hidden: int = 64,
+    init: VAEInit = "official",
 ) -> VAE:
-    """Conv VAE for (C, H, W) inputs, MLP VAE for (D,) inputs; cond_dim=1 for TA-VAAL."""
+    """Conv VAE for (C, H, W) inputs, MLP VAE for (D,) inputs; cond_dim=1 for TA-VAAL;
+    `init`: how the weights start (module doc)."""
     shape = tuple(int(s) for s in input_shape)
     if not shape or min(shape) < 1:
         raise ConfigError(f"VAE input_shape must be (C, H, W) or (D,), got {shape}")
@@ -179,11 +226,11 @@ def build_vae(
     if len(shape) == 3:
         if base_channels < 1:
             raise ConfigError(f"VAE base_channels must be >= 1, got {base_channels}")
-        return ConvVAE(shape, latent_dim, cond_dim, base_channels)
+        return ConvVAE(shape, latent_dim, cond_dim, base_channels, init)
     if len(shape) == 1:
         if hidden < 1:
             raise ConfigError(f"VAE hidden width must be >= 1, got {hidden}")
-        return MLPVAE(shape, latent_dim, cond_dim, hidden)
+        return MLPVAE(shape, latent_dim, cond_dim, hidden, init)
     raise ConfigError(f"VAE input_shape must be (C, H, W) or (D,), got {shape}")
 
 
