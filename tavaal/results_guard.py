@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from tavaal.config import ExperimentConfig, settings_hash
+from tavaal.data.image_folder import FolderState
 from tavaal.errors import ConfigError
 from tavaal.layout import run_file
 from tavaal.strategies import method_hash, strategy_class
@@ -97,3 +99,52 @@ def _recorded_hash(path: Path) -> str | None:
         return None
     value = metadata.get(b"settings_hash")
     return value.decode() if value is not None else None
+
+
+def finished_runs(results_dir: str | Path, experiment: str) -> list[str]:
+    """The folders under `results_dir` that hold files of `experiment` (index files,
+    models, requests, figures): what preparing its dataset again would replace."""
+    root = Path(results_dir)
+    folders = {path.parent.as_posix() for path in (root / experiment).rglob("*") if path.is_file()}
+    return sorted(folders)
+
+
+def check_image_folders(
+    results_dir: str | Path,
+    states: Mapping[str, FolderState],
+    datasets: Mapping[str, str],
+    replace: list[str] | tuple[str, ...] = (),
+) -> None:
+    """One ConfigError naming every image folder that changed (its images or its entry) since
+    it was prepared while experiments (`datasets`: experiment -> dataset, every experiment of
+    the config) have finished results made from it: preparing it again would renumber or
+    change their samples, and the runs would be replaced as after any other settings change."""
+    problems, names = [], []
+    for name, state in states.items():
+        if not state.prepares_again:
+            continue
+        runs = {}
+        for experiment, dataset in datasets.items():
+            if dataset == name and experiment not in replace:
+                found = finished_runs(results_dir, experiment)
+                if found:
+                    runs[experiment] = found
+        if not runs:
+            continue
+        listed = []
+        for experiment, found in runs.items():
+            shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+            listed.append(f"experiment {experiment} ({shown})")
+            names.append(f'"{experiment}"')
+        problems.append(
+            f"{state.spec.where}: {state.describe()}; preparing {state.prepared} again would "
+            f"renumber or change the samples that finished results were made from, and replace "
+            f"them: {'; '.join(listed)}"
+        )
+    if problems:
+        raise ConfigError(
+            f"{'. '.join(problems)}. To keep them, restore the folder and the entry as they "
+            "were; to keep both, declare the changed folder under a new image_folders name with "
+            "experiments of its own; to replace them on purpose, run with "
+            f"--config 'replace_results=[{', '.join(names)}]'"
+        )
