@@ -19,7 +19,12 @@ from tavaal.errors import ConfigError, TavaalError
 from tavaal.practitioner import label_progress
 from tavaal.report.study import check_study
 from tavaal.resources import job_threads, query_estimate, train_estimate
-from tavaal.results_guard import check_image_folders, check_results_match
+from tavaal.results_guard import (
+    check_image_folders,
+    check_results_match,
+    release_results_lock,
+    take_results_lock,
+)
 from tavaal.strategies import method_settings, strategy_class, trains_discriminator
 from tavaal.training import PLAIN, get_recipe, training_settings
 from tavaal.validation import check_experiment
