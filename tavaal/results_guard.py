@@ -107,12 +107,21 @@ def _recorded_hash(path: Path) -> str | None:
     return value.decode() if value is not None else None
 
 
+# Runs named per experiment in the error; more are counted.
+SHOWN_RUNS = 8
+
+
 def finished_runs(results_dir: str | Path, experiment: str) -> list[str]:
-    """The folders under `results_dir` that hold files of `experiment` (index files,
-    models, requests, figures): what preparing its dataset again would replace."""
-    root = Path(results_dir)
-    folders = {path.parent.as_posix() for path in (root / experiment).rglob("*") if path.is_file()}
-    return sorted(folders)
+    """The runs of `experiment` under `results_dir` that hold files, as folders two levels
+    below the experiment's (``<method>/seed<s>``, ``stage0/seed<s>``, ``export/<method>``,
+    ``figures``...): what preparing its dataset again would replace."""
+    folder = Path(results_dir) / experiment
+    runs = {
+        (folder / Path(*path.relative_to(folder).parent.parts[:2])).as_posix()
+        for path in folder.rglob("*")
+        if path.is_file()
+    }
+    return sorted(runs)
 
 
 def check_image_folders(
@@ -139,7 +148,8 @@ def check_image_folders(
             continue
         listed = []
         for experiment, found in runs.items():
-            shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+            more = f" and {len(found) - SHOWN_RUNS} more" if len(found) > SHOWN_RUNS else ""
+            shown = ", ".join(found[:SHOWN_RUNS]) + more
             listed.append(f"experiment {experiment} ({shown})")
             names.append(f'"{experiment}"')
         problems.append(
