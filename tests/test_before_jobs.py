@@ -111,6 +111,12 @@ def test_every_unreadable_image_is_named_in_one_error(tmp_path):
         assert f"{path} (" in message
     assert "Remove them from the folder" in message
     assert "truncated" in message
+    # Read from their files (too many to decode twice), images are opened: what has no image
+    # header is found before any job, a truncated image when it is read.
+    (spec,) = declare_image_folders({"bad_toy": toy_entry(folder, storage="files")}).values()
+    with pytest.raises(DatasetError, match="2 images in .* cannot be read") as error:
+        check_unread_images(folder_state(spec, tmp_path / "data"))
+    assert "empty.jpg (" in str(error.value) and "notes.png (" in str(error.value)
 
 
 @pytest.fixture

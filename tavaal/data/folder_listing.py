@@ -120,10 +120,14 @@ def listing_digest(
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def unreadable_images(root: Path, paths: Iterable[str]) -> list[tuple[str, str]]:
-    """(path, why) of each image that does not decode: a zero-byte or truncated JPEG, a PNG
-    with a bad chunk, a file that is no image. JPEGs are decoded at 1/8 scale (``draft``), which
-    still reads all their data; PNGs are verified chunk by chunk without inflating them."""
+def unreadable_images(
+    root: Path, paths: Iterable[str], decode: bool = True
+) -> list[tuple[str, str]]:
+    """(path, why) of each image that does not open: a zero-byte file, a file that is no image,
+    and with `decode` one whose data does not decode (a truncated JPEG, a PNG with a bad chunk).
+    JPEGs are decoded at 1/8 scale (``draft``), which still reads all their data; PNGs are
+    verified chunk by chunk without inflating them. Without `decode` only the header is read
+    (folders read from their files, too large to decode twice)."""
     from PIL import Image, UnidentifiedImageError
 
     bad = []
@@ -131,6 +135,8 @@ def unreadable_images(root: Path, paths: Iterable[str]) -> list[tuple[str, str]]
         path = Path(root) / relative
         try:
             with Image.open(path) as image:
+                if not decode:
+                    continue
                 if image.format == "PNG":
                     image.verify()
                 else:

@@ -479,9 +479,11 @@ def folder_state(spec: ImageFolderSpec, data_dir: str | Path) -> FolderState:
 
 
 def check_unread_images(state: FolderState) -> None:
-    """Before any job: every image no prepare has read yet decodes; one DatasetError naming
-    all that do not, so that one run finds them all."""
-    bad = unreadable_images(state.spec.root, state.unread)
+    """Before any job: every image no prepare has read yet decodes (opens, with ``storage:
+    files``, whose folders are too large to decode twice); one DatasetError naming all that do
+    not, so that one run finds them all."""
+    decode = state.spec.storage == "arrays"
+    bad = unreadable_images(state.spec.root, state.unread, decode=decode)
     if bad:
         raise DatasetError(describe_unreadable(state.spec.where, state.spec.root, bad))
 
