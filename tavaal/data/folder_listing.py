@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 # Bad files named one by one in an error; more are counted.
 NAMED_AT_MOST = 20
+# Images checked in this process below this many per worker; above, on a pool of workers.
+PER_WORKER_AT_LEAST = 16
 
 
 def file_sha256(path: Path) -> str:
@@ -127,27 +131,39 @@ def unreadable_images(
     and with `decode` one whose data does not decode (a truncated JPEG, a PNG with a bad chunk).
     JPEGs are decoded at 1/8 scale (``draft``), which still reads all their data; PNGs are
     verified chunk by chunk without inflating them. Without `decode` only the header is read
-    (folders read from their files, too large to decode twice)."""
+    (folders read from their files, too large to decode twice). Many images are checked on all
+    usable CPUs (a photo takes about 0.1 s)."""
+    paths = list(paths)
+    jobs = [(str(Path(root) / relative), decode) for relative in paths]
+    workers = min(len(os.sched_getaffinity(0)), len(jobs) // PER_WORKER_AT_LEAST)
+    if workers > 1:
+        # fork: the workers need PIL only, and a spawned one would re-run the caller's script.
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            found = pool.map(_why_unreadable, jobs, chunksize=PER_WORKER_AT_LEAST)
+    else:
+        found = [_why_unreadable(job) for job in jobs]
+    return [(relative, why) for relative, why in zip(paths, found, strict=True) if why]
+
+
+def _why_unreadable(job: tuple[str, bool]) -> str | None:
     from PIL import Image, UnidentifiedImageError
 
-    bad = []
-    for relative in paths:
-        path = Path(root) / relative
-        try:
-            with Image.open(path) as image:
-                if not decode:
-                    continue
-                if image.format == "PNG":
-                    image.verify()
-                else:
-                    if image.format == "JPEG":
-                        image.draft(image.mode, (1, 1))
-                    image.load()
-        except UnidentifiedImageError:
-            bad.append((relative, "not an image PIL can read"))
-        except (OSError, SyntaxError, ValueError) as exc:
-            bad.append((relative, str(exc) or type(exc).__name__))
-    return bad
+    path, decode = job
+    try:
+        with Image.open(path) as image:
+            if not decode:
+                return None
+            if image.format == "PNG":
+                image.verify()
+            else:
+                if image.format == "JPEG":
+                    image.draft(image.mode, (1, 1))
+                image.load()
+    except UnidentifiedImageError:
+        return "not an image PIL can read"
+    except (OSError, SyntaxError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+    return None
 
 
 def describe_unreadable(where: str, root: Path, bad: Sequence[tuple[str, str]]) -> str:
