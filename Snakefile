@@ -56,8 +56,8 @@ include: "rules/practitioner.smk"
 
 
 onstart:
-    # One run at a time per results_dir, whatever folder it was started from (README, "Rerun
-    # policy"): the lock is taken once the DAG is known, before the first job.
+    # One run at a time per results_dir, whatever folder it was started from (README, "Safe
+    # reruns"): the lock is taken once the DAG is known, before the first job.
     try:
         take_results_lock(RESULTS)
     except ConfigError as exc:

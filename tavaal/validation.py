@@ -87,17 +87,21 @@ def _check_model_builds(exp: ExperimentConfig, where: str, task: Task) -> None:
     from tavaal.models import build_ranker, build_task_model
 
     ranked = [m for m in exp.methods if strategy_class(m).recipe.ranker_loss is not None]
-    try:
-        with torch.device("meta"):
+    part = f"{exp.model} cannot serve {exp.dataset}, whose samples have shape {tuple(shape)}"
+    with torch.device("meta"):
+        try:
             model = build_task_model(exp.model, shape, num_classes=2, dropout=exp.train.dropout)
-            if ranked:
-                build_ranker(model, shape, hidden=exp.ranker.hidden)
-    except ConfigError as exc:
-        needing = f" (the ranker of {', '.join(ranked)})" if ranked else ""
-        raise ConfigError(
-            f"{where}.model: {exp.model} cannot serve {exp.dataset}, whose samples have shape "
-            f"{tuple(shape)}{needing}: {exc}"
-        ) from None
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.model: {part}: {exc}") from None
+        if not ranked:
+            return
+        try:
+            build_ranker(model, shape, hidden=exp.ranker.hidden)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{where}.model: {part} with the ranker that {', '.join(ranked)} train beside "
+                f"it: {exc}"
+            ) from None
 
 
 def _check_oracle_kind(exp: ExperimentConfig, where: str) -> None:
