@@ -124,7 +124,12 @@ def prepared_toy(tmp_path):
     folder = write_toy_folder(tmp_path / "toy", pool_per_class=3, test_per_class=1, seed=4)
     (spec,) = declare_image_folders({"listed": toy_entry(folder)}).values()
     data = tmp_path / "data"
+    unprepared = folder_state(spec, data)
+    assert not unprepared.is_prepared and unprepared.change is None
+    assert len(unprepared.unread) == 12
     prepare_dataset("listed", data, log=QUIET)
+    # The prepare job's param is the same before and after it ran: the next run reruns nothing.
+    assert folder_state(spec, data).prepare_params() == unprepared.prepare_params()
     return folder, spec, data
 
 
