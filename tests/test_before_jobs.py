@@ -110,7 +110,10 @@ def test_every_unreadable_image_is_named_in_one_error(tmp_path):
     for path in bad:
         assert f"{path} (" in message
     assert "Remove them from the folder" in message
-    assert "truncated" in message
+    assert (
+        "empty.jpg (an empty file)" in message
+        and "batch_a/cut.jpg (image file is truncated" in message
+    )
     # Read from their files (too many to decode twice), images are opened: what has no image
     # header is found before any job, a truncated image when it is read.
     (spec,) = declare_image_folders({"bad_toy": toy_entry(folder, storage="files")}).values()

@@ -150,6 +150,8 @@ def _why_unreadable(job: tuple[str, bool]) -> str | None:
 
     path, decode = job
     try:
+        if os.path.getsize(path) == 0:
+            return "an empty file"
         with Image.open(path) as image:
             if not decode:
                 return None
