@@ -55,10 +55,24 @@ include: "rules/report.smk"
 include: "rules/practitioner.smk"
 
 
+onstart:
+    # One run at a time per results_dir, whatever folder it was started from (README, "Safe
+    # reruns"): the lock is taken once the DAG is known, before the first job.
+    try:
+        take_results_lock(RESULTS)
+    except ConfigError as exc:
+        raise WorkflowError(str(exc)) from None
+
+
 onsuccess:
+    release_results_lock(RESULTS)
     # Practitioner mode: say which labels files the runs wait for (nothing when none does).
     for line in waiting_for_labels():
         print(f"tavaal: {line}")
+
+
+onerror:
+    release_results_lock(RESULTS)
 
 
 # Cheap rules run on the submitting node under a cluster profile; prepare_dataset too, since

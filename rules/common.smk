@@ -8,12 +8,23 @@ from snakemake.exceptions import WorkflowError
 
 from tavaal import layout
 from tavaal.config import ExperimentConfig
-from tavaal.data import declare_image_folders, known_input_shape, known_split_sizes
+from tavaal.data import (
+    check_raw_sources,
+    declare_image_folders,
+    known_input_shape,
+    known_split_sizes,
+)
+from tavaal.data.image_folder import check_unread_images, folder_state
 from tavaal.errors import ConfigError, TavaalError
 from tavaal.practitioner import label_progress
 from tavaal.report.study import check_study
 from tavaal.resources import job_threads, query_estimate, train_estimate
-from tavaal.results_guard import check_results_match
+from tavaal.results_guard import (
+    check_image_folders,
+    check_results_match,
+    release_results_lock,
+    take_results_lock,
+)
 from tavaal.strategies import method_settings, strategy_class, trains_discriminator
 from tavaal.training import PLAIN, get_recipe, training_settings
 from tavaal.validation import check_experiment
@@ -81,13 +92,36 @@ except TavaalError as exc:
 # name -> ExperimentConfig, for the experiments this run builds (validated before any job).
 EXPERIMENTS = _load_experiments()
 
-# Before any job: finished results made with other settings are never replaced silently
-# (tavaal.results_guard). Jobs that Snakemake runs in their own process (cluster jobs) parse
-# this file again; the main process has already checked.
+_FOLDER_STATES = {}
+
+
+def image_folder_state(name):
+    """The image folder `name` against its prepared copy (tavaal.data.image_folder.folder_state),
+    listed once per process: the guard below and the prepare job's params read it."""
+    if name not in _FOLDER_STATES:
+        _FOLDER_STATES[name] = folder_state(IMAGE_FOLDERS[name], DATA)
+    return _FOLDER_STATES[name]
+
+
+# Before any job: the raw folders still to read hold their files, the images no prepare has read
+# yet decode, and finished results made with other settings or from another version of an image
+# folder are never replaced silently (tavaal.results_guard). Jobs that Snakemake runs in their
+# own process (cluster jobs) parse this file again; the main process has already checked.
 if workflow.is_main_process:
     try:
-        check_results_match(RESULTS, EXPERIMENTS, config.get("replace_results") or [])
-    except ConfigError as exc:
+        check_raw_sources((e.dataset for e in EXPERIMENTS.values()), DATA, config["raw_sources"])
+        used_folders = sorted({e.dataset for e in EXPERIMENTS.values()} & set(IMAGE_FOLDERS))
+        for name in used_folders:
+            check_unread_images(image_folder_state(name))
+        replace = config.get("replace_results") or []
+        check_results_match(RESULTS, EXPERIMENTS, replace)
+        check_image_folders(
+            RESULTS,
+            {name: image_folder_state(name) for name in used_folders},
+            {name: entry.get("dataset") for name, entry in config["experiments"].items()},
+            replace,
+        )
+    except TavaalError as exc:
         raise WorkflowError(str(exc)) from None
 # name -> experiment names of each study (studies.<name>.experiments), checked before any job.
 def _load_studies():

@@ -31,8 +31,9 @@ rule prepare_image_folder:
     log:
         "logs/data/{dataset}.log",
     params:
-        # A changed entry (size, labels, test split) prepares the folder again.
-        folder=lambda wildcards: IMAGE_FOLDERS[wildcards.dataset].to_dict(),
+        # A changed entry (size, labels, test split) or folder (the digest of its listing)
+        # prepares it again; common.smk refuses that first where finished results use it.
+        folder=lambda wildcards: image_folder_state(wildcards.dataset).prepare_params(),
     threads: 1
     resources:
         # One decoded image at a time; the arrays: N x image_size^2 x 3 bytes.

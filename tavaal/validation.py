@@ -35,6 +35,7 @@ def check_experiment(
     task.check_experiment(exp, where)
     for method in exp.methods:
         _check_choice(f"{where}.methods", "method", method, list_strategies())
+    _check_model_builds(exp, where, task)
     sampling_dropout = [m for m in exp.methods if strategy_class(m).needs_dropout]
     if sampling_dropout and exp.train.dropout == 0:
         raise ConfigError(
@@ -74,6 +75,35 @@ def _check_model(exp: ExperimentConfig, where: str, task: Task) -> None:
                 f"{task.name} dataset; its models: {', '.join(known)}"
             )
     _check_choice(f"{where}.model", "task model", exp.model, known)
+
+
+def _check_model_builds(exp: ExperimentConfig, where: str, task: Task) -> None:
+    """Build the classifier, and the ranker its methods train beside it, for the dataset's input
+    shape on the meta device (no memory, no weights): a model that cannot take the dataset's
+    samples fails here, not in the first training job after the pool jobs ran."""
+    shape = known_input_shape(exp.dataset)
+    if task.name != "classification" or shape is None:
+        return
+    import torch
+
+    from tavaal.models import build_ranker, build_task_model
+
+    ranked = [m for m in exp.methods if strategy_class(m).recipe.ranker_loss is not None]
+    part = f"{exp.model} cannot serve {exp.dataset}, whose samples have shape {tuple(shape)}"
+    with torch.device("meta"):
+        try:
+            model = build_task_model(exp.model, shape, num_classes=2, dropout=exp.train.dropout)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.model: {part}: {exc}") from None
+        if not ranked:
+            return
+        try:
+            build_ranker(model, shape, hidden=exp.ranker.hidden)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{where}.model: {part} with the ranker that {', '.join(ranked)} train beside "
+                f"it: {exc}"
+            ) from None
 
 
 def _check_oracle_kind(exp: ExperimentConfig, where: str) -> None:

@@ -49,7 +49,13 @@ from tavaal.data.registry import (
     register_dataset,
     stored_as_files,
 )
-from tavaal.data.storage import FORMAT_VERSION, load_dataset, open_prepared, prepare_dataset
+from tavaal.data.storage import (
+    FORMAT_VERSION,
+    check_raw_sources,
+    load_dataset,
+    open_prepared,
+    prepare_dataset,
+)
 from tavaal.data.tensors import to_tensor_batch, with_normalization
 
 __all__ = [
@@ -60,6 +66,7 @@ __all__ = [
     "ImageFolderSpec",
     "PreparedDataset",
     "Splits",
+    "check_raw_sources",
     "class_count_entropy",
     "declare_image_folders",
     "image_folder_of",

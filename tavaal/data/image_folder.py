@@ -6,7 +6,10 @@ converted to RGB, scaled so that its shorter side is `image_size` and centre-cro
 (`PIL.ImageOps.fit`, bicubic), so that a stage loads the whole pool from memory-mapped arrays.
 The images are numbered by their path relative to the folder, sorted (``files.json`` in the
 prepared folder keeps the paths), so the same folder always gives the same sample ids; the folder
-must not change while experiments use it (the prepared copy is what they use).
+must not change while experiments use it (the prepared copy is what they use). ``files.json``
+also records the folder's listing (`tavaal.data.folder_listing`), and `folder_state` compares it
+with the folder as it is now, so that the workflow finds an added, removed or changed image
+before any job.
 
 Labels are optional:
 - ``labels``: a CSV (``path,label``; paths relative to the folder, labels class names) giving
@@ -40,6 +43,16 @@ from typing import Any
 
 import numpy as np
 
+from tavaal.data.folder_listing import (
+    FolderChange,
+    compare_listing,
+    describe_unreadable,
+    label_file_hashes,
+    listing_digest,
+    recorded_listing,
+    stat_listing,
+    unreadable_images,
+)
 from tavaal.data.registry import BuildContext, Splits, register_image_folder
 from tavaal.errors import ConfigError, DatasetError
 
@@ -337,7 +350,13 @@ def build_any_tree(spec: ImageFolderSpec, ctx: BuildContext) -> Splits:
         x_test,
         y_test,
         classes=spec.classes,
-        files={"root": spec.path, "train": pool, "test": test, "spec": spec.to_dict()},
+        files={
+            "root": spec.path,
+            "train": pool,
+            "test": test,
+            "spec": spec.to_dict(),
+            **_listing_record(spec, images),
+        },
         train_labels_known=spec.pool_labels_known,
     )
 
@@ -353,8 +372,119 @@ def build_class_folders(spec: ImageFolderSpec, ctx: BuildContext) -> Splits:
         x_test,
         test.labels,
         classes=spec.classes,
-        files={"root": spec.path, "train": pool.paths, "test": test.paths, "spec": spec.to_dict()},
+        files={
+            "root": spec.path,
+            "train": pool.paths,
+            "test": test.paths,
+            "spec": spec.to_dict(),
+            **_listing_record(spec, sorted(pool.paths + test.paths)),
+        },
     )
+
+
+def folder_images(spec: ImageFolderSpec) -> list[str]:
+    """The images the entry prepares, sorted paths relative to its folder: every image below it,
+    or with ``layout: class_folders`` those of its ``train`` and ``val`` class folders."""
+    if spec.layout == "class_folders":
+        pool, test = class_folder_trees(spec)
+        return sorted(pool.paths + test.paths)
+    return list_images(spec.root)
+
+
+def _label_files(spec: ImageFolderSpec) -> dict[str, str | None]:
+    return {"labels": spec.labels, "test_labels": spec.test_labels}
+
+
+def _listing_record(spec: ImageFolderSpec, images: list[str]) -> dict[str, Any]:
+    """What ``files.json`` records of the folder as it was read: the images' listing (hashed
+    when they are decoded into arrays anyway) and the labels CSVs' hashes."""
+    return {
+        "listing": recorded_listing(spec.root, images, hashed=spec.storage == "arrays"),
+        "label_files": label_file_hashes(_label_files(spec)),
+    }
+
+
+@dataclass(frozen=True)
+class FolderState:
+    """An image folder entry against its prepared copy under the data folder.
+
+    `change` is None when there is nothing to compare with: the folder is not prepared yet, or
+    was prepared before listings were recorded. `unread` are the images no prepare has read
+    yet (all of them, or those added or changed since), to be checked before any job."""
+
+    spec: ImageFolderSpec
+    prepared: Path
+    is_prepared: bool
+    entry_changes: tuple[str, ...]
+    change: FolderChange | None
+    digest: str | None
+    unread: tuple[str, ...]
+
+    @property
+    def prepares_again(self) -> bool:
+        """Whether the prepare job would run again, replacing the prepared copy."""
+        return self.is_prepared and bool(self.entry_changes or self.change)
+
+    def prepare_params(self) -> dict[str, Any]:
+        """The param of the prepare job: the entry, and the listing's digest where one is known
+        (not for folders prepared before listings were recorded, whose jobs keep their params)."""
+        params = self.spec.to_dict()
+        if self.digest is not None:
+            params["listing"] = self.digest
+        return params
+
+    def describe(self) -> str:
+        parts = []
+        if self.change:
+            changed = self.change.describe()
+            parts.append(f"{self.spec.root} changed since it was prepared: {changed}")
+        if self.entry_changes:
+            parts.append(
+                f"the {self.spec.where} entry changed since then ({', '.join(self.entry_changes)})"
+            )
+        return "; ".join(parts)
+
+
+def folder_state(spec: ImageFolderSpec, data_dir: str | Path) -> FolderState:
+    """List the entry's folder now (sizes and times) and compare it with its prepared copy under
+    `data_dir`, if any. A labels CSV the entry names must exist."""
+    for key, path in _label_files(spec).items():
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{spec.where}.{key}: {path} does not exist")
+    images = folder_images(spec)
+    current = stat_listing(spec.root, images)
+    label_hashes = label_file_hashes(_label_files(spec))
+    prepared = Path(data_dir) / spec.name
+    if not prepared.exists():
+        digest = listing_digest(current, label_hashes)
+        return FolderState(spec, prepared, False, (), None, digest, tuple(images))
+    files = read_files(prepared)
+    recorded_spec = files.get("spec") or {}
+    now_spec = spec.to_dict()
+    keys = sorted(set(recorded_spec) | set(now_spec))
+    entry_changes = tuple(k for k in keys if recorded_spec.get(k) != now_spec.get(k))
+    recorded = files.get("listing")
+    if recorded is None:
+        return FolderState(spec, prepared, True, entry_changes, None, None, ())
+    recorded_labels = files.get("label_files") or {}
+    change = compare_listing(spec.root, recorded, current, recorded_labels, _label_files(spec))
+    if change:
+        digest = listing_digest(current, label_hashes)
+    else:
+        digest = listing_digest(recorded, recorded_labels)
+    return FolderState(
+        spec, prepared, True, entry_changes, change, digest, change.added + change.changed
+    )
+
+
+def check_unread_images(state: FolderState) -> None:
+    """Before any job: every image no prepare has read yet decodes (opens, with ``storage:
+    files``, whose folders are too large to decode twice); one DatasetError naming all that do
+    not, so that one run finds them all."""
+    decode = state.spec.storage == "arrays"
+    bad = unreadable_images(state.spec.root, state.unread, decode=decode)
+    if bad:
+        raise DatasetError(describe_unreadable(state.spec.where, state.spec.root, bad))
 
 
 def images_of(spec: ImageFolderSpec, ctx: BuildContext, parts: dict[str, list[str]]) -> dict:

@@ -214,6 +214,34 @@ def read_source(name: str, source: str, root: Path) -> RawFiles:
     return RawFiles(folder=folder, contents=contents, paths=paths)
 
 
+def check_raw_folder(name: str, source: str, root: str | Path) -> None:
+    """Before any job: the folder given for `source` exists and, where its files are known
+    (`LAYOUTS`), holds each of them (extracted or as its ``.gz``); their md5 sums are checked
+    when the prepare job reads them. One `DatasetError` naming the folder and every missing file."""
+    root = Path(root).absolute()
+    if not root.is_dir():
+        what = "is not a folder" if root.exists() else "does not exist"
+        raise DatasetError(
+            f"raw_sources.{source}: {root} {what} (dataset {name!r} reads its files from there)"
+        )
+    layout = LAYOUTS.get(source)
+    if layout is None:
+        return
+    searched = [root / layout.subfolder, root] if layout.subfolder else [root]
+    folder = next((path for path in searched if path.is_dir()), root)
+    missing = [
+        spec.name
+        for spec in layout.files
+        if not (folder / spec.name).is_file()
+        and not (spec.gz_md5 is not None and (folder / f"{spec.name}.gz").is_file())
+    ]
+    if missing:
+        raise DatasetError(
+            f"raw_sources.{source}: {folder} lacks {', '.join(missing)} (dataset {name!r} reads "
+            f"them; searched {', '.join(str(path) for path in searched)})"
+        )
+
+
 def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 

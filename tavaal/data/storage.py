@@ -26,7 +26,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from tavaal.data.image_folder import (
     ImageFolderSpec,
     read_files,
 )
+from tavaal.data.raw_sources import check_raw_folder
 from tavaal.data.registry import (
     IGNORE_INDEX,
     TASKS,
@@ -50,6 +51,7 @@ from tavaal.data.registry import (
     get_builder,
     image_folder_of,
     list_raw_sources,
+    raw_source,
 )
 from tavaal.errors import DatasetError
 
@@ -167,6 +169,19 @@ def load_dataset(
     if not (data_dir / name).exists():
         prepare_dataset(name, data_dir, download=download, raw_sources=raw_sources)
     return open_prepared(name, data_dir)
+
+
+def check_raw_sources(
+    names: Iterable[str], data_dir: str | Path, raw_sources: Mapping[str, str | Path]
+) -> None:
+    """Before any job: for each dataset of `names` still to prepare whose raw source
+    `raw_sources` gives, that folder exists and holds the source's files
+    (`tavaal.data.raw_sources.check_raw_folder`); a prepared dataset needs no raw files."""
+    folders = _source_folders(raw_sources)
+    for name in dict.fromkeys(names):
+        source = raw_source(name)
+        if source in folders and not (Path(data_dir) / name).exists():
+            check_raw_folder(name, source, folders[source])
 
 
 def _check_same_folder(folder: Path, spec: ImageFolderSpec) -> None:
