@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -485,3 +486,31 @@ def test_half_normalisation_maps_pixels_to_minus_one_one(shared_dir):
         with_normalization(load_dataset("moons", shared_dir), "half")
     with pytest.raises(ConfigError, match="unknown mode 'unit'"):
         with_normalization(digits, "unit")
+
+
+def test_a_preparation_removes_the_staging_folders_of_killed_jobs(tmp_path):
+    """A prepare job killed mid-way leaves a hidden staging folder; the next preparation removes
+    those of this host's dead processes and keeps those of live ones and of other hosts."""
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
+    host = socket.gethostname()
+    stale = tmp_path / f".moons.tmp-{host}-{dead_pid}-abcd1234"
+    live = tmp_path / f".moons.tmp-{host}-{os.getpid()}-abcd1234"
+    other_host = tmp_path / f".moons.tmp-{host}x-{dead_pid}-abcd1234"
+    other_dataset = tmp_path / f".digits.tmp-{host}-{dead_pid}-abcd1234"
+    for folder in (stale, live, other_host, other_dataset):
+        folder.mkdir()
+        (folder / "x_train.npy").write_bytes(b"partial")
+    lines = []
+    prepare_dataset("moons", tmp_path, log=lines.append)
+    assert not stale.exists()
+    assert live.exists() and other_host.exists() and other_dataset.exists()
+    assert any(str(stale) in line and str(dead_pid) in line for line in lines)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".moons.tmp-")) == sorted(
+        [live.name, other_host.name]
+    )

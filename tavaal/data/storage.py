@@ -10,8 +10,10 @@ checks them against ``meta.json``, which takes milliseconds even for CIFAR.
 
 A builder whose images do not fit in memory (Caltech-256 at 224x224) decodes them straight into
 memory-mapped ``.npy`` files in that temporary folder (`BuildContext.staged_array`), which are
-kept as written. A job killed outright may leave a hidden ``.<name>.tmp-*`` folder beside the
-dataset; nothing reads it, a new preparation starts from zero, and it can be deleted.
+kept as written. A job killed outright leaves a hidden ``.<name>.tmp-<host>-<pid>-*`` folder
+beside the dataset; nothing reads it, and the next preparation of that dataset removes those of
+its own host whose process is gone (a data folder on a shared file system may hold the staging
+folders of live jobs on other nodes, which are left alone).
 
 A segmentation dataset (`DatasetInfo.task`) stores uint8 masks (N, H, W) in ``y_train.npy`` and
 ``y_test.npy``; its ``meta.json`` adds ``task`` and ``class_pixel_fractions``. A classification
@@ -26,6 +28,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -76,6 +79,31 @@ _MASK_CHUNK_BYTES = 1 << 23
 _SEGMENTATION_KEYS = ("task", "class_pixel_fractions")
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _remove_stale_staging(data_dir: Path, name: str, log: Callable[[str], None]) -> None:
+    """Delete the staging folders of `name` that killed jobs of this host left behind."""
+    prefix = f".{name}.tmp-{socket.gethostname()}-"
+    if not data_dir.is_dir():
+        return
+    for path in sorted(data_dir.glob(f".{name}.tmp-*")):
+        if not path.name.startswith(prefix):
+            continue
+        pid = path.name[len(prefix) :].split("-", 1)[0]
+        if not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        log(f"removed {path}, left by a killed preparation (process {pid} is gone)")
+
+
 def prepare_dataset(
     name: str,
     data_dir: str | Path,
@@ -103,7 +131,8 @@ def prepare_dataset(
         if spec is not None:
             _check_same_folder(folder, spec)
         return folder
-    staging = data_dir / f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    _remove_stale_staging(data_dir, name, log)
+    staging = data_dir / f".{name}.tmp-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         ctx = BuildContext(
             name=name,
