@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,7 @@ from tavaal.data import (
     stored_as_files,
 )
 from tavaal.data import image_files as image_files_module
-from tavaal.data.image_files import ImageFiles, decode_workers
+from tavaal.data.image_files import DecodeWorkerDied, ImageFiles, decode_workers
 from tavaal.data.image_folder import load_image
 from tavaal.data.toy_folder import TOY_CLASSES, write_class_folder_tree
 from tavaal.errors import ConfigError, DatasetError
@@ -78,6 +81,45 @@ def test_the_worker_pool_decodes_what_the_caller_would(tree, monkeypatch):
     assert [len(rows) for rows in served] == [2, 1, 3]
     for rows, batch in zip(served, batches, strict=True):
         np.testing.assert_array_equal(rows, inline[batch])
+
+
+_DECODE = image_files_module._decode_one
+
+
+def _decode_unless_doomed(job: tuple[str, int]) -> np.ndarray:
+    """Runs in a pool worker: the worker is killed outright (as by the out-of-memory killer)
+    when it reaches an image whose name says so."""
+    if "doomed" in Path(job[0]).name:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _DECODE(job)
+
+
+def test_a_killed_decoding_worker_ends_the_request_with_an_error(tree, tmp_path, monkeypatch):
+    """multiprocessing.Pool waited forever for a killed worker's rows (a job hung until SLURM's
+    time limit); now the request fails at once, naming what to do, and the next one works."""
+    paths = sorted(str(p.relative_to(tree)) for p in (tree / "train").rglob("*.JPEG"))
+    doomed = tmp_path / "doomed.JPEG"
+    doomed.write_bytes((tree / paths[0]).read_bytes())
+    monkeypatch.setattr(image_files_module, "INLINE_BELOW", 2)
+    monkeypatch.setattr(image_files_module, "_decode_one", _decode_unless_doomed)
+    files = ImageFiles(tree, [*paths, str(doomed)], 32, workers=2)
+    outcome: dict = {}
+
+    def read_all() -> None:
+        try:
+            files[np.arange(len(files))]
+        except Exception as exc:  # noqa: BLE001 - handed to the test thread
+            outcome["error"] = exc
+
+    reader = threading.Thread(target=read_all, daemon=True)
+    reader.start()
+    reader.join(timeout=120)
+    assert not reader.is_alive(), "the request still waits for the killed worker"
+    error = outcome.get("error")
+    assert isinstance(error, DecodeWorkerDied), error
+    assert "ended abruptly" in str(error) and "TAVAAL_DECODE_WORKERS, now 2" in str(error)
+    survivors = ImageFiles(tree, paths, 32, workers=2)[np.arange(len(paths))]
+    np.testing.assert_array_equal(survivors[0], load_image(tree / paths[0], 32))
 
 
 def test_decode_workers_follow_the_environment(monkeypatch):

@@ -13,7 +13,9 @@ Decoding is spread over a pool of worker processes (``fork``: the workers need o
 numpy, and a spawned worker would re-run a workflow script, which has no ``__main__`` guard). The
 pool has `decode_workers` processes: ``TAVAAL_DECODE_WORKERS`` when set, else the CPUs this
 process may run on (a SLURM job's allocation, i.e. the rule's ``threads``). Requests smaller than
-`INLINE_BELOW` images are decoded in the calling process.
+`INLINE_BELOW` images are decoded in the calling process. A worker that dies (the out-of-memory
+killer ends one on a cluster node) ends the request at once with `DecodeWorkerDied`, instead of
+the wait forever of a `multiprocessing.Pool`; the next request starts a fresh pool.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import os
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +54,10 @@ def decode_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+class DecodeWorkerDied(RuntimeError):
+    """A process of the decoding pool ended while decoding (killed, e.g. out of memory)."""
+
+
 def _decode_one(job: tuple[str, int]) -> np.ndarray:
     path, size = job
     return load_image(Path(path), size)
@@ -60,7 +67,7 @@ class _Pool:
     """One process-wide pool of decoding workers, started on first use."""
 
     def __init__(self) -> None:
-        self._pool = None
+        self._pool: ProcessPoolExecutor | None = None
         self._workers = 0
         # A training loop's prefetch thread and its validation may both ask for rows.
         self._lock = threading.Lock()
@@ -71,16 +78,26 @@ class _Pool:
         with self._lock:
             if self._pool is None or self._workers != workers:
                 self.close()
-                self._pool = multiprocessing.get_context("fork").Pool(workers)
+                context = multiprocessing.get_context("fork")
+                self._pool = ProcessPoolExecutor(workers, mp_context=context)
                 self._workers = workers
             pool = self._pool
         chunk = max(1, len(jobs) // (4 * workers))
-        return pool.map(_decode_one, jobs, chunksize=chunk)
+        try:
+            return list(pool.map(_decode_one, jobs, chunksize=chunk))
+        except BrokenProcessPool as exc:
+            with self._lock:
+                if self._pool is pool:
+                    self.close()
+            raise DecodeWorkerDied(
+                f"a process decoding images ({jobs[0][0]} and {len(jobs) - 1} more) ended "
+                f"abruptly, killed by a signal or out of memory; give the job more memory or "
+                f"fewer decoding processes ({WORKERS_ENV}, now {workers})"
+            ) from exc
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
 
