@@ -104,13 +104,17 @@ def end_process() -> None:
     The interpreter's shutdown (clearing every module, a final garbage collection over torch's
     object graph) costs a torch job about 1 CPU-second and computes nothing: every output is
     already written and closed. Skipped with it are the atexit handlers, of which a job has
-    `logging.shutdown` (called here) and pyarrow's S3 finaliser (S3 is never used). Does nothing
-    when TAVAAL_FAST_EXIT=0.
+    `logging.shutdown` and the decoding pool's (both called here: forked decoding workers would
+    otherwise outlive the job, holding its log open) and pyarrow's S3 finaliser (S3 is never
+    used). Does nothing when TAVAAL_FAST_EXIT=0.
     """
     if os.environ.get(FAST_EXIT_ENV, "1") == "0":
         return
     import logging
 
+    from tavaal.data.image_files import close_decoding_pool
+
+    close_decoding_pool()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):

@@ -11,11 +11,14 @@ import dataclasses
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 import torch
 from PIL import Image
@@ -120,6 +123,41 @@ def test_a_killed_decoding_worker_ends_the_request_with_an_error(tree, tmp_path,
     assert "ended abruptly" in str(error) and "TAVAAL_DECODE_WORKERS, now 2" in str(error)
     survivors = ImageFiles(tree, paths, 32, workers=2)[np.arange(len(paths))]
     np.testing.assert_array_equal(survivors[0], load_image(tree / paths[0], 32))
+
+
+FAST_EXIT_AFTER_DECODING = """
+import sys
+from pathlib import Path
+import numpy as np
+import psutil
+from tavaal.data import image_files
+from tavaal.stage import end_process
+tree, paths = Path(sys.argv[1]), sys.argv[2:]
+image_files.INLINE_BELOW = 2
+image_files.ImageFiles(tree, paths, 32, workers=2)[np.arange(len(paths))]
+print(" ".join(str(child.pid) for child in psutil.Process().children()), flush=True)
+end_process()
+"""
+
+
+def test_a_fast_exit_stops_the_decoding_workers(tree):
+    """A workflow job ends with os._exit (tavaal.stage.end_process), which skips atexit: its
+    forked decoding workers outlived it, holding its stdout open (a reader waited forever)."""
+    paths = sorted(str(p.relative_to(tree)) for p in (tree / "train").rglob("*.JPEG"))
+    result = subprocess.run(
+        [sys.executable, "-c", FAST_EXIT_AFTER_DECODING, str(tree), *paths],
+        capture_output=True,
+        text=True,
+        timeout=120,  # before the fix: the workers keep the pipe open, and this times out
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    workers = [int(pid) for pid in result.stdout.split()]
+    assert len(workers) == 2
+    for pid in workers:
+        try:
+            assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, pid
+        except psutil.NoSuchProcess:
+            pass
 
 
 def test_decode_workers_follow_the_environment(monkeypatch):

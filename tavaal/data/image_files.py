@@ -105,6 +105,12 @@ _POOL = _Pool()
 atexit.register(_POOL.close)
 
 
+def close_decoding_pool() -> None:
+    """Stop the decoding workers now. A process that ends without its atexit handlers
+    (`tavaal.stage.end_process`) must call it first: its forked workers would outlive it."""
+    _POOL.close()
+
+
 class ImageFiles:
     """The images `paths` (relative to `root`) as a read-only uint8 (N, size, size, 3) array,
     decoded on demand by `workers` processes (default `decode_workers`); `side` is `size`."""
