@@ -49,4 +49,6 @@ def margin_loss(pred: Tensor, target: Tensor, margin: float = 1.0) -> Tensor:
     """
     diff, greater = _pair_differences(pred, target)
     sign = 2.0 * greater - 1.0
-    return torch.clamp(margin - sign * diff, min=0).mean()
+    # relu, not clamp(min=0): the same values, and at a pair exactly on the margin a zero
+    # gradient in every torch release (clamp's backward passes it there in torch 2.9).
+    return F.relu(margin - sign * diff).mean()

@@ -29,11 +29,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 import tavaal
 from tavaal.cpu_kernels import KERNELS_ENV, NATIVE
 
 EXPECTED = Path(__file__).resolve().parent / "expected"
+PINNED_PAIR = Path(__file__).resolve().parent.parent / ".ci" / "torch-pinned.txt"
 UPDATE_ENV = "TAVAAL_UPDATE_EXPECTED"
 
 
@@ -60,9 +62,23 @@ def content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def pinned_torch() -> str:
+    """The torch release of the exact pair the fingerprints are made with."""
+    for line in PINNED_PAIR.read_text().splitlines():
+        if line.startswith("torch=="):
+            return line.split("==", 1)[1].strip()
+    raise AssertionError(f"{PINNED_PAIR} names no torch release")
+
+
 def check_against_expected(name: str, root: Path, files: list[Path]) -> None:
     """Compare the files' fingerprints (keys: paths relative to `root`) with tests/expected/
     `name`.json, or rewrite that file when TAVAAL_UPDATE_EXPECTED=1."""
+    pinned = pinned_torch()
+    if torch.__version__.split("+")[0] != pinned:
+        pytest.skip(
+            f"fingerprints are made with torch {pinned} (.ci/torch-pinned.txt); this is torch "
+            f"{torch.__version__}, whose kernels may round differently"
+        )
     if tavaal.CPU_KERNELS == NATIVE:
         pytest.skip(
             f"CPU kernels not pinned ({KERNELS_ENV}=native or not an x86-64 CPU): fingerprints "
