@@ -651,6 +651,7 @@ def report(args) -> str:
         "| method | seeds | ours | ours 95% | official | official 95% | official − ours | 95% |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    seed_gains: dict[str, dict[str, dict[int, float]]] = {}
     for method in ("vaal", "tavaal"):
         gains = {}
         for side in ("ours", "official"):
@@ -660,6 +661,7 @@ def report(args) -> str:
                 for seed, g in frame.groupby("seed")
                 if len(g) == PROTOCOL["stages"] and int(seed) in random_aulc
             }
+        seed_gains[method] = gains
         seeds = sorted(set(gains["ours"]) & set(gains["official"]))
         ours_gain = [gains["ours"][s] for s in seeds]
         official_gain = [gains["official"][s] for s in seeds]
@@ -673,6 +675,15 @@ def report(args) -> str:
             f"{_interval(ours_gain)} | {mean(official_gain)} | {_interval(official_gain)} | "
             f"{mean(difference)} | {_interval(difference)} |"
         )
+    lines += ["", "Per seed, AULC − Random (ours / official):", ""]
+    for method in ("vaal", "tavaal"):
+        cells = [
+            f"seed {seed} {per_seed['ours'].get(seed, math.nan):+.3f} / "
+            f"{per_seed['official'].get(seed, math.nan):+.3f}"
+            for per_seed in [seed_gains[method]]
+            for seed in sorted(set(per_seed["ours"]) | set(per_seed["official"]))
+        ]
+        lines.append(f"- {METHOD_NAMES[method]}: " + ("; ".join(cells) or "—"))
     lines += ["", "CPU seconds per official query, mean (fastest–slowest):", ""]
     for method in ("vaal", "tavaal"):
         seconds = [
