@@ -130,19 +130,18 @@ class IndexedImages:
         return self.x[index], self.y[index], index
 
 
-def initial_pool(ours: Path, seed: int, n_train: int) -> list[int]:
-    """Our stage-0 labeled pool of `seed`: read from our run when it is there, else drawn by the
-    same function (it depends only on the dataset size, the size and the seed)."""
+def initial_pool(ours: list[Path], seed: int, n_train: int) -> list[int]:
+    """Our stage-0 labeled pool of `seed`: read from the first of our runs that has it, else
+    drawn by the same function (it depends only on the dataset size, the size and the seed)."""
+    import pandas as pd
+
     from tavaal.pool import initial_indices
 
-    path = ours / "fmnist" / "stage0" / f"seed{seed}" / "labeled.parquet"
-    if path.exists():
-        import pandas as pd
-
-        indices = np.sort(pd.read_parquet(path)["index"].to_numpy())
-    else:
-        indices = initial_indices(n_train, PROTOCOL["initial_size"], seed)
-    return [int(i) for i in indices]
+    for results_dir in ours:
+        path = results_dir / "fmnist" / "stage0" / f"seed{seed}" / "labeled.parquet"
+        if path.exists():
+            return [int(i) for i in np.sort(pd.read_parquet(path)["index"].to_numpy())]
+    return [int(i) for i in initial_indices(n_train, PROTOCOL["initial_size"], seed)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -575,26 +574,34 @@ def run(args) -> None:
 # Report.
 
 
-def _ours_accuracies(results_dir: Path):
-    """Our run of the preset: (method, seed, labels, accuracy) from summary.parquet, or from the
-    stages' metrics.json files when it has not been aggregated."""
+def _ours_accuracies(results_dirs: list[Path]):
+    """Our runs of the preset: (method, seed, labels, accuracy) from each folder's
+    summary.parquet, or from its stages' metrics.json files when it has not been aggregated.
+    Where folders overlap, the first one's row is kept (the runs are deterministic: a seed run
+    alone gives the same numbers as in a run of all seeds)."""
     import pandas as pd
 
-    summary = results_dir / "fmnist" / "summary.parquet"
-    if summary.exists():
-        return pd.read_parquet(summary)[["method", "seed", "labels", "accuracy"]]
     from tavaal.layout import run_file
 
-    rows = []
-    for method in ("random", "vaal", "tavaal"):
-        for seed in (0, 1, 2):
-            for stage in range(PROTOCOL["stages"]):
-                path = run_file(results_dir, "fmnist", method, seed, stage, "metrics.json")
-                if path.exists():
-                    metrics = json.loads(path.read_text())
-                    labels = PROTOCOL["initial_size"] + stage * PROTOCOL["budget"]
-                    rows.append((method, seed, labels, metrics["accuracy"]))
-    return pd.DataFrame(rows, columns=["method", "seed", "labels", "accuracy"])
+    columns = ["method", "seed", "labels", "accuracy"]
+    frames = []
+    for results_dir in results_dirs:
+        summary = results_dir / "fmnist" / "summary.parquet"
+        if summary.exists():
+            frames.append(pd.read_parquet(summary)[columns])
+            continue
+        rows = []
+        for method in ("random", "vaal", "tavaal"):
+            for seed in (0, 1, 2):
+                for stage in range(PROTOCOL["stages"]):
+                    path = run_file(results_dir, "fmnist", method, seed, stage, "metrics.json")
+                    if path.exists():
+                        metrics = json.loads(path.read_text())
+                        labels = PROTOCOL["initial_size"] + stage * PROTOCOL["budget"]
+                        rows.append((method, seed, labels, metrics["accuracy"]))
+        frames.append(pd.DataFrame(rows, columns=columns))
+    ours = pd.concat(frames, ignore_index=True)
+    return ours.drop_duplicates(["method", "seed", "labels"], keep="first").reset_index(drop=True)
 
 
 def _interval(values) -> str:
@@ -704,7 +711,13 @@ def main() -> None:
     parser.add_argument("vaal_checkout", type=Path, help="sinhasam/vaal at 67263f3")
     parser.add_argument("tavaal_checkout", type=Path, help="cubeyoung/TA-VAAL at 1161071")
     parser.add_argument("--fmnist", type=Path, required=True, help="folder of the IDX .gz files")
-    parser.add_argument("--ours", type=Path, required=True, help="our results folder")
+    parser.add_argument(
+        "--ours",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="our results folder(s) of the preset; the first that has a (method, seed) wins",
+    )
     parser.add_argument("--out", type=Path, required=True, help="the JSON results file")
     parser.add_argument("--method", choices=["vaal", "tavaal"])
     parser.add_argument("--seed", type=int)

@@ -61,7 +61,7 @@ def _write_runs(tmp_path: Path) -> SimpleNamespace:
     }
     out = tmp_path / "official.json"
     out.write_text(json.dumps(official))
-    return SimpleNamespace(out=out, ours=tmp_path / "results")
+    return SimpleNamespace(out=out, ours=[tmp_path / "results"])
 
 
 def _row(table: str, name: str) -> list[str]:
@@ -96,3 +96,31 @@ def test_report_lists_the_stage_means(curves, tmp_path):
     table = curves.report(_write_runs(tmp_path))
     # Random 75.0, VAAL ours 77.0, official 77.0, TA-VAAL ours 74.0, official (seed 0) 79.0
     assert _row(table, "600") == ["600", "75.0", "77.0", "77.0", "74.0", "79.0"]
+
+
+def test_report_takes_a_seed_missing_in_one_run_from_another(curves, tmp_path):
+    args = _write_runs(tmp_path)
+    # A second run of our preset: seed 0 again (ignored: the first folder has it) and seed 2.
+    rows = [
+        {"method": method, "seed": seed, "labels": label, "accuracy": level}
+        for method, seed, level in [
+            ("random", 0, 0.10),
+            ("vaal", 0, 0.10),
+            ("random", 2, 0.75),
+            ("vaal", 2, 0.74),
+        ]
+        for label in LABELS
+    ]
+    second = tmp_path / "second"
+    (second / "fmnist").mkdir(parents=True)
+    pd.DataFrame(rows).to_parquet(second / "fmnist" / "summary.parquet")
+    official = json.loads(args.out.read_text())
+    entry = dict(official["runs"]["vaal"]["0"], accuracy=_flat(0.77))
+    official["runs"]["vaal"]["2"] = entry
+    args.out.write_text(json.dumps(official))
+    args.ours.append(second)
+    vaal = _row(curves.report(args), "VAAL")
+    assert vaal[1] == "0,1,2"
+    # ours: +0.01, +0.03, -0.01; official: +0.04, +0.00, +0.02
+    assert float(vaal[2]) == pytest.approx(0.01)
+    assert float(vaal[4]) == pytest.approx(0.02)
