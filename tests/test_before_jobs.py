@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_workflow import snakemake, workdir_with_config
+from test_workflow import _fill_labels_from_truth, snakemake, workdir_with_config
 
 from tavaal.config import ExperimentConfig
 from tavaal.data import check_raw_sources, declare_image_folders, prepare_dataset
@@ -343,27 +343,6 @@ def file_hashes(root: Path) -> dict[str, str]:
     }
 
 
-def fill_requests(work: Path, truth_csv: Path) -> None:
-    """Play the human: answer every request not answered yet from the hidden labels."""
-    import csv
-
-    with truth_csv.open() as handle:
-        truth = {row["path"]: row["label"] for row in csv.DictReader(handle)}
-    for request_json in sorted((work / "results").rglob("label_request.json")):
-        request = json.loads(request_json.read_text())
-        target = work / request["labels_file"]
-        if target.exists():
-            continue
-        with (work / request["to_label"]).open() as handle:
-            rows = list(csv.DictReader(handle))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        lines = ["sample_id,path,label"]
-        for row in rows:
-            relative = Path(row["path"]).relative_to("toy/images").as_posix()
-            lines.append(f"{row['sample_id']},{row['path']},{truth[relative]}")
-        target.write_text("\n".join(lines) + "\n")
-
-
 @pytest.mark.slow
 def test_a_changed_image_folder_never_destroys_finished_stages(tmp_path):
     """The issue's reproduction: two labeled stages, then an image added to the folder and the
@@ -381,7 +360,7 @@ def test_a_changed_image_folder_never_destroys_finished_stages(tmp_path):
     }
     for _ in range(3):  # request stage 0; take it, train, request stage 1; take stage 1, train
         run_workflow(work, extra, check=True)
-        fill_requests(work, folder.truth)
+        _fill_labels_from_truth(work, folder.truth, "toy/images")
     metrics = work / "results/shapes/entropy/seed0/stage1/metrics.json"
     assert metrics.exists()
     before = file_hashes(work)
