@@ -24,6 +24,7 @@ LAYERS = {
     "seeding": 0,
     "cpu_kernels": 0,
     "registry": 0,
+    "atomic": 0,
     "config": 1,
     "data": 2,
     "models": 2,
