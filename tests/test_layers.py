@@ -123,24 +123,20 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _runs_at_import(statements: list[ast.stmt]):
-    """The statements of a module body that run when it is imported, descending into `if`,
-    `try`, `with` and class bodies but not into functions or ``if TYPE_CHECKING:`` blocks."""
-    for node in statements:
-        yield node
-        if isinstance(node, ast.If):
-            test = node.test
-            named = test.id if isinstance(test, ast.Name) else getattr(test, "attr", None)
-            if named != "TYPE_CHECKING":
-                yield from _runs_at_import(node.body)
-            yield from _runs_at_import(node.orelse)
-        elif isinstance(node, ast.Try | ast.TryStar):
-            for block in (node.body, node.orelse, node.finalbody):
-                yield from _runs_at_import(block)
-            for handler in node.handlers:
-                yield from _runs_at_import(handler.body)
-        elif isinstance(node, ast.With | ast.ClassDef):
-            yield from _runs_at_import(node.body)
+def _runs_at_import(node: ast.AST):
+    """The nodes under `node` that run when its module is imported: all but function bodies
+    and ``if TYPE_CHECKING:`` blocks (their ``else`` runs)."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
+        test = child.test if isinstance(child, ast.If) else None
+        if getattr(test, "id", getattr(test, "attr", None)) == "TYPE_CHECKING":
+            for statement in child.orelse:
+                yield statement
+                yield from _runs_at_import(statement)
+            continue
+        yield child
+        yield from _runs_at_import(child)
 
 
 def module_level_imports(path: Path, own: str, modules: set[str]) -> set[str]:
@@ -154,7 +150,7 @@ def module_level_imports(path: Path, own: str, modules: set[str]) -> set[str]:
     """
     package = own if path.name == "__init__.py" else own.rpartition(".")[0]
     found = set()
-    for node in _runs_at_import(ast.parse(path.read_text()).body):
+    for node in _runs_at_import(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -253,9 +249,11 @@ def test_import_cycles_finds_a_cycle_and_ignores_function_level_imports(tmp_path
         "if TYPE_CHECKING:\n    import x.three\n"
         "try:\n    from x.four import name\nexcept ImportError:\n    pass\n"
         "def later():\n    import x.five\n"
+        "class Later:\n    import x.six\n    def method(self):\n        import x.seven\n"
     )
-    modules = {"x", "x.one", "x.two", "x.three", "x.four", "x.five"}
-    assert module_level_imports(module, "m", modules) == {"x", "x.one", "x.two", "x.four"}
+    modules = {"x", "x.one", "x.two", "x.three", "x.four", "x.five", "x.six", "x.seven"}
+    found = module_level_imports(module, "m", modules)
+    assert found == {"x", "x.one", "x.two", "x.four", "x.six"}
 
 
 def test_no_module_level_import_cycle_between_modules():
