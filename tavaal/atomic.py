@@ -9,7 +9,7 @@ power:
   thread, so concurrent writers never share one;
 - once written, the temporary file is flushed to disk (`os.fsync`), then renamed over the
   destination (`os.replace`), then the folder is flushed too, since the rename itself is an
-  entry of the folder;
+  entry of the folder (`fsync_folder`: where the file system allows it);
 - when writing fails, the temporary file is removed and the destination stays as it was.
 
 A writer killed outright (SIGKILL) can leave its temporary file behind; its name ends in
@@ -39,7 +39,7 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_folder(path.parent)
+    fsync_folder(path.parent)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -62,13 +62,22 @@ def _fsync_file(path: Path) -> None:
         os.close(descriptor)
 
 
-def _fsync_folder(folder: Path) -> None:
-    # A folder can be opened to be flushed only where os.O_DIRECTORY exists (POSIX); elsewhere
-    # the rename is left to the file system.
+def fsync_folder(folder: str | Path) -> None:
+    """Flush `folder`'s entries (a rename into it, a new file) to disk, where the system allows.
+
+    A folder can be opened for this only where os.O_DIRECTORY exists (POSIX), and some file
+    systems refuse to flush one (EINVAL); there the entries are left to the file system rather
+    than failing a write that has already happened.
+    """
     if not hasattr(os, "O_DIRECTORY"):
         return
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
     try:
         os.fsync(descriptor)
+    except OSError:
+        pass
     finally:
         os.close(descriptor)

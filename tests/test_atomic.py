@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 
@@ -101,4 +102,20 @@ def test_concurrent_writers_never_share_a_temporary_file(tmp_path):
     assert errors == []
     assert len(names) == 4
     assert path.read_bytes() in {f"writer {n}\n".encode() for n in range(4)}
+    assert sorted(tmp_path.iterdir()) == [path]
+
+
+def test_a_folder_the_file_system_refuses_to_flush_does_not_fail_the_write(tmp_path, monkeypatch):
+    path = tmp_path / "out.bin"
+    real_fsync = os.fsync
+    folder = tmp_path.stat().st_ino
+
+    def fsync(descriptor):
+        if os.fstat(descriptor).st_ino == folder:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    atomic_write_bytes(path, b"data")
+    assert path.read_bytes() == b"data"
     assert sorted(tmp_path.iterdir()) == [path]
