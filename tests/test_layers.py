@@ -254,6 +254,14 @@ def test_import_cycles_finds_a_cycle_and_ignores_function_level_imports(tmp_path
     modules = {"x", "x.one", "x.two", "x.three", "x.four", "x.five", "x.six", "x.seven"}
     found = module_level_imports(module, "m", modules)
     assert found == {"x", "x.one", "x.two", "x.four", "x.six"}
+    relative = tmp_path / "rel.py"
+    relative.write_text("from . import sibling\nfrom .. import two\nfrom ..one import name\n")
+    modules = {"x", "x.one", "x.two", "x.sub", "x.sub.sibling"}
+    assert module_level_imports(relative, "x.sub.rel", modules) == {
+        "x.sub.sibling",
+        "x.two",
+        "x.one",
+    }
 
 
 def test_no_module_level_import_cycle_between_modules():
