@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tavaal.atomic import atomic_write, atomic_write_text
 from tavaal.config import ExperimentConfig, settings_hash
 from tavaal.data import PreparedDataset, load_dataset, with_normalization
 from tavaal.data.image_files import WORKERS_ENV
@@ -307,10 +308,8 @@ def run_train(
             dataset, labeled_set.indices, labeled_set.labels
         ),
     }
-    model_out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = model_out.with_name(f".{model_out.name}.{os.getpid()}.tmp")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, model_out)
+    with atomic_write(model_out) as tmp:
+        torch.save(checkpoint, tmp)
     _write_json_atomic(metrics_out, metrics)
     resume_path.unlink(missing_ok=True)
     return metrics
@@ -466,8 +465,4 @@ def _check_selection(method: str, chosen: np.ndarray, candidates: np.ndarray, bu
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

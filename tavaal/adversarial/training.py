@@ -46,6 +46,7 @@ from tavaal.adversarial.objectives import (
     plain_vae_objective,
     vae_objective,
 )
+from tavaal.atomic import atomic_write
 from tavaal.config import VAEConfig
 from tavaal.errors import CheckpointError
 from tavaal.models import PixelDiscriminator, build_discriminator, build_vae
@@ -296,7 +297,8 @@ def train_adversary(
             )
             if device.type == "cuda":
                 state["rng_cuda"] = torch.cuda.get_rng_state(device)
-            _atomic_save(state, path)
+            with atomic_write(path) as tmp:
+                torch.save(state, tmp)
         if on_iteration is not None:
             on_iteration(done)
     seconds = seconds_before + time.perf_counter() - began
@@ -410,13 +412,6 @@ def _fingerprint(data, cfg, seed, stage, total, device, sample_shape, variant) -
     for array in (data.labeled, data.unlabeled, data.indices, data.decoder_r, data.disc_r):
         digest.update(b"|" if array is None else np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
-
-
-def _atomic_save(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 def _load_checkpoint(path: Path, fingerprint: str, log) -> dict | None:

@@ -11,13 +11,13 @@ file.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from tavaal.atomic import atomic_write_bytes
 from tavaal.errors import ReadmeError
 from tavaal.report.score import score_of
 from tavaal.report.statistics import learning_curves
@@ -437,9 +437,4 @@ def update_readme(
     # Bytes, not text mode: line endings outside the markers stay exactly as they were.
     readme = readme_path.read_bytes().decode("utf-8")
     text = splice_results(readme, section_path.read_bytes().decode("utf-8"), name)
-    tmp = readme_path.with_name(f".{readme_path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(text.encode("utf-8"))
-        os.replace(tmp, readme_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_bytes(readme_path, text.encode("utf-8"))
