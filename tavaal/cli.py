@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     toy = sub.add_parser(
         "toy-folder",
         help="write a folder of generated shape images with their true labels, to try the "
-        'human oracle (README, "Label your own images")',
+        'human oracle (docs/labeling.md, "Label your own images")',
     )
     toy.add_argument("folder", type=Path, help="where to write images/, truth.csv, test_labels.csv")
     toy.add_argument("--pool-per-class", type=int, default=40, help="pool images per class")
@@ -117,10 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     readme = sub.add_parser(
         "readme-update",
-        help="replace the README's results section (between its results markers) with a file "
+        help="replace a generated results section of the README or a docs page (between its "
+        "results markers) with a file "
         "that `snakemake readme_results` wrote",
     )
-    readme.add_argument("readme", type=Path, help="e.g. README.md")
+    readme.add_argument("readme", type=Path, help="e.g. docs/results/default.md")
     readme.add_argument("section", type=Path, help="e.g. results/readme_results.md")
     readme.add_argument(
         "--name",

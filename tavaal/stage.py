@@ -85,8 +85,8 @@ def workflow_job(log_path: Path | str | None, threads: int | None = None) -> Ite
     `threads`: the job's CPUs (the rule's ``threads``), which decode the images of a dataset
     read from its files (``TAVAAL_DECODE_WORKERS``, `tavaal.data.image_files`); torch keeps one
     intra-op thread whatever they are (Snakemake sets ``OMP_NUM_THREADS`` to them), the setting
-    the determinism promise is made for (README, "Determinism, and its scope"). An exception
-    propagates as usual (traceback in the log, non-zero exit status).
+    the determinism promise is made for (docs/determinism.md). An exception propagates as
+    usual (traceback in the log, non-zero exit status).
     """
     if threads is not None:
         os.environ[WORKERS_ENV] = str(max(1, int(threads)))

@@ -1,4 +1,4 @@
-"""What a workflow job's process loads and how it ends (its fixed cost; README, "Workflow").
+"""What a workflow job's process loads and how it ends (its fixed cost; docs/workflow.md).
 
 The workflow scripts run here as Snakemake runs them, one fresh interpreter each, with a
 stand-in for the `snakemake` object its script preamble sets. A training job must not import
@@ -6,7 +6,7 @@ torch._dynamo (tavaal.optim), pandas, scipy, scikit-learn or matplotlib; a VAAL/
 must not import torch._dynamo either; a finished job ends at once with status 0, a failed one
 with its traceback in the log and a non-zero status; and those two fast paths (tavaal.optim,
 `end_process`) change no output bit, no metric and no log line. The tests run on every torch
-that CI installs (README, "Install").
+that CI installs (README, "Beside your own torch").
 """
 
 from __future__ import annotations

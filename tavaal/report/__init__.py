@@ -14,7 +14,8 @@ One module per concern:
 - `table_files`: tables as csv, markdown and self-contained html files;
 - `figures`: learning curves, selected samples, the adversarial part;
 - `style`: method names, colours and order;
-- `readme`: the README's results section, rendered from a run's files, and its splice.
+- `readme`: the generated results sections (docs/results/), rendered from a run's files, and
+  their splice.
 
 The workflow scripts and the tests import what they use from here.
 """

@@ -1,4 +1,5 @@
-"""The README's results section, rendered from a run's own files: no number in it is typed.
+"""The generated results sections (README, docs/results/), rendered from a run's own files: no
+number in them is typed.
 
 `results_section` writes, per experiment, markdown tables of what the workflow's tables show and
 sentences whose words follow from those numbers (a paired interval above 0 "beats" the baseline,
@@ -92,7 +93,7 @@ def experiment_section(
 ) -> str:
     """The subsection of one experiment, from its summary and its loss-vs-likelihood table."""
     has_baseline = baseline in set(summary["method"]) and summary["method"].nunique() > 1
-    blocks = [f"#### `{_experiment(summary)}`", _overview(summary)]
+    blocks = [f"## `{_experiment(summary)}`", _overview(summary)]
     blocks += _accuracy(summary, baseline, has_baseline)
     if has_baseline:
         blocks += _aulc(summary, baseline, confidence)
@@ -117,7 +118,7 @@ def study_section(
 
     base = method_label(baseline)
     blocks = [
-        f"#### Study `{name}`",
+        f"## Study `{name}`",
         f"Each row changes what it says against the study's first experiment. Area under the "
         f"learning curve minus {base}'s in {study_score(table).points}, paired by seed, with a "
         f"{confidence:.0%} t interval; the VAE's reconstruction error over the mean image's "
