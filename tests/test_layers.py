@@ -47,6 +47,7 @@ LAYERS = {
     "resources": 6,
     "results_guard": 7,
     "stage": 7,
+    "adversary_replay": 7,
     "practitioner": 7,
     "report": 8,
     "cli": 9,
