@@ -93,6 +93,15 @@ def _run(setting: str, workdir: Path) -> dict:
     return {"cpu_seconds": cpu, "wall_seconds": wall, "jobs": jobs}
 
 
+def _without_seconds(metadata: dict) -> dict:
+    """Metadata without its timings (every key ending in "seconds", nested ones too)."""
+    return {
+        key: _without_seconds(value) if isinstance(value, dict) else value
+        for key, value in metadata.items()
+        if not key.endswith("seconds")
+    }
+
+
 def _tables(workdir: Path) -> dict[str, object]:
     """Every index file's bytes and scores table of the run (timings dropped), by path."""
     import pandas as pd
@@ -104,8 +113,7 @@ def _tables(workdir: Path) -> dict[str, object]:
         key = str(path.relative_to(workdir))
         if path.name == "scores.parquet":
             scores, metadata = read_scores(path)
-            metadata.pop("query_seconds", None)
-            metadata.get("diagnostics", {}).pop("train_seconds", None)
+            metadata = _without_seconds(metadata)
             # Hashed per value: exact, and NaN scores (random's) compare equal.
             values = pd.util.hash_pandas_object(scores, index=False).to_numpy().tobytes()
             tables[key] = (list(scores.columns), values, metadata)
