@@ -166,6 +166,7 @@ def measure(repeats: int) -> dict:
     import torch
 
     return {
+        "commit": _commit(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cpu": _cpu_name(),
@@ -174,6 +175,18 @@ def measure(repeats: int) -> dict:
         "same_results": True,
         "settings": summary,
     }
+
+
+def _commit() -> str:
+    """The checkout's commit, with "+changes" when its tracked files differ from it."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def _cpu_name() -> str:
@@ -205,7 +218,8 @@ def markdown(entries: dict) -> str:
     lines += [
         "",
         f"Medians of {first['repeats']} runs of {first['jobs']} training and query jobs each "
-        f"(two moons; {', '.join(sorted({e['cpu'] for e in entries.values()}))}, one core); "
+        f"(commit {', '.join(sorted({e['commit'] for e in entries.values()}))}; "
+        f"two moons; {', '.join(sorted({e['cpu'] for e in entries.values()}))}, one core); "
         '"per job" is the difference from "both on" divided by the jobs: what a job '
         "costs more without the fast path(s). Index and scores tables were identical under "
         "all four settings.",
