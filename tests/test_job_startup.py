@@ -205,7 +205,7 @@ def test_a_failed_job_exits_non_zero_with_its_traceback_in_the_log(workdir, tmp_
 
 
 # What differs between two runs of one job besides its results: the seconds it took.
-TIMING = re.compile(r"\d+(\.\d+)?(s\b| img/s| it/s)")
+TIMING = re.compile(r"\s*\d+(\.\d+)?(s\b| img/s| it/s)")
 TIMING_METRICS = {"train_seconds", "images_per_second"}
 
 
