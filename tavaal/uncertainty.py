@@ -34,6 +34,22 @@ def entropy(probs: np.ndarray) -> np.ndarray:
     return np.maximum(-xlogy(probs, probs).sum(axis=-1), 0.0)
 
 
+def margin(probs: np.ndarray) -> np.ndarray:
+    """Gap between the two largest probabilities over the last axis (Scheffer et al. 2001):
+    small where the model hesitates between two classes. 1 (a sure prediction) with one class."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.shape[-1] < 2:
+        return np.ones(probs.shape[:-1], dtype=np.float64)
+    top_two = np.partition(probs, -2, axis=-1)[..., -2:]
+    return top_two[..., 1] - top_two[..., 0]
+
+
+def least_confidence(probs: np.ndarray) -> np.ndarray:
+    """``1 - max_k p_k`` over the last axis (Lewis & Gale 1994; Settles 2009 §3.1)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    return 1.0 - probs.max(axis=-1)
+
+
 def bald(mc_probs: np.ndarray) -> np.ndarray:
     """BALD mutual information ``H[mean_t p_t] - mean_t H[p_t]`` (Gal et al. 2017, eq. 4).
 

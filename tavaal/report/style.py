@@ -12,6 +12,8 @@ import pandas as pd
 METHOD_LABELS = {
     "random": "Random",
     "entropy": "Entropy",
+    "margin": "Margin",
+    "least_confidence": "Least confidence",
     "bald": "BALD",
     "var_ratio": "Var. ratio (MC-dropout)",
     "ensemble_varr": "Ensemble w. VarR",

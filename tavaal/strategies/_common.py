@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -12,7 +13,7 @@ from tavaal.inference import InferenceOutput, forward_pool, logit_batches
 from tavaal.seeding import derive_seed
 from tavaal.strategies.base import QueryContext
 from tavaal.tasks import task_of
-from tavaal.uncertainty import PassScores, PassScoreStream, entropy, softmax
+from tavaal.uncertainty import PassScores, PassScoreStream, softmax
 
 
 def require_models(ctx: QueryContext, ranker: bool = False):
@@ -50,11 +51,14 @@ def infer(ctx: QueryContext, model, indices: np.ndarray, ranker=None) -> Inferen
     return out
 
 
-def candidate_entropy(ctx: QueryContext, model) -> np.ndarray:
-    """Entropy (N,) of the softmax prediction (float64) of one deterministic pass over the
-    candidates, computed one inference batch at a time: only the (N, K) float32 logits are
-    kept whole (for the stage runner's true loss), never an (N, K) float64 array. A
-    segmentation image scores the mean entropy of its (pooled) pixels (`tavaal.tasks`)."""
+def candidate_uncertainty(
+    ctx: QueryContext, model, measure: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """`measure` (N,) of the softmax prediction (float64) of one deterministic pass over the
+    candidates (`entropy`, `margin`, `least_confidence`: softmax rows (r, K) -> (r,) values),
+    computed one inference batch at a time: only the (N, K) float32 logits are kept whole (for
+    the stage runner's true loss), never an (N, K) float64 array. A segmentation image scores
+    the mean measure of its (pooled) pixels (`tavaal.tasks`)."""
     task = task_of(ctx.dataset.info)
     candidates = np.asarray(ctx.candidates, dtype=np.int64)
     values = np.zeros(len(candidates), dtype=np.float64)
@@ -62,7 +66,7 @@ def candidate_entropy(ctx: QueryContext, model) -> np.ndarray:
     for start, stop, (batch,) in _logit_batches(ctx, [model]):
         logits = _keep(ctx, logits, len(candidates), start, stop, batch)
         for lo, hi, rows in task.score_rows(batch):
-            values[start + lo : start + hi] = task.sample_scores(entropy(softmax(rows)), hi - lo)
+            values[start + lo : start + hi] = task.sample_scores(measure(softmax(rows)), hi - lo)
     _remember(ctx, model, logits)
     return values
 
