@@ -6,6 +6,7 @@ T stochastic passes (MC dropout, Gal et al. 2017) or the M members of an ensembl
 
 `k_center_greedy` is the greedy 2-approximation of the k-center problem used by Core-Set
 (Sener & Savarese 2018, Alg. 1), written so that its memory stays O(N * chunk) rather than O(N^2).
+`kmeans_pp_seeding` is BADGE's selection (Ash et al. 2020) on gradient embeddings it never forms.
 """
 
 from __future__ import annotations
@@ -271,3 +272,99 @@ def k_center_greedy(
         initial_distance=np.sqrt(initial.double().cpu().numpy()),
         final_distance=np.sqrt(min_sq.double().cpu().numpy()),
     )
+
+
+def gradient_embedding_residual(logits: np.ndarray) -> np.ndarray:
+    """(N, K) float64 ``softmax(logits) - onehot(argmax)``: with the penultimate features h,
+    BADGE's gradient embedding (Ash et al. 2020, §3) is ``residual ⊗ h``, the gradient of the
+    cross-entropy at the predicted label ŷ w.r.t. the last linear layer's weight (K, D). Ties
+    of the top logit go to the smallest class (argmax)."""
+    probs = softmax(logits)
+    predicted = probs.argmax(axis=-1)
+    probs[np.arange(len(probs)), predicted] -= 1.0
+    return probs
+
+
+@dataclass
+class KMeansPPResult:
+    order: np.ndarray  # (budget,) int64 positions, in pick order
+    gradient_norm: np.ndarray  # (N,) float64 |g| = |residual| |h|
+    final_distance: np.ndarray  # (N,) float64 distance to the nearest pick (0 for picks)
+
+
+def kmeans_pp_seeding(
+    residual: torch.Tensor,
+    features: torch.Tensor,
+    budget: int,
+    rng: np.random.Generator,
+    chunk_size: int = 4096,
+) -> KMeansPPResult:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007) of the gradient embeddings
+    g = residual ⊗ features, as BADGE selects (Ash et al. 2020, Alg. 1).
+
+    The first pick is the point of largest |g| (ties: smallest position), as Ash et al.'s code
+    does; each further pick is drawn with probability proportional to its squared distance to
+    the nearest pick so far (D² sampling), one ``rng.random()`` per pick. When every point left
+    coincides with a pick (all D² are 0), the pick is uniform over those left.
+
+    The (N, K·D) embeddings are never formed: with r = residual and h = features,
+    ``|g_a - g_b|^2 = |r_a|^2 |h_a|^2 + |r_b|^2 |h_b|^2 - 2 (r_a·r_b)(h_a·h_b)``, computed in
+    float64 `chunk_size` rows of `features` at a time, so memory is the inputs, O(N) vectors
+    and one (chunk_size, D) float64 block.
+    """
+    n = residual.shape[0]
+    if not 0 <= budget <= n:
+        raise ValueError(f"budget {budget} must be between 0 and the {n} points")
+    if features.shape[0] != n:
+        raise ValueError(f"{n} residual rows but {features.shape[0]} feature rows")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    residual = residual.to(torch.float64)
+    device = residual.device
+    feature_sq = torch.empty(n, dtype=torch.float64, device=device)
+    for start in range(0, n, chunk_size):
+        feature_sq[start : start + chunk_size] = (
+            features[start : start + chunk_size].to(torch.float64).pow(2).sum(dim=1)
+        )
+    sq_norm = residual.pow(2).sum(dim=1) * feature_sq
+    min_sq = torch.full((n,), float("inf"), dtype=torch.float64, device=device)
+    picked = torch.zeros(n, dtype=torch.bool, device=device)
+    order: list[int] = []
+    for step in range(budget):
+        if step == 0:
+            pick = int(torch.argmax(sq_norm))
+        else:
+            pick = _d2_sample(min_sq, picked, rng)
+        order.append(pick)
+        picked[pick] = True
+        centre = features[pick].to(torch.float64)
+        feature_dot = torch.empty(n, dtype=torch.float64, device=device)
+        for start in range(0, n, chunk_size):
+            block = features[start : start + chunk_size].to(torch.float64)
+            feature_dot[start : start + chunk_size] = block @ centre
+        sq = sq_norm + sq_norm[pick] - 2.0 * (residual @ residual[pick]) * feature_dot
+        min_sq = torch.minimum(min_sq, sq.clamp_min_(0.0))
+        # A pick's distance to itself is 0, whatever the rounding of the formula says.
+        min_sq[pick] = 0.0
+    return KMeansPPResult(
+        order=np.asarray(order, dtype=np.int64),
+        gradient_norm=sq_norm.sqrt().cpu().numpy(),
+        final_distance=min_sq.sqrt().cpu().numpy(),
+    )
+
+
+def _d2_sample(min_sq: torch.Tensor, picked: torch.Tensor, rng: np.random.Generator) -> int:
+    """A position drawn with probability min_sq / sum(min_sq) (picks have min_sq 0)."""
+    weights = torch.where(picked, torch.zeros_like(min_sq), min_sq)
+    cumulative = torch.cumsum(weights, dim=0)
+    total = float(cumulative[-1])
+    if not total > 0.0:
+        left = torch.nonzero(~picked).flatten().cpu().numpy()
+        return int(left[rng.integers(len(left))])
+    # The first position whose cumulative weight exceeds u: never a zero-weight one.
+    u = torch.tensor([rng.random() * total], dtype=torch.float64, device=min_sq.device)
+    pick = int(torch.searchsorted(cumulative, u, right=True))
+    if pick >= len(weights):
+        # u rounded up to the total: the last position with weight.
+        pick = int(torch.nonzero(weights > 0).flatten()[-1])
+    return pick

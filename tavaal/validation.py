@@ -35,6 +35,12 @@ def check_experiment(
     task.check_experiment(exp, where)
     for method in exp.methods:
         _check_choice(f"{where}.methods", "method", method, list_strategies())
+        if task.name not in strategy_class(method).tasks:
+            raise ConfigError(
+                f"{where}.methods: {method!r} selects on "
+                f"{' and '.join(strategy_class(method).tasks)} datasets only; {exp.dataset} is "
+                f"a {task.name} dataset"
+            )
     _check_model_builds(exp, where, task)
     sampling_dropout = [m for m in exp.methods if strategy_class(m).needs_dropout]
     if sampling_dropout and exp.train.dropout == 0:

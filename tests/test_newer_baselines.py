@@ -4,6 +4,8 @@ BADGE, on hand-built models whose numbers are worked out here. Their selection i
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -11,10 +13,18 @@ from torch import nn
 
 from tavaal.config import ExperimentConfig, QueryConfig
 from tavaal.data import DatasetInfo, PreparedDataset
-from tavaal.models import TaskOutput
-from tavaal.strategies import QueryContext, get_strategy
+from tavaal.errors import ConfigError
+from tavaal.models import TaskOutput, build_task_model
+from tavaal.seeding import numpy_rng
+from tavaal.strategies import QueryContext, get_strategy, list_strategies
 from tavaal.training import TrainedModels
-from tavaal.uncertainty import least_confidence, margin
+from tavaal.uncertainty import (
+    gradient_embedding_residual,
+    kmeans_pp_seeding,
+    least_confidence,
+    margin,
+)
+from tavaal.validation import check_experiment
 
 EXPERIMENT = ExperimentConfig(
     name="toy",
@@ -142,3 +152,169 @@ def test_margin_disagrees_with_entropy_and_least_confidence_here():
         for method in ("margin", "least_confidence", "entropy")
     }
     assert picks == {"margin": [4, 5], "least_confidence": [5, 2], "entropy": [5, 2]}
+
+
+# ---------------------------------------------------------------- BADGE
+
+
+def explicit_gradient_embeddings(residual: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """The (N, K·D) embeddings BADGE's formula names, class-major as the weight's rows."""
+    return (residual[:, :, None] * features[:, None, :].astype(np.float64)).reshape(
+        len(residual), -1
+    )
+
+
+def test_gradient_embedding_is_the_last_layer_gradient_of_the_cross_entropy():
+    """(softmax − onehot(ŷ)) ⊗ h equals autograd's d CE(logits, ŷ) / d W of the classifier's
+    weight W (K, D), sample by sample, on a small MLP."""
+    torch.manual_seed(0)
+    model = build_task_model("mlp", (2,), 4, dropout=0.3).double().eval()
+    x = torch.randn(6, 2, dtype=torch.float64)
+    out = model(x)
+    residual = gradient_embedding_residual(out.logits.detach().numpy())
+    embeddings = explicit_gradient_embeddings(residual, out.embedding.detach().numpy())
+    for i in range(len(x)):
+        model.zero_grad()
+        logits = model(x[i : i + 1]).logits
+        loss = nn.functional.cross_entropy(logits, logits.argmax(dim=1))
+        loss.backward()
+        expected = model.classifier.weight.grad.flatten().numpy()
+        np.testing.assert_allclose(embeddings[i], expected, rtol=1e-10, atol=1e-12)
+    # The residual's predicted-class entry is p − 1 <= 0, the others p >= 0; rows sum to 0.
+    np.testing.assert_allclose(residual.sum(axis=1), 0.0, atol=1e-12)
+
+
+def test_factorised_distances_equal_the_explicit_ones():
+    rng = np.random.default_rng(1)
+    residual = gradient_embedding_residual(rng.normal(size=(30, 5)))
+    features = rng.normal(size=(30, 7)).astype(np.float32)
+    result = kmeans_pp_seeding(
+        torch.from_numpy(residual), torch.from_numpy(features), 6, np.random.default_rng(2), 4
+    )
+    g = explicit_gradient_embeddings(residual, features)
+    np.testing.assert_allclose(result.gradient_norm, np.linalg.norm(g, axis=1), rtol=1e-10)
+    to_picks = np.linalg.norm(g[:, None, :] - g[None, result.order, :], axis=2).min(axis=1)
+    np.testing.assert_allclose(result.final_distance, to_picks, rtol=1e-6, atol=1e-7)
+    assert result.order[0] == np.argmax(np.linalg.norm(g, axis=1))
+    # Chunks of 1 row or all rows: the same picks and distances.
+    whole = kmeans_pp_seeding(
+        torch.from_numpy(residual), torch.from_numpy(features), 6, np.random.default_rng(2), 100
+    )
+    np.testing.assert_array_equal(whole.order, result.order)
+    np.testing.assert_allclose(whole.final_distance, result.final_distance, rtol=1e-12)
+
+
+# Embeddings g = 0, 1, 3, 10 on a line (residual 1, one feature). The first pick is the
+# largest |g| (position 3); then D² = 100, 81, 49, 0 (cumulative 100, 181, 230), and the
+# generator's first u ~ U(0, 1) picks the position whose interval holds 230 u:
+#   seed 0: u = 0.637 -> 146.5 -> position 1; D² left 1, 4 (cumulative 1, 5), u = 0.270 ->
+#           1.35 -> position 2; position 0 last.
+#   seed 3: u = 0.0856 -> 19.7 -> position 0; D² left 1, 9 (cumulative 1, 10), u = 0.237 ->
+#           2.37 -> position 2; position 1 last.
+#   seed 4: u = 0.943 -> 216.9 -> position 2; D² left 9, 4 (cumulative 9, 13), u = 0.511 ->
+#           6.65 -> position 0; position 1 last.
+LINE = np.array([[0.0], [1.0], [3.0], [10.0]])
+
+
+@pytest.mark.parametrize(
+    ("seed", "order"), [(0, [3, 1, 2, 0]), (3, [3, 0, 2, 1]), (4, [3, 2, 0, 1])]
+)
+def test_kmeans_pp_picks_by_d2_sampling_with_a_fixed_seed(seed, order):
+    assert [float(u) for u in np.random.default_rng(seed).random(2)] == pytest.approx(
+        {0: [0.637, 0.270], 3: [0.0856, 0.237], 4: [0.943, 0.511]}[seed], abs=1e-3
+    )
+    residual = torch.ones(4, 1, dtype=torch.float64)
+    result = kmeans_pp_seeding(residual, torch.from_numpy(LINE), 4, np.random.default_rng(seed))
+    np.testing.assert_array_equal(result.order, order)
+    np.testing.assert_array_equal(result.final_distance, 0.0)
+    three = kmeans_pp_seeding(residual, torch.from_numpy(LINE), 3, np.random.default_rng(seed))
+    np.testing.assert_array_equal(three.order, order[:3])
+    np.testing.assert_array_equal(three.final_distance[order[3]], 1.0)
+
+
+def test_d2_sampling_draws_the_second_pick_in_proportion_to_squared_distance():
+    residual = torch.ones(4, 1, dtype=torch.float64)
+    counts = np.zeros(4)
+    draws = 2000
+    for seed in range(draws):
+        pick = kmeans_pp_seeding(residual, torch.from_numpy(LINE), 2, np.random.default_rng(seed))
+        counts[pick.order[1]] += 1
+    # 100 : 81 : 49 of 230 (binomial sd about 0.011 at 2000 draws).
+    np.testing.assert_allclose(counts / draws, [100 / 230, 81 / 230, 49 / 230, 0.0], atol=0.04)
+
+
+def test_kmeans_pp_on_duplicates_picks_distinct_points():
+    """Identical embeddings leave every D² at 0 after the first pick: the rest are drawn
+    uniformly, still each once."""
+    residual = torch.ones(5, 1, dtype=torch.float64)
+    features = torch.ones(5, 3)
+    result = kmeans_pp_seeding(residual, features, 5, np.random.default_rng(0))
+    assert sorted(result.order.tolist()) == [0, 1, 2, 3, 4] and result.order[0] == 0
+    assert not kmeans_pp_seeding(residual, features, 0, np.random.default_rng(0)).order.size
+
+
+def badge_context(seed=0, stage=0, budget=4):
+    rng = np.random.default_rng(5)
+    dataset = vector_dataset(rng.normal(size=(40, 2)))
+    torch.manual_seed(3)
+    model = build_task_model("mlp", (2,), 3, dropout=0.0).eval()
+    return context("badge", dataset, np.arange(10), np.arange(10, 40), budget, model, seed, stage)
+
+
+def test_badge_query_follows_the_seeding_of_the_models_gradient_embeddings():
+    ctx = badge_context(seed=7, stage=2)
+    result = get_strategy("badge").query(ctx)
+    model = ctx.models.models[0]
+    with torch.no_grad():
+        out = model(torch.from_numpy(ctx.dataset.x_train[ctx.candidates]))
+    residual = gradient_embedding_residual(out.logits.numpy())
+    expected = kmeans_pp_seeding(
+        torch.from_numpy(residual),
+        out.embedding,
+        4,
+        numpy_rng(7, 2, "query/badge"),
+    )
+    np.testing.assert_array_equal(result.chosen, ctx.candidates[expected.order])
+    table = result.scores.set_index("index")
+    np.testing.assert_allclose(
+        table.loc[ctx.candidates, "gradient_norm"], expected.gradient_norm, rtol=1e-5
+    )
+    # Picks score 4, 3, 2, 1 in pick order; the rest d / (1 + d) < 1.
+    np.testing.assert_array_equal(table.loc[result.chosen, "score"], [4.0, 3.0, 2.0, 1.0])
+    rest = table.loc[~table["chosen"]]
+    assert (rest["score"] < 1).all() and (rest["score"] > 0).all()
+    # The first pick has the largest gradient norm.
+    assert result.chosen[0] == table["gradient_norm"].idxmax()
+
+
+def test_badge_picks_follow_the_seed_and_stage():
+    picks = {
+        (seed, stage): tuple(get_strategy("badge").query(badge_context(seed, stage)).chosen)
+        for seed in range(3)
+        for stage in range(2)
+    }
+    assert picks[(0, 0)] == tuple(get_strategy("badge").query(badge_context(0, 0)).chosen)
+    # Same first pick (the largest norm), different D² draws after it.
+    assert len({p[0] for p in picks.values()}) == 1
+    assert len(set(picks.values())) > 1
+
+
+def test_badge_on_a_segmentation_dataset_is_a_config_error_naming_methods():
+    settings = {
+        "dataset": "seg_shapes",
+        "model": "drn_d_22",
+        "methods": ["random", "badge"],
+        "initial_size": 8,
+        "budget": 4,
+    }
+    with pytest.raises(ConfigError, match=r"experiments\.seg\.methods: 'badge' selects on "):
+        check_experiment(ExperimentConfig.from_dict("seg", settings))
+    check_experiment(ExperimentConfig.from_dict("seg", {**settings, "methods": ["random"]}))
+    assert "badge" not in list_strategies("segmentation")
+    assert {"margin", "least_confidence", "entropy"} <= set(list_strategies("segmentation"))
+    # The query itself refuses too (a library caller without the experiment check).
+    ctx = badge_context()
+    info = dataclasses.replace(ctx.dataset.info, task="segmentation")
+    ctx = dataclasses.replace(ctx, dataset=dataclasses.replace(ctx.dataset, info=info))
+    with pytest.raises(ConfigError, match="classification datasets only"):
+        get_strategy("badge").query(ctx)

@@ -486,7 +486,7 @@ def test_an_experiment_on_a_segmentation_dataset_takes_every_method_but_not_a_cl
     settings = {
         "dataset": "seg_shapes",
         "model": "drn_d_22",
-        "methods": list_strategies(),
+        "methods": list_strategies("segmentation"),
         "initial_size": 8,
         "budget": 4,
         "train": {"dropout": 0.3},

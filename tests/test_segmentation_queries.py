@@ -36,7 +36,7 @@ from tavaal.validation import check_experiment
 TINY = "drn_tiny_test"
 TINY_WIDTHS = (8, 8, 8, 16, 16, 32, 32, 32, 32)
 SEG = get_task("segmentation")
-METHODS = list_strategies()
+METHODS = list_strategies("segmentation")
 FAST = settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

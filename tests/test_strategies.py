@@ -35,6 +35,7 @@ BASELINES = [
     "dbal",
     "ensemble_varr",
     "coreset",
+    "badge",
     "lloss",
     "lloss_v2",
 ]
@@ -60,6 +61,7 @@ METHOD_COLUMNS = {
     "dbal": {"entropy"},
     "ensemble_varr": {"var_ratio", "entropy"},
     "coreset": {"min_distance"},
+    "badge": {"gradient_norm"},
     "lloss": {"predicted_loss"},
     "lloss_v2": {"predicted_loss"},
 }
@@ -206,7 +208,7 @@ def test_baselines_are_registered():
     recipes = {name: cls.recipe.name for name, cls in flags.items()}
     assert recipes["ensemble_varr"] == "ensemble"
     assert recipes["lloss"] == "margin_ranker" and recipes["lloss_v2"] == "ranking_ranker"
-    plain = ("random", "entropy", "margin", "least_confidence", "coreset", "bald", "var_ratio")
+    plain = ("random", "entropy", "margin", "least_confidence", "coreset", "badge", "bald")
     assert all(recipes[name] == "plain" for name in plain)
 
 
@@ -587,7 +589,7 @@ def test_streamed_mc_scores_equal_the_formulas_on_the_whole_array(method, batch_
     np.testing.assert_array_equal(ctx.candidate_logits, out.logits)
 
 
-@pytest.mark.parametrize("method", ["entropy", "margin", "ensemble_varr", "coreset"])
+@pytest.mark.parametrize("method", ["entropy", "margin", "ensemble_varr", "coreset", "badge"])
 def test_deterministic_picks_do_not_depend_on_the_inference_batch_size(method):
     # No dropout masks here: the batch size changes at most float32 rounding in the network
     # (matrix products of another shape), not the picks.

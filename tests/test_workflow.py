@@ -535,7 +535,7 @@ SEGMENTATION = {
         "seg": {
             "dataset": "seg_shapes",
             "model": "drn_d_22",
-            "methods": list_strategies(),
+            "methods": list_strategies("segmentation"),
             "initial_size": 8,
             "budget": 4,
             "stages": 2,
@@ -547,13 +547,13 @@ SEGMENTATION = {
 
 
 def test_a_segmentation_experiment_plans_every_method_and_its_report(tmp_path):
-    """A segmentation dataset takes every method: the dry run plans one pool, one stage-0
-    training per recipe, every method's query and stage-1 training, and the report (whose
-    learning curves read mIoU, `tests/test_report.py`), and writes nothing."""
+    """A segmentation dataset takes every method that selects on it: the dry run plans one
+    pool, one stage-0 training per recipe, every method's query and stage-1 training, and the
+    report (whose learning curves read mIoU, `tests/test_report.py`), and writes nothing."""
     workdir = workdir_with_config(tmp_path, SEGMENTATION)
     result = snakemake(workdir, "-n", "--configfile", str(workdir / "extra.yaml"))
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
-    methods = len(list_strategies())
+    methods = len(list_strategies("segmentation"))
     assert int(jobs["init_pool"]) == 1 and int(jobs["train_initial"]) == 4
     assert int(jobs["query_stage0"]) == methods and int(jobs["train"]) == methods
     assert {"aggregate", "figure_accuracy", "figure_improvement", "tables"} <= set(jobs)
@@ -1378,7 +1378,7 @@ def test_every_method_runs_two_stages_on_224_pixel_images_read_from_their_files(
 SEG_SHAPES_E2E = {
     "dataset": "seg_shapes",
     "model": "drn_d_22_slim",
-    "methods": list_strategies(),
+    "methods": list_strategies("segmentation"),
     "seeds": [0],
     "initial_size": 12,
     "budget": 6,

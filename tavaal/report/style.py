@@ -18,6 +18,7 @@ METHOD_LABELS = {
     "var_ratio": "Var. ratio (MC-dropout)",
     "ensemble_varr": "Ensemble w. VarR",
     "coreset": "Core-set",
+    "badge": "BADGE",
     "lloss": "Learning loss",
     "lloss_v2": "Learning loss v2",
     "vaal": "VAAL",

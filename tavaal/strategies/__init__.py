@@ -7,6 +7,7 @@ from __future__ import annotations
 
 # Importing the modules registers the strategies.
 from tavaal.strategies import (  # noqa: F401
+    badge,
     bald,
     coreset,
     dbal,

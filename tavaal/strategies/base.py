@@ -111,6 +111,9 @@ class Strategy(ABC):
     # What the query trains besides the task learner (`tavaal.adversarial.Variant`): VAAL's
     # VAE + D game, an ablation of it, or nothing (None). Sizes the query's jobs.
     adversary: ClassVar[Variant | None] = None
+    # The tasks (`tavaal.tasks`, DatasetInfo.task) whose datasets the method can select on;
+    # the experiment check names `methods` for any other.
+    tasks: ClassVar[tuple[str, ...]] = ("classification", "segmentation")
 
     @abstractmethod
     def query(self, ctx: QueryContext) -> QueryResult:
