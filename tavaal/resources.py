@@ -37,7 +37,7 @@ from tavaal.config import ExperimentConfig
 from tavaal.data import known_input_shape, known_split_sizes, known_task, stored_as_files
 from tavaal.errors import ConfigError
 from tavaal.strategies import strategy_class
-from tavaal.strategies.badge import CHUNK as BADGE_CHUNK
+from tavaal.strategies.badge import FEATURE_BLOCK_BYTES as BADGE_BLOCK_BYTES
 from tavaal.training import TrainingRecipe, ensemble_members
 
 SAFETY_MEMORY = 1.5
@@ -235,7 +235,7 @@ def query_estimate(exp: ExperimentConfig, method: str, stage: int, device: str) 
             memory += _mb(
                 2 * 4 * candidates * embedding_dim
                 + 2 * 8 * candidates * MAX_CLASSES
-                + 8 * BADGE_CHUNK * embedding_dim
+                + min(BADGE_BLOCK_BYTES, 8 * candidates * embedding_dim)
             )
     if strategy.adversary is not None:
         pool = _adversary_pool(exp, candidates, unlabeled)

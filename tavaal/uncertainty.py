@@ -310,7 +310,7 @@ def kmeans_pp_seeding(
     The (N, K·D) embeddings are never formed: with r = residual and h = features,
     ``|g_a - g_b|^2 = |r_a|^2 |h_a|^2 + |r_b|^2 |h_b|^2 - 2 (r_a·r_b)(h_a·h_b)``, computed in
     float64 `chunk_size` rows of `features` at a time, so memory is the inputs, O(N) vectors
-    and one (chunk_size, D) float64 block.
+    and one (chunk_size, D) float64 block (all N rows converted once when they fit in one).
     """
     n = residual.shape[0]
     if not 0 <= budget <= n:
@@ -321,6 +321,9 @@ def kmeans_pp_seeding(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     residual = residual.to(torch.float64)
     device = residual.device
+    if n <= chunk_size:
+        # One block: converted once, not once per pick.
+        features = features.to(torch.float64)
     feature_sq = torch.empty(n, dtype=torch.float64, device=device)
     for start in range(0, n, chunk_size):
         feature_sq[start : start + chunk_size] = (
