@@ -229,6 +229,10 @@ def query_estimate(exp: ExperimentConfig, method: str, stage: int, device: str) 
         if method == "coreset":
             seconds += labeled / rate
             memory += _mb(2 * 4 * (labeled + candidates) * embedding_dim)
+        if method == "typiclust":
+            # The embeddings of labeled ∪ candidates, float32 and k-means' float64 copy, and
+            # one block of typicality distances (`tavaal.uncertainty.typicality`).
+            memory += _mb(12 * (labeled + candidates) * embedding_dim) + 64
         if method == "badge":
             # The candidates' float32 features (and their device copy), two float64 (N, K)
             # residual arrays and one float64 block of features (`kmeans_pp_seeding`).

@@ -371,3 +371,121 @@ def _d2_sample(min_sq: torch.Tensor, picked: torch.Tensor, rng: np.random.Genera
         # u rounded up to the total: the last position with weight.
         pick = int(torch.nonzero(weights > 0).flatten()[-1])
     return pick
+
+
+def typicality(features: np.ndarray, neighbours: int, block_bytes: int = 64 * 2**20) -> np.ndarray:
+    """(N,) ``1 / (mean Euclidean distance to the `neighbours` nearest other points + 1e-5)``
+    (TypiClust, Hacohen et al. 2022, eq. 1; the 1e-5, which keeps duplicates finite, is their
+    code's). With ``neighbours == 0`` (a cluster of one point) every point scores 1.
+
+    Distances are computed in float64 for a block of rows at a time (at most `block_bytes`
+    of them), so memory stays O(N * block) rather than O(N^2)."""
+    points = np.asarray(features, dtype=np.float64)
+    n = len(points)
+    if not 0 <= neighbours < max(n, 1):
+        raise ValueError(f"neighbours {neighbours} must be between 0 and {n - 1}")
+    if neighbours == 0:
+        return np.ones(n, dtype=np.float64)
+    squares = (points**2).sum(axis=1)
+    rows = max(1, block_bytes // (8 * n))
+    mean = np.empty(n, dtype=np.float64)
+    for start in range(0, n, rows):
+        block = points[start : start + rows]
+        sq = squares[start : start + rows, None] + squares[None, :] - 2.0 * (block @ points.T)
+        distance = np.sqrt(np.maximum(sq, 0.0))
+        # A point is not its own neighbour.
+        distance[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
+        nearest = np.partition(distance, neighbours - 1, axis=1)[:, :neighbours]
+        mean[start : start + rows] = nearest.mean(axis=1)
+    return 1.0 / (mean + 1e-5)
+
+
+# TypiClust's constants (Hacohen et al. 2022, §3 and their code): typicality over the 20
+# nearest neighbours; clusters of at most 5 points are outliers, not chosen while larger ones
+# have points left; at most 500 clusters; full k-means up to 50 clusters, mini-batch above.
+TYPICLUST_NEIGHBOURS = 20
+TYPICLUST_MIN_CLUSTER_SIZE = 5
+TYPICLUST_MAX_CLUSTERS = 500
+TYPICLUST_FULL_KMEANS_CLUSTERS = 50
+
+
+@dataclass
+class TypiClustResult:
+    order: np.ndarray  # (budget,) int64 positions into the candidates, in pick order
+    cluster: np.ndarray  # (N,) int64 k-means cluster of each candidate
+    typicality: np.ndarray  # (N,) float64 within its cluster's candidates, before any pick
+    clusters: int  # how many clusters k-means made
+
+
+def typiclust_select(
+    labeled: np.ndarray, candidates: np.ndarray, budget: int, random_state: int
+) -> TypiClustResult:
+    """TypiClust (Hacohen et al. 2022, Alg. 1) on embeddings: k-means of labeled ∪ candidates
+    into min(|L| + budget, 500) clusters; clusters are visited by fewest labeled points, then
+    largest size (then cluster number), skipping those of <= 5 points; from each the candidate
+    of highest `typicality` among the cluster's candidates not yet picked (neighbours
+    min(20, m // 2) for m of them) is picked, round after round until `budget` are picked.
+    Only when no cluster above 5 points has candidates left do the small ones give theirs, in
+    the same order (the authors' code stops there). Ties go to the smallest position."""
+    labeled = np.asarray(labeled, dtype=np.float64)
+    candidates = np.asarray(candidates, dtype=np.float64)
+    n = len(candidates)
+    if not 0 <= budget <= n:
+        raise ValueError(f"budget {budget} must be between 0 and the {n} candidates")
+    if n == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return TypiClustResult(empty, empty, np.zeros(0, dtype=np.float64), 0)
+    points = np.concatenate([labeled, candidates]) if len(labeled) else candidates
+    clusters = max(1, min(len(labeled) + budget, TYPICLUST_MAX_CLUSTERS, len(points)))
+    assignment = _kmeans_labels(points, clusters, random_state)
+    labeled_cluster, cluster = assignment[: len(labeled)], assignment[len(labeled) :]
+    size = np.bincount(assignment, minlength=clusters)
+    labeled_count = np.bincount(labeled_cluster, minlength=clusters)
+    visit = np.lexsort((np.arange(clusters), -size, labeled_count))
+    rounds = [
+        visit[size[visit] > TYPICLUST_MIN_CLUSTER_SIZE],
+        visit[size[visit] <= TYPICLUST_MIN_CLUSTER_SIZE],
+    ]
+    initial = np.zeros(n, dtype=np.float64)
+    for c in np.unique(cluster):
+        members = np.flatnonzero(cluster == c)
+        initial[members] = typicality(candidates[members], _neighbours(len(members)))
+    left = np.ones(n, dtype=bool)
+    order: list[int] = []
+    for group in rounds:
+        while len(order) < budget:
+            open_clusters = [c for c in group if left[cluster == c].any()]
+            if not open_clusters:
+                break
+            for c in open_clusters:
+                if len(order) == budget:
+                    break
+                members = np.flatnonzero((cluster == c) & left)
+                values = typicality(candidates[members], _neighbours(len(members)))
+                pick = int(members[np.argmax(values)])
+                order.append(pick)
+                left[pick] = False
+    return TypiClustResult(
+        order=np.asarray(order, dtype=np.int64),
+        cluster=cluster.astype(np.int64),
+        typicality=initial,
+        clusters=clusters,
+    )
+
+
+def _neighbours(members: int) -> int:
+    # Hacohen et al.'s code: half the cluster when it has fewer than 40 points.
+    return min(TYPICLUST_NEIGHBOURS, members // 2)
+
+
+def _kmeans_labels(points: np.ndarray, clusters: int, random_state: int) -> np.ndarray:
+    # Imported here, as scipy is in `entropy`: training jobs load this module too.
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    if clusters <= TYPICLUST_FULL_KMEANS_CLUSTERS:
+        model = KMeans(n_clusters=clusters, n_init=10, random_state=random_state)
+    else:
+        model = MiniBatchKMeans(
+            n_clusters=clusters, batch_size=5000, n_init=3, random_state=random_state
+        )
+    return model.fit_predict(points).astype(np.int64)

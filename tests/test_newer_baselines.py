@@ -23,6 +23,8 @@ from tavaal.uncertainty import (
     kmeans_pp_seeding,
     least_confidence,
     margin,
+    typicality,
+    typiclust_select,
 )
 from tavaal.validation import check_experiment
 
@@ -318,3 +320,105 @@ def test_badge_on_a_segmentation_dataset_is_a_config_error_naming_methods():
     ctx = dataclasses.replace(ctx, dataset=dataclasses.replace(ctx.dataset, info=info))
     with pytest.raises(ConfigError, match="classification datasets only"):
         get_strategy("badge").query(ctx)
+
+
+# ---------------------------------------------------------------- TypiClust
+
+
+def test_typicality_is_the_inverse_mean_distance_to_the_nearest_neighbours():
+    # Points 0, 1, 2, 10 and 2 neighbours: mean distances 1.5, 1, 1.5, 8.5.
+    line = np.array([[0.0], [1.0], [2.0], [10.0]])
+    expected = 1.0 / (np.array([1.5, 1.0, 1.5, 8.5]) + 1e-5)
+    np.testing.assert_allclose(typicality(line, 2), expected, rtol=1e-12)
+    # One neighbour: 1, 1, 1, 8.
+    np.testing.assert_allclose(typicality(line, 1), 1.0 / (np.array([1, 1, 1, 8]) + 1e-5))
+    np.testing.assert_array_equal(typicality(line[:1], 0), [1.0])
+    # Row blocks of any size give the same values.
+    rng = np.random.default_rng(0)
+    cloud = rng.normal(size=(50, 3))
+    np.testing.assert_allclose(
+        typicality(cloud, 20, block_bytes=1), typicality(cloud, 20), rtol=1e-12
+    )
+    distance = np.linalg.norm(cloud[:, None] - cloud[None], axis=2)
+    nearest = np.sort(distance, axis=1)[:, 1:21]  # column 0 is the point itself
+    np.testing.assert_allclose(typicality(cloud, 20), 1 / (nearest.mean(axis=1) + 1e-5))
+
+
+# Four well separated blobs in 2-D: A (7 points), B (8, one of them labeled), C (6) and D (3).
+BLOB_CENTRES = {"A": (0.0, 0.0), "B": (100.0, 0.0), "C": (0.0, 100.0), "D": (100.0, 100.0)}
+BLOB_SIZES = {"A": 7, "B": 8, "C": 6, "D": 3}
+
+
+def blobs():
+    rng = np.random.default_rng(11)
+    names = [name for name, size in BLOB_SIZES.items() for _ in range(size)]
+    points = np.array([BLOB_CENTRES[name] for name in names]) + rng.normal(size=(len(names), 2))
+    return points, np.array(names)
+
+
+def most_typical(points: np.ndarray) -> int:
+    """Position of the point of smallest mean distance to its min(20, m // 2) neighbours."""
+    distance = np.linalg.norm(points[:, None] - points[None], axis=2)
+    k = min(20, len(points) // 2)
+    return int(np.argmin(np.sort(distance, axis=1)[:, 1 : k + 1].mean(axis=1)))
+
+
+def test_typiclust_picks_the_most_typical_point_of_the_largest_uncovered_clusters():
+    """Budget 3, one labeled point: 4 clusters = the blobs. Visit order: A (no labeled point,
+    7), C (none, 6), then B (one labeled; 8); D (3 points) is an outlier cluster."""
+    points, names = blobs()
+    labeled = np.flatnonzero(names == "B")[:1]
+    candidates = np.setdiff1d(np.arange(len(points)), labeled)
+    result = typiclust_select(points[labeled], points[candidates], 3, random_state=0)
+    assert result.clusters == 4
+    picked = candidates[result.order]
+    assert names[picked].tolist() == ["A", "C", "B"]
+    for pick, blob in zip(picked, "ACB", strict=True):
+        members = candidates[names[candidates] == blob]
+        assert pick == members[most_typical(points[members])]
+    # Each candidate's cluster is its blob's.
+    for blob in "ABCD":
+        assert len(set(result.cluster[names[candidates] == blob])) == 1
+    assert len(set(result.cluster.tolist())) == 4
+
+
+def test_typiclust_query_on_the_blobs_and_its_scores():
+    """The query clusters labeled ∪ candidates of the model's embedding (here the inputs)."""
+    points, names = blobs()
+    dataset = vector_dataset(points)
+    labeled = np.flatnonzero(names == "B")[:1]
+    candidates = np.setdiff1d(np.arange(len(points)), labeled)
+    ctx = context("typiclust", dataset, labeled, candidates, 3, LogitsAreInputs(), seed=4)
+    result = get_strategy("typiclust").query(ctx)
+    assert names[result.chosen].tolist() == ["A", "C", "B"]
+    table = result.scores.set_index("index")
+    np.testing.assert_array_equal(table.loc[result.chosen, "score"], [3.0, 2.0, 1.0])
+    rest = table.loc[~table["chosen"], "score"]
+    assert (rest < 1).all() and (rest > 0).all()
+    a = candidates[names[candidates] == "A"]
+    np.testing.assert_allclose(table.loc[a, "typicality"], typicality(points[a], 3))
+
+
+def test_typiclust_first_visits_the_largest_cluster_without_labeled_points():
+    """Budget 2: 3 clusters for 4 blobs, so k-means merges two; the first pick comes from the
+    largest cluster that holds no labeled point, whichever that is."""
+    points, names = blobs()
+    labeled = np.flatnonzero(names == "B")[:1]
+    candidates = np.setdiff1d(np.arange(len(points)), labeled)
+    result = typiclust_select(points[labeled], points[candidates], 2, random_state=0)
+    assert result.clusters == 3
+    labeled_cluster = result.cluster[
+        np.argmin(np.linalg.norm(points[candidates] - points[labeled], axis=1))
+    ]
+    sizes = {c: int((result.cluster == c).sum()) for c in set(result.cluster.tolist())}
+    uncovered = {c: n for c, n in sizes.items() if c != labeled_cluster}
+    first = result.cluster[result.order[0]]
+    assert sizes[first] == max(uncovered.values()) and first != labeled_cluster
+
+
+def test_typiclust_with_only_small_clusters_still_picks_the_budget():
+    """Clusters of <= 5 points are outliers, passed over while larger ones have candidates;
+    when none is larger, they give their candidates (the authors' code would stop)."""
+    points = np.arange(12, dtype=np.float64).reshape(6, 2)
+    result = typiclust_select(points[:0], points, 6, random_state=0)
+    assert sorted(result.order.tolist()) == list(range(6)) and result.clusters == 6

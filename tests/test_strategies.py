@@ -36,6 +36,7 @@ BASELINES = [
     "ensemble_varr",
     "coreset",
     "badge",
+    "typiclust",
     "lloss",
     "lloss_v2",
 ]
@@ -62,6 +63,7 @@ METHOD_COLUMNS = {
     "ensemble_varr": {"var_ratio", "entropy"},
     "coreset": {"min_distance"},
     "badge": {"gradient_norm"},
+    "typiclust": {"typicality", "cluster"},
     "lloss": {"predicted_loss"},
     "lloss_v2": {"predicted_loss"},
 }
@@ -589,7 +591,9 @@ def test_streamed_mc_scores_equal_the_formulas_on_the_whole_array(method, batch_
     np.testing.assert_array_equal(ctx.candidate_logits, out.logits)
 
 
-@pytest.mark.parametrize("method", ["entropy", "margin", "ensemble_varr", "coreset", "badge"])
+@pytest.mark.parametrize(
+    "method", ["entropy", "margin", "ensemble_varr", "coreset", "badge", "typiclust"]
+)
 def test_deterministic_picks_do_not_depend_on_the_inference_batch_size(method):
     # No dropout masks here: the batch size changes at most float32 rounding in the network
     # (matrix products of another shape), not the picks.

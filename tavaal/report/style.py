@@ -19,6 +19,7 @@ METHOD_LABELS = {
     "ensemble_varr": "Ensemble w. VarR",
     "coreset": "Core-set",
     "badge": "BADGE",
+    "typiclust": "TypiClust",
     "lloss": "Learning loss",
     "lloss_v2": "Learning loss v2",
     "vaal": "VAAL",

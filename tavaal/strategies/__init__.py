@@ -19,6 +19,7 @@ from tavaal.strategies import (  # noqa: F401
     margin,
     random_sampling,
     tavaal,
+    typiclust,
     vaal,
     vaal_frozen_vae,
     vaal_lloss,
