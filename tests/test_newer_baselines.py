@@ -11,12 +11,18 @@ import pytest
 import torch
 from torch import nn
 
-from tavaal.config import ExperimentConfig, QueryConfig
-from tavaal.data import DatasetInfo, PreparedDataset
+from tavaal.config import EmbeddingConfig, ExperimentConfig, QueryConfig
+from tavaal.data import DatasetInfo, PreparedDataset, known_split_sizes
 from tavaal.errors import ConfigError
 from tavaal.models import TaskOutput, build_task_model
 from tavaal.seeding import numpy_rng
-from tavaal.strategies import QueryContext, get_strategy, list_strategies
+from tavaal.strategies import (
+    QueryContext,
+    get_strategy,
+    list_strategies,
+    method_hash,
+    method_settings,
+)
 from tavaal.training import TrainedModels
 from tavaal.uncertainty import (
     gradient_embedding_residual,
@@ -422,3 +428,99 @@ def test_typiclust_with_only_small_clusters_still_picks_the_budget():
     points = np.arange(12, dtype=np.float64).reshape(6, 2)
     result = typiclust_select(points[:0], points, 6, random_state=0)
     assert sorted(result.order.tolist()) == list(range(6)) and result.clusters == 6
+
+
+# ---------------------------------------------------------------- embedding.source: file
+
+
+def file_experiment(path, **extra) -> ExperimentConfig:
+    settings = {
+        "dataset": "moons",
+        "model": "mlp",
+        "methods": ["random", "typiclust"],
+        "initial_size": 10,
+        "budget": 5,
+        "stages": 2,
+        "subset_size": 0,
+        "embedding": {"source": "file", "path": str(path)},
+        **extra,
+    }
+    return ExperimentConfig.from_dict("emb", settings)
+
+
+MOONS_TRAIN = known_split_sizes("moons")[0]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "not a readable .npy array"),
+        (np.zeros(MOONS_TRAIN), r"need a 2-D array .* got shape \(\d+,\)"),
+        (
+            np.zeros((MOONS_TRAIN - 1, 4)),
+            f"{MOONS_TRAIN - 1} rows, but the train split has {MOONS_TRAIN} ",
+        ),
+        (np.array([["a"]] * MOONS_TRAIN), "need real numbers"),
+        (np.where(np.arange(MOONS_TRAIN * 2).reshape(-1, 2) == 613, np.nan, 0.0), "row 306 "),
+        (np.full((MOONS_TRAIN, 2), np.inf), "row 0 holds NaN or infinite values"),
+        (np.array([[{"pickled": 1}]] * MOONS_TRAIN, dtype=object), "not a readable .npy"),
+    ],
+)
+def test_a_bad_embedding_file_is_one_error_naming_the_key_and_the_file(tmp_path, content, problem):
+    path = tmp_path / "features.npy"
+    if content is not None:
+        np.save(path, content, allow_pickle=True)
+    with pytest.raises(ConfigError, match=r"experiments\.emb\.embedding\.path: .*features\.npy"):
+        check_experiment(file_experiment(path))
+    with pytest.raises(ConfigError, match=problem):
+        check_experiment(file_experiment(path))
+    # Without a method that reads the embedding, the file is not read.
+    check_experiment(file_experiment(path, methods=["random"]))
+
+
+def test_embedding_keys_are_checked_together():
+    with pytest.raises(ConfigError, match=r"embedding\.path: source 'file' needs"):
+        ExperimentConfig.from_dict(
+            "e", {"dataset": "moons", "model": "mlp", "embedding": {"source": "file"}}
+        )
+    with pytest.raises(ConfigError, match=r"embedding\.path: only read with source 'file'"):
+        ExperimentConfig.from_dict(
+            "e", {"dataset": "moons", "model": "mlp", "embedding": {"path": "x.npy"}}
+        )
+
+
+def test_typiclust_on_a_users_embedding_file(tmp_path):
+    """The blobs come from the file; the model's own embedding (the inputs, random here) is not
+    read."""
+    points, names = blobs()
+    path = tmp_path / "features.npy"
+    np.save(path, points.astype(np.float32))
+    rng = np.random.default_rng(0)
+    dataset = vector_dataset(rng.normal(size=points.shape))
+    labeled = np.flatnonzero(names == "B")[:1]
+    candidates = np.setdiff1d(np.arange(len(points)), labeled)
+    ctx = context("typiclust", dataset, labeled, candidates, 3, LogitsAreInputs(), seed=4)
+    exp = dataclasses.replace(
+        ctx.experiment, embedding=EmbeddingConfig(source="file", path=str(path))
+    )
+    result = get_strategy("typiclust").query(dataclasses.replace(ctx, experiment=exp))
+    assert names[result.chosen].tolist() == ["A", "C", "B"]
+    # A file of another row count is refused by the query too.
+    np.save(path, points[:-1])
+    with pytest.raises(ConfigError, match="23 rows, but the train split has 24"):
+        get_strategy("typiclust").query(dataclasses.replace(ctx, experiment=exp))
+
+
+def test_the_embedding_files_contents_enter_typiclusts_settings_only(tmp_path):
+    path = tmp_path / "features.npy"
+    np.save(path, np.zeros((MOONS_TRAIN, 2)))
+    exp = file_experiment(path)
+    before = method_hash(exp, "typiclust")
+    assert method_settings(exp, "typiclust")["embedding"]["source"] == "file"
+    assert method_hash(exp, "random") == method_hash(
+        dataclasses.replace(exp, embedding=EmbeddingConfig()), "random"
+    )
+    np.save(path, np.ones((MOONS_TRAIN, 2)))
+    assert method_hash(file_experiment(path), "typiclust") != before
+    task_model = dataclasses.replace(exp, embedding=EmbeddingConfig())
+    assert method_settings(task_model, "typiclust")["embedding"] == {"source": "task_model"}

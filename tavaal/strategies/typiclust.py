@@ -1,12 +1,13 @@
 """TypiClust (Hacohen, Dekel & Weinshall, ICML 2022): the most typical candidate of each of the
 largest clusters that hold no labeled point yet.
 
-Labeled ∪ candidates are clustered by k-means into |L| + budget clusters (at most 500) on the
-task learner's penultimate features (`embedding`, eval mode); clusters are visited by fewest
+Labeled ∪ candidates are clustered by k-means into |L| + budget clusters (at most 500) on
+`embedding.source`: the task learner's penultimate features (eval mode) or a user's file (e.g.
+features of a pretrained network, `tavaal.data.embeddings`); clusters are visited by fewest
 labeled points, then largest, and each gives its candidate of highest typicality — the inverse
 mean Euclidean distance to its 20 nearest neighbours among the cluster's candidates
 (`tavaal.uncertainty.typiclust_select`). Hacohen et al. embed with a self-supervised network
-(SimCLR) trained on the whole pool; here the embedding is the stage's task learner.
+(SimCLR) trained on the whole pool; a file of such features gives their setting.
 
 Scores, so that higher means picked first: the pick made at step p (0-based) scores
 ``budget − p``; every other candidate ``t / (1 + t)`` in [0, 1), t its typicality in its cluster
@@ -19,6 +20,7 @@ import time
 
 import numpy as np
 
+from tavaal.data.embeddings import read_embedding_file
 from tavaal.strategies._common import infer, log_done, mean_summary, require_models
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table
 from tavaal.strategies.registry import register_strategy
@@ -29,13 +31,13 @@ from tavaal.uncertainty import typiclust_select
 class TypiClust(Strategy):
     name = "typiclust"
     uses_task_model = True
+    reads_embedding = True
 
     def query(self, ctx: QueryContext) -> QueryResult:
         started = time.perf_counter()
-        model = require_models(ctx).models[0]
         candidates = np.asarray(ctx.candidates, dtype=np.int64)
         labeled = np.asarray(ctx.labeled, dtype=np.int64)
-        embedding = infer(ctx, model, np.concatenate([labeled, candidates])).embedding
+        embedding = _embedding(ctx, np.concatenate([labeled, candidates]))
         # sklearn's k-means takes a 32-bit seed.
         random_state = int(ctx.rng("typiclust").integers(2**31))
         result = typiclust_select(
@@ -56,3 +58,17 @@ class TypiClust(Strategy):
                 **mean_summary("typicality", result.typicality, candidates, chosen),
             },
         )
+
+
+def _embedding(ctx: QueryContext, indices: np.ndarray) -> np.ndarray:
+    """(len(indices), E) rows of `embedding.source`: the task learner's features (eval mode)
+    or the user's file."""
+    settings = ctx.experiment.embedding
+    if settings.source == "file":
+        rows = read_embedding_file(settings.path, ctx.dataset.info.n_train, "embedding.path")
+        # Sorted reads of the memory map, then the caller's order.
+        order = np.argsort(indices, kind="stable")
+        out = np.empty((len(indices), rows.shape[1]), dtype=np.float64)
+        out[order] = rows[indices[order]]
+        return out
+    return infer(ctx, require_models(ctx).models[0], indices).embedding
