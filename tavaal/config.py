@@ -149,10 +149,10 @@ class QueryConfig:
 
 @dataclass(frozen=True)
 class EmbeddingConfig:
-    """What the embedding-based methods (`Strategy.reads_embedding`: typiclust) cluster: the
-    stage's task learner's penultimate features ("task_model"), or a file a person brings
-    ("file": `path`, a .npy array with one row per train sample, e.g. the features of a
-    pretrained network; `tavaal.data.embeddings`)."""
+    """What the embedding-based methods (`Strategy.reads_embedding`: typiclust, probcover)
+    select on: the stage's task learner's penultimate features ("task_model"), or a file a
+    person brings ("file": `path`, a .npy array with one row per train sample, e.g. the
+    features of a pretrained network; `tavaal.data.embeddings`)."""
 
     source: Literal["task_model", "file"] = "task_model"
     path: str = ""

@@ -229,7 +229,7 @@ def query_estimate(exp: ExperimentConfig, method: str, stage: int, device: str) 
         if method == "coreset":
             seconds += labeled / rate
             memory += _mb(2 * 4 * (labeled + candidates) * embedding_dim)
-        if method == "typiclust":
+        if method in ("typiclust", "probcover"):
             # The embeddings of labeled ∪ candidates, float32 and k-means' float64 copy, and
             # one block of typicality distances (`tavaal.uncertainty.typicality`).
             memory += _mb(12 * (labeled + candidates) * embedding_dim) + 64

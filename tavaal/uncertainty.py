@@ -437,7 +437,7 @@ def typiclust_select(
         return TypiClustResult(empty, empty, np.zeros(0, dtype=np.float64), 0)
     points = np.concatenate([labeled, candidates]) if len(labeled) else candidates
     clusters = max(1, min(len(labeled) + budget, TYPICLUST_MAX_CLUSTERS, len(points)))
-    assignment = _kmeans_labels(points, clusters, random_state)
+    assignment = kmeans_labels(points, clusters, random_state)
     labeled_cluster, cluster = assignment[: len(labeled)], assignment[len(labeled) :]
     size = np.bincount(assignment, minlength=clusters)
     labeled_count = np.bincount(labeled_cluster, minlength=clusters)
@@ -478,7 +478,9 @@ def _neighbours(members: int) -> int:
     return min(TYPICLUST_NEIGHBOURS, members // 2)
 
 
-def _kmeans_labels(points: np.ndarray, clusters: int, random_state: int) -> np.ndarray:
+def kmeans_labels(points: np.ndarray, clusters: int, random_state: int) -> np.ndarray:
+    """(N,) int64 k-means cluster of each point, as TypiClust's code clusters: full k-means up
+    to 50 clusters, mini-batch above."""
     # Imported here, as scipy is in `entropy`: training jobs load this module too.
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
@@ -489,3 +491,117 @@ def _kmeans_labels(points: np.ndarray, clusters: int, random_state: int) -> np.n
             n_clusters=clusters, batch_size=5000, n_init=3, random_state=random_state
         )
     return model.fit_predict(points).astype(np.int64)
+
+
+# ProbCover's purity threshold α (Yehuda et al. 2022, §4.2): the largest ball radius δ at which
+# at least this share of the balls hold points of one k-means cluster only.
+PROBCOVER_PURITY = 0.95
+
+
+def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) float64 Euclidean distances, |a|^2 + |b|^2 - 2ab clamped at zero."""
+    sq = (a**2).sum(axis=1)[:, None] + (b**2).sum(axis=1)[None, :] - 2.0 * (a @ b.T)
+    return np.sqrt(np.maximum(sq, 0.0))
+
+
+def _row_blocks(rows: int, columns: int, block_bytes: int):
+    step = max(1, block_bytes // (8 * max(columns, 1)))
+    for start in range(0, rows, step):
+        yield start, min(start + step, rows)
+
+
+def purity_radius(
+    points: np.ndarray,
+    cluster: np.ndarray,
+    purity: float = PROBCOVER_PURITY,
+    block_bytes: int = 64 * 2**20,
+) -> tuple[float, float]:
+    """(δ, purity at δ): the largest radius at which at least `purity` of the open balls
+    B(x, δ) = {y : |x - y| < δ} around the points hold points of x's `cluster` only (ProbCover,
+    Yehuda et al. 2022, §4.2). A ball is impure exactly when δ exceeds the distance d(x) from x
+    to the nearest point of another cluster, so δ is the order statistic of d at position
+    n - ceil(purity * n) (no grid search). With a single cluster δ is 0 (no ball to trust)."""
+    points = np.asarray(points, dtype=np.float64)
+    cluster = np.asarray(cluster)
+    n = len(points)
+    to_other = np.full(n, np.inf)
+    for lo, hi in _row_blocks(n, n, block_bytes):
+        distance = _distances(points[lo:hi], points)
+        distance[cluster[lo:hi, None] == cluster[None, :]] = np.inf
+        to_other[lo:hi] = distance.min(axis=1)
+    if n == 0 or not np.isfinite(to_other).any():
+        return 0.0, 1.0
+    allowed_impure = n - int(np.ceil(purity * n))
+    delta = float(np.sort(to_other)[allowed_impure])
+    return delta, float((to_other >= delta).mean())
+
+
+@dataclass
+class ProbCoverResult:
+    order: np.ndarray  # (budget,) int64 positions into the candidates, in pick order
+    initial_gain: np.ndarray  # (N,) points each candidate's ball would newly cover, before
+    final_gain: np.ndarray  # (N,) the same after the picks
+    covered_before: float  # share of labeled ∪ candidates covered by the labeled balls
+    covered_after: float  # ... by the labeled and picked balls
+
+
+def probcover_select(
+    labeled: np.ndarray,
+    candidates: np.ndarray,
+    budget: int,
+    delta: float,
+    rng: np.random.Generator,
+    block_bytes: int = 64 * 2**20,
+) -> ProbCoverResult:
+    """ProbCover's greedy max coverage (Yehuda et al. 2022, Alg. 1) on labeled ∪ candidates:
+    the labeled points' open δ-balls are covered first; each step picks the candidate whose ball
+    holds the most uncovered points (ties: smallest position) and covers them. Once every point
+    is covered, the rest are drawn uniformly from `rng`, as the authors' code does.
+
+    The δ-ball graph is never stored: gains are counted from distance blocks of at most
+    `block_bytes` and lowered by the points each pick newly covers, O((L + N) * N) distances
+    in all."""
+    labeled = np.asarray(labeled, dtype=np.float64)
+    candidates = np.asarray(candidates, dtype=np.float64)
+    n = len(candidates)
+    if not 0 <= budget <= n:
+        raise ValueError(f"budget {budget} must be between 0 and the {n} candidates")
+    points = np.concatenate([labeled, candidates]) if len(labeled) else candidates
+    total = len(points)
+    covered = np.zeros(total, dtype=bool)
+    for lo, hi in _row_blocks(len(labeled), total, block_bytes):
+        covered |= (_distances(labeled[lo:hi], points) < delta).any(axis=0)
+    covered_before = float(covered.mean()) if total else 1.0
+    gain = _gains(candidates, points[~covered], delta, block_bytes)
+    initial = gain.copy()
+    picked = np.zeros(n, dtype=bool)
+    order: list[int] = []
+    for _ in range(budget):
+        open_gain = np.where(picked, -1, gain)
+        if open_gain.max() > 0:
+            pick = int(np.argmax(open_gain))
+        else:
+            pick = int(rng.choice(np.flatnonzero(~picked)))
+        order.append(pick)
+        picked[pick] = True
+        new = ~covered & (_distances(candidates[pick : pick + 1], points)[0] < delta)
+        if new.any():
+            covered |= new
+            gain -= _gains(candidates, points[new], delta, block_bytes)
+    return ProbCoverResult(
+        order=np.asarray(order, dtype=np.int64),
+        initial_gain=initial.astype(np.float64),
+        final_gain=gain.astype(np.float64),
+        covered_before=covered_before,
+        covered_after=float(covered.mean()) if total else 1.0,
+    )
+
+
+def _gains(sources: np.ndarray, targets: np.ndarray, delta: float, block_bytes: int):
+    """(len(sources),) int64: how many `targets` lie in each source's open δ-ball."""
+    counts = np.zeros(len(sources), dtype=np.int64)
+    if not len(targets):
+        return counts
+    for lo, hi in _row_blocks(len(sources), len(targets), block_bytes):
+        counts[lo:hi] = (_distances(sources[lo:hi], targets) < delta).sum(axis=1)
+    return counts

@@ -26,9 +26,12 @@ from tavaal.strategies import (
 from tavaal.training import TrainedModels
 from tavaal.uncertainty import (
     gradient_embedding_residual,
+    kmeans_labels,
     kmeans_pp_seeding,
     least_confidence,
     margin,
+    probcover_select,
+    purity_radius,
     typicality,
     typiclust_select,
 )
@@ -524,3 +527,68 @@ def test_the_embedding_files_contents_enter_typiclusts_settings_only(tmp_path):
     assert method_hash(file_experiment(path), "typiclust") != before
     task_model = dataclasses.replace(exp, embedding=EmbeddingConfig())
     assert method_settings(task_model, "typiclust")["embedding"] == {"source": "task_model"}
+
+
+# ---------------------------------------------------------------- ProbCover
+
+
+def test_purity_radius_is_the_largest_radius_with_enough_pure_balls():
+    # Clusters {0, 1, 2} and {10, 11}: distances to the other cluster 10, 9, 8, 8, 9.
+    line = np.array([[0.0], [1.0], [2.0], [10.0], [11.0]])
+    cluster = np.array([0, 0, 0, 1, 1])
+    # 95% of 5 balls: all pure, so δ may reach the smallest of them, 8 (open balls).
+    assert purity_radius(line, cluster) == (8.0, 1.0)
+    # 60%: two balls may be impure: δ = 9, where 3 of 5 (distances 9, 9, 10) stay pure.
+    assert purity_radius(line, cluster, purity=0.6) == (9.0, 0.6)
+    # Row blocks of one row: the same.
+    assert purity_radius(line, cluster, purity=0.6, block_bytes=1) == (9.0, 0.6)
+    assert purity_radius(line, np.zeros(5, dtype=int)) == (0.0, 1.0)
+
+
+# Labeled point 0; candidates 1, 2, 5, 6, 7, 20; open balls of radius 1.5. The labeled ball
+# covers 0 and 1; the candidates' balls would newly cover: 1 -> {2}, 2 -> {2}, 5 -> {5, 6},
+# 6 -> {5, 6, 7}, 7 -> {6, 7}, 20 -> {20}. Greedy: 6 (gain 3); then 1, 2 and 20 gain 1 each
+# and the smallest position (1) goes; it covers 2; then 20; then all 7 points are covered.
+COVER_LABELED = np.array([[0.0]])
+COVER_CANDIDATES = np.array([[1.0], [2.0], [5.0], [6.0], [7.0], [20.0]])
+
+
+def test_probcover_coverage_gain_and_greedy_picks():
+    rng = np.random.default_rng(0)
+    result = probcover_select(COVER_LABELED, COVER_CANDIDATES, 3, 1.5, rng)
+    np.testing.assert_array_equal(result.initial_gain, [1, 1, 2, 3, 2, 1])
+    np.testing.assert_array_equal(result.order, [3, 0, 5])
+    np.testing.assert_array_equal(result.final_gain, 0)
+    assert result.covered_before == pytest.approx(2 / 7) and result.covered_after == 1.0
+    # Blocks of one row give the same; past full coverage the picks are uniform draws.
+    small = probcover_select(COVER_LABELED, COVER_CANDIDATES, 3, 1.5, rng, block_bytes=1)
+    np.testing.assert_array_equal(small.order, [3, 0, 5])
+    full = probcover_select(COVER_LABELED, COVER_CANDIDATES, 6, 1.5, np.random.default_rng(0))
+    assert full.order[:3].tolist() == [3, 0, 5]
+    assert sorted(full.order.tolist()) == list(range(6))
+
+
+def test_probcover_query_reports_its_radius_and_coverage():
+    points, names = blobs()
+    dataset = vector_dataset(points)
+    labeled = np.flatnonzero(names == "B")[:1]
+    candidates = np.setdiff1d(np.arange(len(points)), labeled)
+    lines = []
+    ctx = context("probcover", dataset, labeled, candidates, 3, LogitsAreInputs(), seed=2)
+    ctx.log = lines.append
+    result = get_strategy("probcover").query(ctx)
+    # The same steps by hand: k-means into the dataset's 2 classes, δ by purity, coverage.
+    rng = numpy_rng(2, 0, "query/probcover")
+    points = dataset.x_train.astype(np.float64)  # the model's float32 embedding
+    ordered = np.concatenate([labeled, candidates])
+    assignment = kmeans_labels(points[ordered], 2, int(rng.integers(2**31)))
+    delta, purity = purity_radius(points[ordered], assignment)
+    expected = probcover_select(points[labeled], points[candidates], 3, delta, rng)
+    np.testing.assert_array_equal(result.chosen, candidates[expected.order])
+    assert result.diagnostics["ball_radius"] == delta > 0
+    assert result.diagnostics["ball_purity"] == purity >= 0.95
+    assert result.diagnostics["coverage_after"] > result.diagnostics["coverage_before"]
+    assert any(f"ball radius {delta:.4g} (purity {purity:.3f})" in line for line in lines)
+    table = result.scores.set_index("index")
+    np.testing.assert_array_equal(table.loc[result.chosen, "score"], [3.0, 2.0, 1.0])
+    np.testing.assert_array_equal(table.loc[candidates, "coverage_gain"], expected.initial_gain)

@@ -37,6 +37,7 @@ BASELINES = [
     "coreset",
     "badge",
     "typiclust",
+    "probcover",
     "lloss",
     "lloss_v2",
 ]
@@ -64,6 +65,7 @@ METHOD_COLUMNS = {
     "coreset": {"min_distance"},
     "badge": {"gradient_norm"},
     "typiclust": {"typicality", "cluster"},
+    "probcover": {"coverage_gain"},
     "lloss": {"predicted_loss"},
     "lloss_v2": {"predicted_loss"},
 }

@@ -315,7 +315,7 @@ def test_validation_fills_the_dataclass_defaults():
     ("bad", "named"),
     [
         ({"train": {"epoch": 3}}, "epoch"),
-        ({"methods": ["random", "badge"]}, "badge"),
+        ({"methods": ["random", "not_a_method"]}, "not_a_method"),
         ({"vae": {"kl_reduction": "max"}}, "max"),
         ({"seeds": [-1]}, "-1"),
     ],

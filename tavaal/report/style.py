@@ -20,6 +20,7 @@ METHOD_LABELS = {
     "coreset": "Core-set",
     "badge": "BADGE",
     "typiclust": "TypiClust",
+    "probcover": "ProbCover",
     "lloss": "Learning loss",
     "lloss_v2": "Learning loss v2",
     "vaal": "VAAL",

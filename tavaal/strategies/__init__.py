@@ -17,6 +17,7 @@ from tavaal.strategies import (  # noqa: F401
     lloss,
     lloss_v2,
     margin,
+    probcover,
     random_sampling,
     tavaal,
     typiclust,

@@ -20,8 +20,7 @@ import time
 
 import numpy as np
 
-from tavaal.data.embeddings import read_embedding_file
-from tavaal.strategies._common import infer, log_done, mean_summary, require_models
+from tavaal.strategies._common import embedding_rows, log_done, mean_summary
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table
 from tavaal.strategies.registry import register_strategy
 from tavaal.uncertainty import typiclust_select
@@ -37,7 +36,7 @@ class TypiClust(Strategy):
         started = time.perf_counter()
         candidates = np.asarray(ctx.candidates, dtype=np.int64)
         labeled = np.asarray(ctx.labeled, dtype=np.int64)
-        embedding = _embedding(ctx, np.concatenate([labeled, candidates]))
+        embedding = embedding_rows(ctx, np.concatenate([labeled, candidates]))
         # sklearn's k-means takes a 32-bit seed.
         random_state = int(ctx.rng("typiclust").integers(2**31))
         result = typiclust_select(
@@ -58,17 +57,3 @@ class TypiClust(Strategy):
                 **mean_summary("typicality", result.typicality, candidates, chosen),
             },
         )
-
-
-def _embedding(ctx: QueryContext, indices: np.ndarray) -> np.ndarray:
-    """(len(indices), E) rows of `embedding.source`: the task learner's features (eval mode)
-    or the user's file."""
-    settings = ctx.experiment.embedding
-    if settings.source == "file":
-        rows = read_embedding_file(settings.path, ctx.dataset.info.n_train, "embedding.path")
-        # Sorted reads of the memory map, then the caller's order.
-        order = np.argsort(indices, kind="stable")
-        out = np.empty((len(indices), rows.shape[1]), dtype=np.float64)
-        out[order] = rows[indices[order]]
-        return out
-    return infer(ctx, require_models(ctx).models[0], indices).embedding
