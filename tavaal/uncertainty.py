@@ -487,8 +487,10 @@ def kmeans_labels(points: np.ndarray, clusters: int, random_state: int) -> np.nd
     if clusters <= TYPICLUST_FULL_KMEANS_CLUSTERS:
         model = KMeans(n_clusters=clusters, n_init=10, random_state=random_state)
     else:
+        # One initialisation (today's scikit-learn default; theirs made 3): about 3x faster
+        # at 500 clusters, the k-means++ seeding of each being most of the cost.
         model = MiniBatchKMeans(
-            n_clusters=clusters, batch_size=5000, n_init=3, random_state=random_state
+            n_clusters=clusters, batch_size=5000, n_init=1, random_state=random_state
         )
     return model.fit_predict(points).astype(np.int64)
 
