@@ -592,3 +592,28 @@ def test_probcover_query_reports_its_radius_and_coverage():
     table = result.scores.set_index("index")
     np.testing.assert_array_equal(table.loc[result.chosen, "score"], [3.0, 2.0, 1.0])
     np.testing.assert_array_equal(table.loc[candidates, "coverage_gain"], expected.initial_gain)
+
+
+@pytest.mark.parametrize(("n_labeled", "budget"), [(3, 4), (60, 10)])
+def test_typiclust_visits_clusters_in_order_with_full_and_mini_batch_kmeans(n_labeled, budget):
+    """7 clusters (full k-means) or 70 (mini-batch, above 50): the first pick is the most
+    typical candidate of the first cluster in visit order (fewest labeled, then largest among
+    those of more than 5 points), and the call repeats exactly."""
+    rng = np.random.default_rng(3)
+    points = rng.normal(size=(300, 4))
+    labeled, candidates = points[:n_labeled], points[n_labeled:]
+    result = typiclust_select(labeled, candidates, budget, random_state=5)
+    again = typiclust_select(labeled, candidates, budget, random_state=5)
+    np.testing.assert_array_equal(result.order, again.order)
+    assert result.clusters == n_labeled + budget
+    assert len(set(result.order.tolist())) == budget
+    # Recover the labeled points' clusters: the same k-means on the same points and seed.
+    everything = kmeans_labels(points, result.clusters, 5)
+    np.testing.assert_array_equal(everything[n_labeled:], result.cluster)
+    size = np.bincount(everything, minlength=result.clusters)
+    held = np.bincount(everything[:n_labeled], minlength=result.clusters)
+    eligible = [c for c in range(result.clusters) if size[c] > 5]
+    first = min(eligible, key=lambda c: (held[c], -size[c], c))
+    assert result.cluster[result.order[0]] == first
+    members = np.flatnonzero(result.cluster == first)
+    assert result.order[0] == members[most_typical(candidates[members])]
