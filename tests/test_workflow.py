@@ -1482,3 +1482,37 @@ def test_every_method_runs_two_stages_of_segmentation_on_seg_shapes(tmp_path):
         assert (results / "seg" / "figures" / f"{name}.png").stat().st_size > 0, name
     rerun = snakemake(work, *args, *TRIGGERS, "-n")
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
+
+
+def test_a_users_embedding_file_is_a_query_input_and_checked_before_any_job(tmp_path):
+    """`embedding.source: file`: the file is an input of the queries of the methods that read
+    it (a new file reruns them), and a bad one stops the dry run with its name and row."""
+    features = np.random.default_rng(0).normal(size=(550, 3))  # moons: 550 train samples
+    experiment = {
+        "dataset": "moons",
+        "model": "mlp",
+        "methods": ["random", "typiclust"],
+        "initial_size": 10,
+        "budget": 5,
+        "stages": 2,
+        "subset_size": 0,
+        "embedding": {"source": "file", "path": "features.npy"},
+    }
+    workdir = workdir_with_config(
+        tmp_path, {"run_experiments": ["emb"], "experiments": {"emb": experiment}}
+    )
+    np.save(workdir / "features.npy", features)
+    result = snakemake(workdir, "-n", "--configfile", str(workdir / "extra.yaml"))
+    queries = re.findall(r"rule query_stage0:\n((?:    .*\n)+)", result.stdout)
+    inputs = {
+        ("typiclust" if "typiclust" in job else "random"): "features.npy" in job
+        for job in queries
+    }
+    assert inputs == {"typiclust": True, "random": False}
+    features[42, 1] = np.nan
+    np.save(workdir / "features.npy", features)
+    failed = snakemake(workdir, "-n", "--configfile", str(workdir / "extra.yaml"), check=False)
+    assert failed.returncode != 0
+    message = failed.stdout + failed.stderr
+    assert "experiments.emb.embedding.path: features.npy: row 42 holds NaN" in message
+    assert not (workdir / "results").exists()
