@@ -1505,8 +1505,7 @@ def test_a_users_embedding_file_is_a_query_input_and_checked_before_any_job(tmp_
     result = snakemake(workdir, "-n", "--configfile", str(workdir / "extra.yaml"))
     queries = re.findall(r"rule query_stage0:\n((?:    .*\n)+)", result.stdout)
     inputs = {
-        ("typiclust" if "typiclust" in job else "random"): "features.npy" in job
-        for job in queries
+        ("typiclust" if "typiclust" in job else "random"): "features.npy" in job for job in queries
     }
     assert inputs == {"typiclust": True, "random": False}
     features[42, 1] = np.nan
