@@ -7,6 +7,8 @@ T stochastic passes (MC dropout, Gal et al. 2017) or the M members of an ensembl
 `k_center_greedy` is the greedy 2-approximation of the k-center problem used by Core-Set
 (Sener & Savarese 2018, Alg. 1), written so that its memory stays O(N * chunk) rather than O(N^2).
 `kmeans_pp_seeding` is BADGE's selection (Ash et al. 2020) on gradient embeddings it never forms.
+`typiclust_select` (Hacohen et al. 2022) and `probcover_select` (Yehuda et al. 2022) select on an
+embedding, their distances computed in row blocks of bounded size.
 """
 
 from __future__ import annotations
