@@ -1,0 +1,275 @@
+"""Data-parallel training (`train.processes`, tavaal.distributed) on the CPU with gloo: two
+processes give the weights of one process training on the same global batches, up to the
+order of floating-point sums (TOLERANCE)."""
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.distributed as dist
+
+import tavaal.training as training
+from tavaal.config import ExperimentConfig
+from tavaal.data import load_dataset
+from tavaal.distributed import run_processes
+from tavaal.errors import ConfigError
+from tavaal.pool import initial_indices
+from tavaal.stage import run_init_pool, run_query, run_train
+from tavaal.training import ENSEMBLE, PLAIN, RANKING_RANKER, train_task_learner
+
+# Largest absolute difference allowed between a weight trained by 2 processes and by 1; the
+# measured differences are around 1e-7 (float32 sums in another order).
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    return load_dataset("digits", tmp_path_factory.mktemp("data"))
+
+
+def digits_exp(processes=1, **train):
+    """digits_cnn has batch norm; dropout, augmentation and an uneven last batch (301 labels
+    in batches of 64: 45 rows, 23 + 22 on two ranks) exercise the rest of the equality."""
+    settings = {
+        "epochs": 3,
+        "batch_size": 64,
+        "lr": 0.05,
+        "milestones": [2],
+        "dropout": 0.3,
+        "augment": True,
+        "crop_padding": 1,
+        "processes": processes,
+    }
+    settings.update(train)
+    return ExperimentConfig.from_dict(
+        "d",
+        {
+            "dataset": "digits",
+            "model": "digits_cnn",
+            "methods": ["random", "coreset", "ensemble_varr"],
+            "initial_size": 301,
+            "budget": 20,
+            "train": settings,
+            "query": {"ensemble_size": 2},
+        },
+    )
+
+
+def labeled(dataset, exp):
+    idx = initial_indices(dataset.info.n_train, exp.initial_size, 0)
+    return idx, dataset.y_train[idx]
+
+
+def train_parallel(exp, recipe, dataset, out, processes=2, **kwargs):
+    """Rank 0's checkpoint of a `processes`-process training, saved to `out` and read back."""
+    idx, labels = labeled(dataset, exp)
+
+    def work(parallel):
+        trained = train_task_learner(
+            exp,
+            recipe,
+            dataset,
+            idx,
+            labels,
+            0,
+            0,
+            log=lambda line: None,
+            parallel=parallel,
+            **kwargs,
+        )
+        if parallel.writes:
+            torch.save(trained[0], out)
+
+    run_processes(processes, work, "cpu")
+    return torch.load(out, weights_only=True)
+
+
+def train_single(exp, recipe, dataset, **kwargs):
+    idx, labels = labeled(dataset, exp)
+    return train_task_learner(
+        exp, recipe, dataset, idx, labels, 0, 0, "cpu", lambda line: None, **kwargs
+    )[0]
+
+
+def max_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(
+        (a[k].double() - b[k].double()).abs().max().item() if a[k].numel() else 0.0 for k in a
+    )
+
+
+def weights_of(checkpoint):
+    parts = [checkpoint["model"], *checkpoint["ensemble_members"]]
+    return {f"{i}.{k}": v for i, part in enumerate(parts) for k, v in part.items()}
+
+
+@pytest.mark.parametrize("recipe", [PLAIN, ENSEMBLE], ids=lambda r: r.name)
+def test_two_processes_train_the_weights_of_one(digits, tmp_path, recipe):
+    exp = digits_exp()
+    single = train_single(exp, recipe, digits)
+    double = train_parallel(exp, recipe, digits, tmp_path / "model.pt")
+    difference = max_difference(weights_of(single), weights_of(double))
+    print(f"{recipe.name}: max |2 processes - 1 process| = {difference:.3g}")
+    assert difference <= TOLERANCE
+    # The batch-norm running statistics and counters are the global batch's too.
+    bn = "conv1.1.num_batches_tracked"
+    assert int(double["model"][bn]) == int(single["model"][bn]) > 0
+    # Not trivially equal: the weights moved from their initialisation.
+    assert (
+        max_difference(single["model"], train_single(digits_exp(epochs=1), recipe, digits)["model"])
+        > 1e-2
+    )
+
+
+class Interrupted(Exception):
+    pass
+
+
+def interrupt_after(epoch, monkeypatch):
+    real_save = training._save_resume
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        if state["epoch"] == epoch:
+            raise Interrupted(f"interrupted after epoch {epoch}")
+
+    monkeypatch.setattr(training, "_save_resume", save_then_die)
+    return real_save
+
+
+@pytest.mark.parametrize("first,then", [(2, 1), (1, 2)])
+def test_resume_state_continues_on_any_number_of_processes(
+    digits, tmp_path, monkeypatch, first, then
+):
+    exp = digits_exp(epochs=4, checkpoint_every=1)
+    resume = tmp_path / "model.pt.resume"
+    uninterrupted = train_single(exp, PLAIN, digits)
+
+    real_save = interrupt_after(2, monkeypatch)
+    if first == 2:
+        with pytest.raises(RuntimeError, match="(?s)rank 0 of 2 failed.*interrupted after epoch 2"):
+            train_parallel(exp, PLAIN, digits, tmp_path / "first.pt", resume_path=resume)
+    else:
+        with pytest.raises(Interrupted):
+            train_single(exp, PLAIN, digits, resume_path=resume)
+    assert torch.load(resume, weights_only=True)["epoch"] == 2
+    monkeypatch.setattr(training, "_save_resume", real_save)
+
+    if then == 2:
+        resumed = train_parallel(exp, PLAIN, digits, tmp_path / "then.pt", resume_path=resume)
+    else:
+        resumed = train_single(exp, PLAIN, digits, resume_path=resume)
+    assert resumed["epoch"] == 4
+    assert max_difference(uninterrupted["model"], resumed["model"]) <= TOLERANCE
+
+
+def run_stage0(exp, data_dir, out):
+    run_init_pool(exp, 0, data_dir, out / "stage0" / "labeled.parquet", log=lambda line: None)
+    for recipe in (PLAIN, ENSEMBLE):
+        run_train(
+            exp,
+            recipe,
+            0,
+            0,
+            out / "stage0" / "labeled.parquet",
+            data_dir,
+            out / recipe.name / "model.pt",
+            out / recipe.name / "metrics.json",
+            device="cpu",
+            log=lambda line: None,
+        )
+    for method in ("random", "coreset", "ensemble_varr"):
+        recipe = ENSEMBLE if method == "ensemble_varr" else PLAIN
+        run_query(
+            exp,
+            method,
+            0,
+            0,
+            out / "stage0" / "labeled.parquet",
+            None if method == "random" else out / recipe.name / "model.pt",
+            data_dir,
+            out / method / "labeled.parquet",
+            out / method / "scores.parquet",
+            device="cpu",
+            log=lambda line: None,
+        )
+
+
+@pytest.mark.slow
+def test_workflow_stage_with_two_processes_writes_the_same_index_files(digits, tmp_path):
+    data_dir = tmp_path / "data"
+    load_dataset("digits", data_dir)
+    run_stage0(digits_exp(processes=1), data_dir, tmp_path / "one")
+    run_stage0(digits_exp(processes=2), data_dir, tmp_path / "two")
+    # Random and k-center picks (whose scores are distances of the picks, chosen in order)
+    # are the same bytes; the ensemble's picks and labels are the same, and its scores (vote
+    # ratio plus a tie-break by the mean entropy of the members) equal up to float rounding.
+    for method in ("random", "coreset"):
+        one = (tmp_path / "one" / method / "labeled.parquet").read_bytes()
+        assert one == (tmp_path / "two" / method / "labeled.parquet").read_bytes(), method
+    one = pd.read_parquet(tmp_path / "one" / "ensemble_varr" / "labeled.parquet")
+    two = pd.read_parquet(tmp_path / "two" / "ensemble_varr" / "labeled.parquet")
+    pd.testing.assert_frame_equal(one.drop(columns="score"), two.drop(columns="score"))
+    assert np.allclose(one["score"], two["score"], rtol=0, atol=TOLERANCE, equal_nan=True)
+    for recipe in (PLAIN, ENSEMBLE):
+        one = torch.load(tmp_path / "one" / recipe.name / "model.pt", weights_only=True)
+        two = torch.load(tmp_path / "two" / recipe.name / "model.pt", weights_only=True)
+        assert two["settings_hash"] == one["settings_hash"]
+        assert max_difference(weights_of(one), weights_of(two)) <= TOLERANCE
+
+
+def test_a_failing_rank_ends_all_of_them_with_its_error():
+    def work(parallel):
+        if parallel.rank == 1:
+            raise ValueError("rank one cannot read its shard")
+        dist.all_reduce(torch.ones(1))  # rank 0 waits in a collective rank 1 never joins
+
+    started = time.perf_counter()
+    with pytest.raises(RuntimeError, match="(?s)rank 1 of 2 failed.*cannot read its shard"):
+        run_processes(2, work, "cpu")
+    print(f"failing rank reported after {time.perf_counter() - started:.1f}s")
+
+
+def test_unsupported_recipes_are_refused_before_any_worker(tmp_path, monkeypatch):
+    import tavaal.distributed
+
+    def no_workers(*args, **kwargs):
+        raise AssertionError("a worker was started")
+
+    monkeypatch.setattr(tavaal.distributed, "run_processes", no_workers)
+    data_dir = tmp_path / "data"
+    load_dataset("digits", data_dir)
+    exp = digits_exp(processes=2)
+    pool = tmp_path / "stage0" / "labeled.parquet"
+    run_init_pool(exp, 0, data_dir, pool, log=lambda line: None)
+    with pytest.raises(
+        ConfigError,
+        match=r"experiments\.d\.train\.processes: 2 processes .* ranking_ranker trains a ranker",
+    ):
+        run_train(
+            exp,
+            RANKING_RANKER,
+            0,
+            0,
+            pool,
+            data_dir,
+            tmp_path / "m.pt",
+            tmp_path / "m.json",
+            device="cpu",
+            log=lambda line: None,
+        )
+    assert not (tmp_path / "m.pt").exists()
+    with pytest.raises(ConfigError, match=r"d\.train\.processes: must be >= 1"):
+        digits_exp(processes=0)
+
+
+def test_processes_are_not_part_of_the_training_settings():
+    assert training.training_hash(digits_exp(processes=4), PLAIN) == training.training_hash(
+        digits_exp(processes=1), PLAIN
+    )
+    assert np.array_equal(
+        digits_exp(processes=3).train_settings().keys() ^ digits_exp().train_settings().keys(),
+        set(),
+    )
