@@ -169,9 +169,16 @@ class _GlobalMaskDropout(nn.Dropout):
         return x * mask[start : start + len(x)]
 
 
+def supports(ranker: bool, task: str) -> bool:
+    """Whether data-parallel training computes one process's training of a recipe (with a
+    `ranker` or not) on a dataset of `task`: not a ranker's loss over pairs within a batch, nor
+    a segmentation loss (a mean over each batch's labeled pixels, not over its images)."""
+    return not ranker and task == "classification"
+
+
 def check_supported(processes: int, where: str, recipe: str, ranker: bool, task: str) -> None:
-    """The recipes and tasks data-parallel training computes exactly; a ConfigError else."""
-    if processes == 1:
+    """A ConfigError naming `where`.train.processes unless `supports` the training."""
+    if processes == 1 or supports(ranker, task):
         return
     if ranker:
         raise ConfigError(
