@@ -2,6 +2,7 @@
 processes give the weights of one process training on the same global batches, up to the
 order of floating-point sums (TOLERANCE)."""
 
+import copy
 import time
 
 import numpy as np
@@ -273,3 +274,63 @@ def test_processes_are_not_part_of_the_training_settings():
         digits_exp(processes=3).train_settings().keys() ^ digits_exp().train_settings().keys(),
         set(),
     )
+
+
+WORKFLOW_DIGITS = {
+    "run_experiments": ["ddp"],
+    "device": "cpu",
+    "experiments": {
+        "ddp": {
+            "dataset": "digits",
+            "model": "digits_cnn",
+            "methods": ["coreset"],
+            "seeds": [0],
+            "initial_size": 301,
+            "budget": 20,
+            "stages": 2,
+            "subset_size": 200,
+            "train": {"epochs": 2, "batch_size": 64, "dropout": 0.3, "crop_padding": 1},
+        }
+    },
+}
+
+
+def workflow_with_processes(tmp_path, processes):
+    from test_workflow import workdir_with_config
+
+    extra = copy.deepcopy(WORKFLOW_DIGITS)
+    extra["experiments"]["ddp"]["train"]["processes"] = processes
+    return workdir_with_config(tmp_path / f"p{processes}", extra)
+
+
+@pytest.mark.slow
+def test_train_rules_ask_for_one_gpu_per_process(tmp_path):
+    from test_workflow import planned_jobs
+
+    work = workflow_with_processes(tmp_path, 2)
+    jobs = planned_jobs(work, "--configfile", str(work / "extra.yaml"), "--cores", "4")
+    trains = [job for job in jobs if job["rule"] in ("train_initial", "train")]
+    assert trains
+    for job in trains:
+        assert "gpu=2" in job["resources"], job
+        assert job["threads"] == "2", job  # digits: 1 CPU per process
+
+
+@pytest.mark.slow
+def test_workflow_train_job_on_two_processes_gives_the_same_query(tmp_path):
+    """The real train job (workflow_scripts/train.py) on 2 processes, then the query job (one
+    process): the same next labeled set, byte for byte, as with 1 process."""
+    from test_workflow import snakemake
+
+    from tavaal.layout import run_file
+
+    written = {}
+    for processes in (1, 2):
+        work = workflow_with_processes(tmp_path, processes)
+        target = run_file("results", "ddp", "coreset", 0, 1, "labeled.parquet")
+        snakemake(work, "--configfile", str(work / "extra.yaml"), "--cores", "2", str(target))
+        written[processes] = (work / target).read_bytes()
+        log = next((work / "logs").rglob("train.log")).read_text()
+        assert (f"training on {processes} data-parallel processes" in log) == (processes > 1)
+        assert log.count("member 0 epoch 2/2") == 1  # rank 0 alone logs
+    assert written[1] == written[2]
