@@ -3,7 +3,9 @@ processes give the weights of one process training on the same global batches, u
 order of floating-point sums (TOLERANCE)."""
 
 import copy
+import dataclasses
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +22,7 @@ from tavaal.pool import initial_indices
 from tavaal.stage import run_init_pool, run_query, run_train
 from tavaal.training import ENSEMBLE, PLAIN, RANKING_RANKER, train_task_learner
 
+REPO = Path(__file__).resolve().parents[1]
 # Largest absolute difference allowed between a weight trained by 2 processes and by 1; the
 # measured differences are around 1e-7 (float32 sums in another order).
 TOLERANCE = 1e-5
@@ -334,3 +337,54 @@ def test_workflow_train_job_on_two_processes_gives_the_same_query(tmp_path):
         assert (f"training on {processes} data-parallel processes" in log) == (processes > 1)
         assert log.count("member 0 epoch 2/2") == 1  # rank 0 alone logs
     assert written[1] == written[2]
+
+
+def test_estimates_model_the_wall_clock_of_n_processes():
+    """compute / N plus a ring all-reduce of the weights every step (tavaal.resources): a
+    model, checked here against its own formula on the ImageNet preset's last training job."""
+    from tavaal.config import experiment_from_config, merge_configs
+    from tavaal.resources import (
+        ALL_REDUCE_BYTES_PER_SECOND,
+        PROCESS_GROUP_SECONDS,
+        _model_facts,
+        experiment_estimate,
+        longest_training_hours,
+        train_estimate,
+    )
+
+    config = merge_configs(REPO / "config.yaml", REPO / "presets" / "vaal_imagenet.yaml")
+    exp = experiment_from_config(config, "vaal_imagenet")
+    assert exp.train.processes == 4
+    one, two, four = (train_estimate(exp, PLAIN, 4, "cuda", n) for n in (1, 2, 4))
+    steps = exp.train.epochs * -(-exp.labeled_size(4) // exp.train.batch_size)
+    weights = 4 * _model_facts(exp.model, (3, 224, 224))[0]  # float32 bytes
+
+    def all_reduce(n):  # a ring all-reduce of the weights every step
+        return steps * 2 * (n - 1) / n * weights / ALL_REDUCE_BYTES_PER_SECOND["gpu"]
+
+    # T, one GPU's training compute, from 2 processes: s1 - s2 = T / 2 - all-reduce - start.
+    compute = 2 * (one.seconds - two.seconds + all_reduce(2) + PROCESS_GROUP_SECONDS)
+    assert one.seconds - four.seconds == pytest.approx(
+        3 / 4 * compute - all_reduce(4) - PROCESS_GROUP_SECONDS, rel=1e-9
+    )
+    assert 2.5 < one.seconds / four.seconds < 4  # ~3.1: VGG16's 553 MB of weights cost
+    assert four.mem_mb > 3 * one.mem_mb  # every process holds its own copy
+    walls = [longest_training_hours(exp, "cuda", n) for n in (1, 4, 8)]
+    assert walls[0] > walls[1] > walls[2]
+    # GPU hours count the 4 GPUs a training job holds.
+    single = dataclasses.replace(exp, train=dataclasses.replace(exp.train, processes=1))
+    assert experiment_estimate(exp, "cuda").hours > experiment_estimate(single, "cuda").hours
+    # A ranker recipe trains on one process: no 4 or 8 GPU figure.
+    tavaal = dataclasses.replace(single, methods=("tavaal",))
+    assert longest_training_hours(tavaal, "cuda", 4) is None
+
+
+def test_estimate_command_shows_the_longest_training_job_on_1_4_8_gpus(capsys):
+    from tavaal.cli import main
+
+    preset = str(REPO / "presets" / "vaal_imagenet.yaml")
+    assert main(["estimate", str(REPO / "config.yaml"), preset, "--device", "cuda"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("longest training job (h) on 1/4/8 GPUs")
+    walls = [float(h) for h in out[1].split()[-1].split("/")]
+    assert walls[0] > walls[1] > walls[2] > 0
