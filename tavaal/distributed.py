@@ -101,10 +101,26 @@ class DataParallel:
                 module.parallel = self
 
 
-def _all_reduce_with_gradient(tensor: torch.Tensor) -> torch.Tensor:
-    from torch.distributed.nn.functional import all_reduce
+class _SumOverRanks(torch.autograd.Function):
+    """The sum of a tensor over the ranks, with its gradient: each rank's input feeds every
+    rank's output, so its gradient is the sum of the output gradients over the ranks. (torch's
+    own, torch.distributed.nn.functional.all_reduce, is deprecated for a private module.)"""
 
-    return all_reduce(tensor)
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.clone()
+        dist.all_reduce(total)
+        return total
+
+
+def _all_reduce_with_gradient(tensor: torch.Tensor) -> torch.Tensor:
+    return _SumOverRanks.apply(tensor)
 
 
 class _GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
