@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,6 +36,9 @@ from torch import nn
 
 from tavaal.errors import ConfigError
 
+# Store keys of the first failure: it is the cause, later ones follow from it (a peer gone).
+FAILURES_KEY = "failures"
+FIRST_ERROR_KEY = "first_error"
 # Longest wait of a collective for a rank that has not arrived: far beyond any step, short
 # enough that a rank stuck outside torch (a hung file system) ends the job the same day.
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)
@@ -238,16 +242,19 @@ def run_processes(
             join=True,
             start_method="fork",
         )
-    except mp.ProcessRaisedException as exc:
-        error = str(exc).strip()
-        raise RuntimeError(
-            f"data-parallel training: rank {exc.error_index} of {processes} failed:\n{error}"
-        ) from None
-    except mp.ProcessExitedException as exc:
+    except mp.ProcessExitedException as exc:  # killed, or ended without a Python error
         signal = f" (signal {exc.signal_name})" if exc.signal_name else ""
         raise RuntimeError(
             f"data-parallel training: rank {exc.error_index} of {processes} exited with "
             f"status {exc.exit_code}{signal}"
+        ) from None
+    except mp.ProcessRaisedException as exc:
+        # Whichever rank torch reports, the first to fail recorded its error in the store.
+        rank, error = str(exc.error_index), str(exc).strip()
+        if store.check([FIRST_ERROR_KEY]):
+            rank, error = store.get(FIRST_ERROR_KEY).decode().split("\n", 1)
+        raise RuntimeError(
+            f"data-parallel training: rank {rank} of {processes} failed:\n{error}"
         ) from None
 
 
@@ -283,5 +290,9 @@ def _worker(
     )
     try:
         work(DataParallel(rank=rank, size=size, device=place))
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        # Recorded before this process ends and its peers fail for want of it.
+        if store.add(FAILURES_KEY, 1) == 1:
+            store.set(FIRST_ERROR_KEY, f"{rank}\n{traceback.format_exc()}")
+        raise
+    dist.destroy_process_group()

@@ -4,6 +4,8 @@ order of floating-point sums (TOLERANCE)."""
 
 import copy
 import dataclasses
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -109,11 +111,20 @@ def weights_of(checkpoint):
     return {f"{i}.{k}": v for i, part in enumerate(parts) for k, v in part.items()}
 
 
-@pytest.mark.parametrize("recipe", [PLAIN, ENSEMBLE], ids=lambda r: r.name)
-def test_two_processes_train_the_weights_of_one(digits, tmp_path, recipe):
+@pytest.mark.parametrize(
+    "recipe,validated",
+    [(PLAIN, False), (ENSEMBLE, False), (PLAIN, True)],
+    ids=["plain", "ensemble", "plain-validated"],
+)
+def test_two_processes_train_the_weights_of_one(digits, tmp_path, recipe, validated):
     exp = digits_exp()
-    single = train_single(exp, recipe, digits)
-    double = train_parallel(exp, recipe, digits, tmp_path / "model.pt")
+    kwargs = {}
+    if validated:  # model selection on a held-out split, scored in shares by the ranks
+        exp = digits_exp(validation_size=150)
+        held_out = np.setdiff1d(np.arange(digits.info.n_train), labeled(digits, exp)[0])[:150]
+        kwargs["validation"] = (held_out, digits.y_train[held_out])
+    single = train_single(exp, recipe, digits, **kwargs)
+    double = train_parallel(exp, recipe, digits, tmp_path / "model.pt", **kwargs)
     difference = max_difference(weights_of(single), weights_of(double))
     print(f"{recipe.name}: max |2 processes - 1 process| = {difference:.3g}")
     assert difference <= TOLERANCE
@@ -234,6 +245,20 @@ def test_a_failing_rank_ends_all_of_them_with_its_error():
     with pytest.raises(RuntimeError, match="(?s)rank 1 of 2 failed.*cannot read its shard"):
         run_processes(2, work, "cpu")
     print(f"failing rank reported after {time.perf_counter() - started:.1f}s")
+
+
+def test_a_killed_rank_ends_the_job_too():
+    """The out-of-memory killer's SIGKILL leaves no traceback: the status names the rank."""
+
+    def work(parallel):
+        if parallel.rank == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        dist.all_reduce(torch.ones(1))
+
+    started = time.perf_counter()
+    with pytest.raises(RuntimeError, match="rank 1 of 2 exited with status -9 .signal SIGKILL"):
+        run_processes(2, work, "cpu")
+    print(f"killed rank reported after {time.perf_counter() - started:.1f}s")
 
 
 def test_unsupported_recipes_are_refused_before_any_worker(tmp_path, monkeypatch):
