@@ -5,6 +5,7 @@ order of floating-point sums (TOLERANCE)."""
 import copy
 import dataclasses
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.distributed as dist
+import yaml
 
 import tavaal.training as training
 from tavaal.config import ExperimentConfig
@@ -413,3 +415,26 @@ def test_estimate_command_shows_the_longest_training_job_on_1_4_8_gpus(capsys):
     assert out[0].endswith("longest training job (h) on 1/4/8 GPUs")
     walls = [float(h) for h in out[1].split()[-1].split("/")]
     assert walls[0] > walls[1] > walls[2] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.device_count() >= 2, reason="needs fewer than 2 GPUs")
+def test_a_train_job_whose_processes_fail_exits_non_zero_with_their_error(tmp_path):
+    """device: cuda with 2 processes on a machine with fewer GPUs: every rank refuses, and the
+    job (workflow_scripts/train.py) ends non-zero with that error and a traceback in its log."""
+    from test_workflow import snakemake
+
+    from tavaal.layout import run_file
+
+    work = workflow_with_processes(tmp_path, 2)
+    extra = yaml.safe_load((work / "extra.yaml").read_text())
+    (work / "extra.yaml").write_text(yaml.safe_dump({**extra, "device": "cuda"}))
+    target = run_file("results", "ddp", "coreset", 0, 0, "model.pt")
+    args = ("--configfile", str(work / "extra.yaml"), "--cores", "2", str(target))
+    result = snakemake(work, *args, check=False)
+    assert result.returncode != 0
+    log = next((work / "logs").rglob("train.log")).read_text()
+    assert re.search(r"rank \d of 2 failed", log), log
+    assert "train.processes: 2 processes need 2 GPUs, this job sees" in log, log
+    assert "Traceback" in log
+    assert not (work / target).exists()
