@@ -197,7 +197,8 @@ def supports(ranker: bool, task: str) -> bool:
 
 
 def check_supported(processes: int, where: str, recipe: str, ranker: bool, task: str) -> None:
-    """A ConfigError naming `where`.train.processes unless `supports` the training."""
+    """A ConfigError naming `where`.train.processes unless `supports` the training (the
+    workflow checks every method's recipe before any job; the training job checks again)."""
     if processes == 1 or supports(ranker, task):
         return
     if ranker:

@@ -17,6 +17,7 @@ from tavaal.data import (
     list_datasets,
     open_prepared,
 )
+from tavaal.distributed import check_supported
 from tavaal.errors import ConfigError
 from tavaal.strategies import list_strategies, strategy_class
 from tavaal.tasks import TASKS, Task, get_task
@@ -41,6 +42,15 @@ def check_experiment(
         raise ConfigError(
             f"{where}.train.dropout: {', '.join(sampling_dropout)} sample the task learner's "
             "dropout (MC dropout) and need train.dropout > 0; it applies to every method alike"
+        )
+    for method in exp.methods:
+        recipe = strategy_class(method).recipe
+        check_supported(
+            exp.train.processes,
+            where,
+            f"{recipe.name} (method {method})",
+            recipe.ranker_loss is not None,
+            task.name,
         )
     _check_oracle_kind(exp, where)
     oracle = exp.oracle

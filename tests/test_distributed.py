@@ -296,6 +296,18 @@ def test_unsupported_recipes_are_refused_before_any_worker(tmp_path, monkeypatch
         digits_exp(processes=0)
 
 
+def test_the_workflow_refuses_ranker_methods_on_several_processes_before_any_job():
+    from tavaal.validation import check_experiment
+
+    exp = digits_exp(processes=2)
+    check_experiment(exp)  # random, coreset, ensemble_varr: plain and ensemble recipes
+    with pytest.raises(
+        ConfigError,
+        match=r"experiments\.d\.train\.processes: 2 processes .* ranking_ranker \(method tavaal\)",
+    ):
+        check_experiment(dataclasses.replace(exp, methods=("random", "tavaal")))
+
+
 def test_processes_are_not_part_of_the_training_settings():
     assert training.training_hash(digits_exp(processes=4), PLAIN) == training.training_hash(
         digits_exp(processes=1), PLAIN
