@@ -75,6 +75,12 @@ class DataParallel:
         self.share = (self._start(len(global_rows)), len(global_rows))
         return self.share
 
+    def gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Every rank's share of the current global batch, in global order (the rows of
+        `begin_batch`'s batch); the gradient reaches this rank's rows. For the ranker's loss,
+        which pairs samples across the whole global batch (`tavaal.losses`)."""
+        return _GatherRows.apply(rows, self)
+
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum `tensor` over the ranks, in place (no gradient); returns it."""
         dist.all_reduce(tensor)
@@ -121,6 +127,29 @@ class _SumOverRanks(torch.autograd.Function):
         total = grad.clone()
         dist.all_reduce(total)
         return total
+
+
+class _GatherRows(torch.autograd.Function):
+    """All ranks' rows of the global batch (shares of unequal sizes: padded to the largest for
+    the collective, then trimmed). Every rank computes the same loss from the gathered rows,
+    so the gradient of its own rows is its slice of the gathered gradient, no collective."""
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, parallel: DataParallel) -> torch.Tensor:
+        start, total = parallel.share
+        base, extra = divmod(total, parallel.size)
+        sizes = [base + (rank < extra) for rank in range(parallel.size)]
+        padded = rows.new_zeros((max(sizes), *rows.shape[1:]))
+        padded[: len(rows)] = rows
+        parts = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(parts, padded)
+        ctx.rows = (start, len(rows))
+        return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        start, count = ctx.rows
+        return grad[start : start + count], None
 
 
 def _all_reduce_with_gradient(tensor: torch.Tensor) -> torch.Tensor:
@@ -189,27 +218,20 @@ class _GlobalMaskDropout(nn.Dropout):
         return x * mask[start : start + len(x)]
 
 
-def supports(ranker: bool, task: str) -> bool:
-    """Whether data-parallel training computes one process's training of a recipe (with a
-    `ranker` or not) on a dataset of `task`: not a ranker's loss over pairs within a batch, nor
-    a segmentation loss (a mean over each batch's labeled pixels, not over its images)."""
-    return not ranker and task == "classification"
+def supports(task: str) -> bool:
+    """Whether data-parallel training computes one process's training on a dataset of `task`:
+    classification, not segmentation, whose loss is a mean over each batch's labeled pixels
+    (not over its images, which the ranks' shares would weight)."""
+    return task == "classification"
 
 
-def check_supported(processes: int, where: str, recipe: str, ranker: bool, task: str) -> None:
-    """A ConfigError naming `where`.train.processes unless `supports` the training (the
-    workflow checks every method's recipe before any job; the training job checks again)."""
-    if processes == 1 or supports(ranker, task):
-        return
-    if ranker:
-        raise ConfigError(
-            f"{where}.train.processes: {processes} processes are supported for the plain and "
-            f"ensemble recipes; {recipe} trains a ranker on pairs within each batch: set 1"
-        )
-    if task != "classification":
+def check_supported(processes: int, where: str, task: str) -> None:
+    """A ConfigError naming `where`.train.processes unless `supports` the task (the workflow
+    checks before any job; the training job checks again)."""
+    if processes > 1 and not supports(task):
         raise ConfigError(
             f"{where}.train.processes: {processes} processes are supported for classification; "
-            f"a {task} loss is not a per-image mean: set 1"
+            f"a {task} loss is a mean over labeled pixels, not over images: set 1"
         )
 
 

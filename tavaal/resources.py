@@ -229,12 +229,11 @@ def longest_training_hours(
     exp: ExperimentConfig, device: str = "auto", processes: int = 1
 ) -> float | None:
     """Wall-clock hours of the experiment's longest training job (the last stage's) on
-    `processes` GPUs; None when one of its recipes trains on one process only (a ranker)."""
+    `processes` GPUs; None when its task trains on one process only (segmentation)."""
     from tavaal.distributed import supports
 
     recipes = {strategy_class(m).recipe for m in exp.methods}
-    task = known_task(exp.dataset)
-    if processes > 1 and not all(supports(r.ranker_loss is not None, task) for r in recipes):
+    if processes > 1 and not supports(known_task(exp.dataset)):
         return None
     last = exp.stages - 1
     return max(train_estimate(exp, r, last, device, processes).seconds for r in recipes) / 3600

@@ -330,14 +330,8 @@ def run_train(
     processes = exp.train.processes
     if processes == 1:
         return train_and_write()
-    # Before any worker starts: an unsupported recipe fails here, in the job's own process.
-    check_supported(
-        processes,
-        f"experiments.{exp.name}",
-        recipe.name,
-        recipe.ranker_loss is not None,
-        task_of(dataset.info).name,
-    )
+    # Before any worker starts: an unsupported task fails here, in the job's own process.
+    check_supported(processes, f"experiments.{exp.name}", task_of(dataset.info).name)
     log(f"training on {processes} data-parallel processes")
     run_processes(processes, train_and_write, device, threads)
     return json.loads(metrics_out.read_text())

@@ -210,13 +210,7 @@ def train_task_learner(
     info = dataset.info
     task = task_of(info)
     if parallel is not None:
-        check_supported(
-            parallel.size,
-            f"experiments.{exp.name}",
-            recipe.name,
-            recipe.ranker_loss is not None,
-            task.name,
-        )
+        check_supported(parallel.size, f"experiments.{exp.name}", task.name)
     device = resolve_device(device) if parallel is None else parallel.device
     members = ensemble_members(exp, recipe)
     fingerprint = training_hash(exp, recipe)
@@ -344,6 +338,8 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
     ranker = None
     if run.recipe.ranker_loss is not None:
         ranker = build_ranker(model, info.input_shape, hidden=exp.ranker.hidden).to(device)
+        if parallel is not None:
+            parallel.globalise(ranker)
     params = list(model.parameters()) + (list(ranker.parameters()) if ranker else [])
     optimizer = _optimizer(exp, params)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
@@ -508,28 +504,37 @@ def train_step(
     `ranker_config.weight` (TA-VAAL eq. 2); `detach_taps` stops its gradient at the taps.
 
     `parallel`: the batch is this rank's share of a global batch; its loss is its rows' summed
-    loss over the global batch size, and the gradients are summed over the ranks before the
-    step, which then equals one process's step on the global batch's mean loss."""
+    loss over the global batch size, the ranker's loss is the global batch's (from every
+    rank's predicted and true losses, gathered), and the gradients are summed over the ranks
+    before the step, which then equals one process's step on the global batch. The loss
+    returned counts the ranker's loss once over the ranks (for the log's sums)."""
     out = model(inputs)
     per_sample = task.per_sample_loss(out.logits, targets)
     if parallel is None:
         loss = task.batch_loss(out.logits, targets, per_sample)
     else:
         loss = per_sample.sum() / parallel.share[1]
-    if ranker is not None and len(targets) >= 2:
+    shown = loss
+    batch = len(targets) if parallel is None else parallel.share[1]
+    if ranker is not None and batch >= 2:
         taps = [tap.detach() for tap in out.features] if detach_taps else out.features
         predicted = ranker(taps).reshape(-1)
+        true_loss = per_sample
+        if parallel is not None:
+            predicted = parallel.gather_rows(predicted)
+            true_loss = parallel.gather_rows(per_sample.detach())
         if recipe.ranker_loss == "margin":
-            aux = margin_loss(predicted, per_sample, margin=ranker_config.margin)
+            aux = margin_loss(predicted, true_loss, margin=ranker_config.margin)
         else:
-            aux = ranking_loss(predicted, per_sample)
+            aux = ranking_loss(predicted, true_loss)
         loss = loss + ranker_config.weight * aux  # TA-VAAL eq. 2
+        shown = loss if parallel is None else shown + ranker_config.weight * aux / parallel.size
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if parallel is not None:
         parallel.sum_gradients([p for group in optimizer.param_groups for p in group["params"]])
     optimizer.step()
-    return loss, out
+    return shown, out
 
 
 class _BestWeights:

@@ -43,15 +43,7 @@ def check_experiment(
             f"{where}.train.dropout: {', '.join(sampling_dropout)} sample the task learner's "
             "dropout (MC dropout) and need train.dropout > 0; it applies to every method alike"
         )
-    for method in exp.methods:
-        recipe = strategy_class(method).recipe
-        check_supported(
-            exp.train.processes,
-            where,
-            f"{recipe.name} (method {method})",
-            recipe.ranker_loss is not None,
-            task.name,
-        )
+    check_supported(exp.train.processes, where, task.name)
     _check_oracle_kind(exp, where)
     oracle = exp.oracle
     if oracle.noise and oracle.confusion == "dataset" and not has_class_groups(exp.dataset):
