@@ -24,8 +24,11 @@ Every rank thus holds the same weights after every step, up to the order of floa
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import datetime
 import os
+import signal
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +42,8 @@ from tavaal.errors import ConfigError
 # Store keys of the first failure: it is the cause, later ones follow from it (a peer gone).
 FAILURES_KEY = "failures"
 FIRST_ERROR_KEY = "first_error"
+# prctl(2) option: the signal a process gets when its parent ends (Linux).
+PR_SET_PDEATHSIG = 1
 # Longest wait of a collective for a rank that has not arrived: far beyond any step, short
 # enough that a rank stuck outside torch (a hung file system) ends the job the same day.
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)
@@ -260,7 +265,7 @@ def run_processes(
     try:
         mp.start_processes(
             _worker,
-            args=(processes, store.port, str(device), decode_workers, work),
+            args=(processes, store.port, str(device), decode_workers, work, os.getpid()),
             nprocs=processes,
             join=True,
             start_method="fork",
@@ -281,6 +286,17 @@ def run_processes(
         ) from None
 
 
+def _end_with(supervisor: int) -> None:
+    """Have the kernel kill this worker when the job's process ends, however it ends (SIGKILL
+    at a time limit runs no handler), so that no worker outlives its job holding a GPU. torch
+    asks for SIGINT, which a worker busy in C++ (a kernel, a blocked collective) does not act
+    on. Linux only; elsewhere a worker ends when a collective finds its peers gone."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != supervisor:  # it ended before the request above
+        os._exit(1)
+
+
 def _worker(
     rank: int,
     size: int,
@@ -288,9 +304,11 @@ def _worker(
     device: str,
     decode_workers: str,
     work: Callable[[DataParallel], object],
+    supervisor: int,
 ) -> None:
     from tavaal.data.image_files import WORKERS_ENV
 
+    _end_with(supervisor)
     os.environ[WORKERS_ENV] = decode_workers
     # One intra-op thread, the setting the determinism promise is made for (and safe in a
     # forked child of a process that may have used OpenMP).

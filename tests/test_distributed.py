@@ -7,6 +7,8 @@ import dataclasses
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -277,6 +279,49 @@ def test_a_killed_rank_ends_the_job_too():
     with pytest.raises(RuntimeError, match="rank 1 of 2 exited with status -9 .signal SIGKILL"):
         run_processes(2, work, "cpu")
     print(f"killed rank reported after {time.perf_counter() - started:.1f}s")
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper counts as ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_workers_end_when_the_job_process_is_killed(tmp_path):
+    """SIGKILL of the job's process (a time limit, the OOM killer) ends its workers too, so
+    none keeps its GPU: they asked the kernel for it (PR_SET_PDEATHSIG). The workers ignore
+    SIGINT here, as one busy in C++ (a GPU kernel, a blocked collective) runs no handler for
+    it: torch's own request, SIGINT at the parent's death, would leave them running."""
+    script = (
+        "import os, signal, time\n"
+        "from tavaal.distributed import run_processes\n"
+        "def work(parallel):\n"
+        "    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        f"    path = os.path.join({str(tmp_path)!r}, f'rank{{parallel.rank}}')\n"
+        "    open(path, 'w').write(str(os.getpid()))\n"
+        "    time.sleep(600)\n"
+        "run_processes(2, work, 'cpu')\n"
+    )
+    job = subprocess.Popen([sys.executable, "-c", script], env={**os.environ})
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("rank*"))) < 2 or any(
+            not p.read_text() for p in tmp_path.glob("rank*")
+        ):
+            assert job.poll() is None and time.monotonic() < deadline, "workers never started"
+            time.sleep(0.1)
+        workers = [int(p.read_text()) for p in tmp_path.glob("rank*")]
+        assert all(_alive(pid) for pid in workers)
+    finally:
+        job.kill()
+        job.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)
 
 
 def test_segmentation_on_several_processes_is_refused_before_any_job():
