@@ -4,8 +4,9 @@ How the processes start: the job's own process (one SLURM task holding the job's
 local run) forks `train.processes` workers and only supervises them (`run_processes`). They
 meet through a TCP store the supervisor serves on 127.0.0.1 (a free port), so one job is one
 node; the backend is NCCL on CUDA and gloo on CPU. A worker that raises ends the others and the
-job with its traceback; a worker killed by a signal ends it too: the supervisor never waits on a
-collective, so nothing hangs.
+job with its traceback (the first to fail: the others' errors follow from it); a worker killed
+by a signal ends it too: the supervisor never waits on a collective, so nothing hangs. The
+workers die with the job's process, however it ends.
 
 What is computed is the single process's arithmetic, split by rows (the equality promise,
 README "Several GPUs per training job"):
@@ -17,7 +18,9 @@ README "Several GPUs per training job"):
 - batch norm normalises with the global batch's statistics (`_GlobalBatchNorm`, all-reduces
   that carry gradients), and dropout draws the global batch's mask and keeps the rank's rows
   (`_GlobalMaskDropout`; on a CPU the very mask one process draws, on CUDA one from the same
-  distribution, as CUDA's fused dropout kernel draws differently).
+  distribution, as CUDA's fused dropout kernel draws differently);
+- the ranker's pair loss (`tavaal.losses`) is computed by every rank on the whole global batch's
+  predicted and true losses, gathered (`DataParallel.gather_rows`).
 
 Every rank thus holds the same weights after every step, up to the order of floating-point sums.
 """
@@ -271,10 +274,10 @@ def run_processes(
             start_method="fork",
         )
     except mp.ProcessExitedException as exc:  # killed, or ended without a Python error
-        signal = f" (signal {exc.signal_name})" if exc.signal_name else ""
+        killed = f" (signal {exc.signal_name})" if exc.signal_name else ""
         raise RuntimeError(
             f"data-parallel training: rank {exc.error_index} of {processes} exited with "
-            f"status {exc.exit_code}{signal}"
+            f"status {exc.exit_code}{killed}"
         ) from None
     except mp.ProcessRaisedException as exc:
         # Whichever rank torch reports, the first to fail recorded its error in the store.
