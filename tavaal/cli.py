@@ -340,7 +340,7 @@ def _estimate(args) -> int:
         SHOWN_PROCESSES,
         device_kind,
         experiment_estimate,
-        longest_training_hours,
+        longest_training_text,
     )
 
     config = _with_image_folders(merge_configs(*args.configs))
@@ -358,11 +358,9 @@ def _estimate(args) -> int:
         exp = experiment_from_config(config, name)
         estimate = experiment_estimate(exp, args.device)
         total += estimate.hours
-        walls = (longest_training_hours(exp, args.device, n) for n in SHOWN_PROCESSES)
-        shown = "/".join("-" if wall is None else f"{wall:.2f}" for wall in walls)
         print(
             f"{name}  {estimate.jobs}  {estimate.hours:.1f}  "
-            f"{estimate.longest_chain_hours:.1f}  {shown}"
+            f"{estimate.longest_chain_hours:.1f}  {longest_training_text(exp, device=args.device)}"
         )
     print(f"total  {total:.1f} {unit} hours")
     return 0

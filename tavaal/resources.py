@@ -217,6 +217,18 @@ def train_estimate(
     return _estimate(processes * memory, seconds)
 
 
+def longest_training_text(*exps: ExperimentConfig, device: str = "auto") -> str:
+    """The wall-clock hours of the longest training job of the experiments on each of
+    SHOWN_PROCESSES GPUs (`longest_training_hours`), to 3 significant digits, joined by "/"
+    ("-" where a task trains on one process only): `tavaal estimate`'s column and the README's
+    cost table."""
+    shown = []
+    for processes in SHOWN_PROCESSES:
+        hours = [longest_training_hours(exp, device, processes) for exp in exps]
+        shown.append("-" if None in hours else f"{max(hours):.3g}")
+    return "/".join(shown)
+
+
 def _all_reduce_seconds(exp: ExperimentConfig, kind: str, processes: int) -> float:
     """One step's gradient sum over `processes` (ring all-reduce of the float32 weights)."""
     if processes == 1:

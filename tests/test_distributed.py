@@ -493,3 +493,18 @@ def test_a_train_job_whose_processes_fail_exits_non_zero_with_their_error(tmp_pa
     assert "train.processes: 2 processes need 2 GPUs, this job sees" in log, log
     assert "Traceback" in log
     assert not (work / target).exists()
+
+
+def test_readme_cost_table_shows_the_longest_training_job_on_1_4_8_gpus():
+    from tavaal.config import merge_configs
+    from tavaal.resources import longest_training_text
+
+    readme = (REPO / "README.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \|.*\| ([\d./-]+) \| [\d.]+ \|$", readme, re.M)
+    shown = {name: text for name, text in rows if (REPO / f"presets/{name}.yaml").exists()}
+    assert {"vaal_imagenet", "vaal_caltech256", "vaal_cityscapes"} <= set(shown)
+    for name, text in shown.items():
+        config = merge_configs(REPO / "config.yaml", REPO / f"presets/{name}.yaml")
+        experiments = config["run_experiments"]
+        exps = [ExperimentConfig.from_dict(e, config["experiments"][e]) for e in experiments]
+        assert text == longest_training_text(*exps), name
