@@ -2,7 +2,7 @@
 #   snakemake --cores 2                 # = all_figures: the default config.yaml, offline
 #   snakemake --cores 2 all             # metrics only
 #   snakemake --configfile presets/tavaal_cifar10.yaml --profile profiles/slurm
-# Layout, rerun policy and presets: README.md, "Workflow".
+# Layout, rerun policy and presets: docs/workflow.md.
 
 from snakemake.utils import min_version, validate
 
@@ -56,8 +56,8 @@ include: "rules/practitioner.smk"
 
 
 onstart:
-    # One run at a time per results_dir, whatever folder it was started from (README, "Safe
-    # reruns"): the lock is taken once the DAG is known, before the first job.
+    # One run at a time per results_dir, whatever folder it was started from (docs/workflow.md,
+    # "Safe reruns"): the lock is taken once the DAG is known, before the first job.
     try:
         take_results_lock(RESULTS)
     except ConfigError as exc:

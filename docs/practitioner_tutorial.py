@@ -1,4 +1,4 @@
-"""Run the README tutorial "Label your own images" end to end and regenerate what it shows.
+"""Run the tutorial "Label your own images" (docs/labeling.md) end to end; regenerate its block.
 
 In a fresh folder (a temporary one unless --workdir is given) it does what the tutorial tells a
 practitioner to do, playing the person from the toy folder's truth.csv:
@@ -9,7 +9,7 @@ practitioner to do, playing the person from the toy folder's truth.csv:
 
 It saves the first request's contact sheet and a screenshot of the labeling page into
 docs/figures/, and writes what the run printed and measured (jobs, the lines naming the labels
-files, test accuracy per stage, the export) into the README between the
+files, test accuracy per stage, the export) into docs/labeling.md between the
 <!-- results:practitioner:begin/end --> markers, so that no number of the tutorial is typed.
 
     PYTHONPATH=. .venv/bin/python docs/practitioner_tutorial.py [--workdir DIR]
@@ -193,7 +193,7 @@ def stage_accuracies() -> list[tuple[int, int, float]]:
 def section(
     toy_output: str, rounds: list[Round], total_seconds: float, simulated: tuple[Round, list[int]]
 ) -> str:
-    """The README block: what the tutorial's commands printed and measured."""
+    """The tutorial page's block: what the tutorial's commands printed and measured."""
     first, last = rounds[0], rounds[-1]
     simulated_run, differ = simulated
     stages = tutorial_experiment()["stages"]
@@ -259,7 +259,7 @@ def section(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, help="an empty or new folder (default: temporary)")
-    parser.add_argument("--readme", type=Path, default=REPO / "README.md")
+    parser.add_argument("--readme", type=Path, default=REPO / "docs" / "labeling.md")
     parser.add_argument("--figures", type=Path, default=REPO / "docs" / "figures")
     args = parser.parse_args(argv)
     readme, figures = args.readme.resolve(), args.figures.resolve()

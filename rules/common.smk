@@ -32,7 +32,7 @@ from tavaal.validation import check_experiment
 RESULTS = config["results_dir"].rstrip("/")
 DATA = config["data_dir"].rstrip("/")
 REPORT = config["report"]
-# A param of every compute job: bumping it reruns them all (README, "Rerun policy").
+# A param of every compute job: bumping it reruns them all (docs/workflow.md, "Rerun policy").
 CODE_VERSION = str(config["code_version"])
 
 # Jobs of one (experiment, method, seed) run live under RUN; stage folders below it. Stage 0 is

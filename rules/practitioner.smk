@@ -1,4 +1,4 @@
-# Practitioner mode: experiments with oracle kind human (README, "Label your own images").
+# Practitioner mode: experiments with oracle kind human (docs/labeling.md, "Label your own images").
 # A person answers, so each labeling is a request the workflow writes, a labels file the person
 # fills (outside results/), and a job that takes it:
 #   request_initial_labels : dataset -> stage0/seed{s}/to_label.csv, label_request.json,

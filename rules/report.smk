@@ -1,7 +1,7 @@
 # Aggregation, figures and tables of one experiment. All cheap except the figures that run a
 # task model (loss_vs_likelihood, selection), which stay small: one forward pass per method.
 # Every figure and table also reads summary.parquet, so `--forcerun aggregate` redraws them all
-# (e.g. after a change of tavaal/report/; see the README's rerun policy).
+# (e.g. after a change of tavaal/report/; see docs/workflow.md, "Rerun policy").
 
 
 rule aggregate:
@@ -350,9 +350,9 @@ rule study:
 
 
 rule readme_results:
-    """The README's results section for the experiments of this run (README, "What it shows"),
-    or for its studies when it has some: `tavaal readme-update README.md
-    results/readme_results.md --name NAME` puts it between the README's NAME markers."""
+    """The generated results section for the experiments of this run (docs/results/), or for its
+    studies when it has some: `tavaal readme-update docs/results/PAGE.md
+    results/readme_results.md --name NAME` puts it between that page's NAME markers."""
     input:
         studies=[study_file("table.csv").format(study=name) for name in STUDIES],
         summaries=expand(f"{EXP_DIR}/summary.parquet", experiment=list(EXPERIMENTS)),

@@ -43,7 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("methods", help="list registered query strategies, one per line")
     sub.add_parser("datasets", help="list registered datasets, one per line")
+    _add_data_commands(sub)
+    _add_stage_commands(sub)
+    _add_practitioner_commands(sub)
+    _add_report_commands(sub)
+    return parser
 
+
+def _add_data_commands(sub) -> None:
     prepare = sub.add_parser("prepare", help="prepare a dataset into its canonical on-disk form")
     prepare.add_argument("dataset")
     prepare.add_argument("--data-dir", type=Path, default=Path("data"))
@@ -56,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the raw files from DIR, which already holds them (checked, read in place)",
     )
 
+
+def _add_stage_commands(sub) -> None:
+    """The stage-by-stage commands and `run`, which runs whole experiments without Snakemake."""
     _add_stage_args(
         sub.add_parser("init-pool", help="write the initial pool, stage0/seedS/labeled.parquet"),
         False,
@@ -73,20 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="recompute existing outputs")
     _add_dirs(run)
 
-    estimate = sub.add_parser(
-        "estimate", help="device hours of the experiments of config files (tavaal.resources)"
-    )
-    estimate.add_argument(
-        "configs", nargs="+", type=Path, help="config files, merged in order as --configfile"
-    )
-    estimate.add_argument(
-        "--device", default="auto", help="cpu, or a GPU (auto, cuda): what throughput to assume"
-    )
 
-    inspect = sub.add_parser("inspect", help="summarise a labeled.parquet or scores.parquet")
-    inspect.add_argument("file", type=Path)
-    inspect.add_argument("--against", type=Path, help="another labeled.parquet to compare with")
-
+def _add_practitioner_commands(sub) -> None:
     label = sub.add_parser(
         "label",
         help="label a practitioner-mode batch on a local web page (writes its labels file)",
@@ -102,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     toy = sub.add_parser(
         "toy-folder",
         help="write a folder of generated shape images with their true labels, to try the "
-        'human oracle (README, "Label your own images")',
+        'human oracle (docs/labeling.md, "Label your own images")',
     )
     toy.add_argument("folder", type=Path, help="where to write images/, truth.csv, test_labels.csv")
     toy.add_argument("--pool-per-class", type=int, default=40, help="pool images per class")
@@ -115,19 +113,35 @@ def build_parser() -> argparse.ArgumentParser:
         "val/<class>/*.JPEG, 240-330 px), for image_folders with layout: class_folders",
     )
 
+
+def _add_report_commands(sub) -> None:
+    estimate = sub.add_parser(
+        "estimate", help="device hours of the experiments of config files (tavaal.resources)"
+    )
+    estimate.add_argument(
+        "configs", nargs="+", type=Path, help="config files, merged in order as --configfile"
+    )
+    estimate.add_argument(
+        "--device", default="auto", help="cpu, or a GPU (auto, cuda): what throughput to assume"
+    )
+
+    inspect = sub.add_parser("inspect", help="summarise a labeled.parquet or scores.parquet")
+    inspect.add_argument("file", type=Path)
+    inspect.add_argument("--against", type=Path, help="another labeled.parquet to compare with")
+
     readme = sub.add_parser(
         "readme-update",
-        help="replace the README's results section (between its results markers) with a file "
+        help="replace a generated results section of the README or a docs page (between its "
+        "results markers) with a file "
         "that `snakemake readme_results` wrote",
     )
-    readme.add_argument("readme", type=Path, help="e.g. README.md")
+    readme.add_argument("readme", type=Path, help="e.g. docs/results/default.md")
     readme.add_argument("section", type=Path, help="e.g. results/readme_results.md")
     readme.add_argument(
         "--name",
         default="default",
         help="which section: the NAME of its <!-- results:NAME:begin/end --> markers",
     )
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -128,7 +128,7 @@ class VAEConfig:
     # increasing transform of r; "zscore_sigmoid": sigmoid of r standardised over the same
     # points. The paper's form is the default because our studies found no measurable benefit of
     # "quantile" (AULC - random, TA-VAAL: digits -1.8 quantile vs -2.5 sigmoid, Fashion-MNIST
-    # -0.5 vs -0.4, intervals overlapping; README, "When does TA-VAAL help?").
+    # -0.5 vs -0.4, intervals overlapping; docs/results/studies.md, "When does TA-VAAL help?").
     rank_normalization: Literal["quantile", "zscore_sigmoid", "sigmoid", "official"] = "sigmoid"
     # Save a resumable VAE/D state every N iterations inside a query (0: never).
     checkpoint_every: int = 0
@@ -368,8 +368,8 @@ class ExperimentConfig:
         `crop_padding`. `crop_size` (segmentation) came later too: left out while it is 0, and
         `init_weights`, replaced by the file's sha256 when set."""
         train = self.to_dict()["train"]
-        # Equal results on any number of processes (README, "Several GPUs per training job"),
-        # so changing it retrains nothing and a resume state continues on any number.
+        # Equal results on any number of processes (docs/cluster.md, "Several GPUs per
+        # training job"), so changing it retrains nothing and a resume continues on any number.
         del train["processes"]
         if not train["crop_size"]:
             del train["crop_size"]

@@ -9,7 +9,7 @@ by a signal ends it too: the supervisor never waits on a collective, so nothing 
 workers die with the job's process, however it ends.
 
 What is computed is the single process's arithmetic, split by rows (the equality promise,
-README "Several GPUs per training job"):
+docs/cluster.md, "Several GPUs per training job"):
 
 - every rank draws the same seeded global batch order and augmentation for the global batch,
   then keeps its contiguous share of rows (`DataParallel.shard`);

@@ -29,11 +29,15 @@ made it, which only costs the import again, never a different result. When `torc
 already imported (a process that compiles), nothing is replaced: there is nothing to save, and
 dynamo's wrappers keep their meaning for compiled code. tests/test_optim.py checks that a
 training job does not import torch._dynamo, so a torch upgrade that changes a wrapper shows.
+``TAVAAL_FAST_OPTIMIZERS=0`` turns the replacement off (torch's own methods, the import again):
+benchmarks/fast_paths.py measures the saving with it, and tests/test_job_startup.py checks that
+the results do not change, on every supported torch.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import types
 from collections.abc import Callable
@@ -43,6 +47,7 @@ import torch
 from torch.optim import Optimizer
 
 OptimizerT = TypeVar("OptimizerT", bound=Optimizer)
+FAST_OPTIMIZERS_ENV = "TAVAAL_FAST_OPTIMIZERS"
 
 # Every name the eager-irrelevant wrappers of torch 2.14 reference; a wrapper whose code reads
 # any other name does something we do not know and is left in place.
@@ -144,9 +149,10 @@ def _eager_step(raw: Callable) -> Callable:
 def eager_methods(cls: type[Optimizer]) -> dict[str, Callable]:
     """Name -> function to bind on an instance of `cls` in place of its dynamo-importing method.
 
-    Empty when `torch._dynamo` is already imported; missing entries for wrappers not recognised.
+    Empty when `torch._dynamo` is already imported or TAVAAL_FAST_OPTIMIZERS=0; missing entries
+    for wrappers not recognised.
     """
-    if _dynamo_loaded():
+    if _dynamo_loaded() or os.environ.get(FAST_OPTIMIZERS_ENV, "1") == "0":
         return {}
     disable_code = _disable_dynamo_code()
     methods: dict[str, Callable] = {}

@@ -8,7 +8,6 @@ invariants and names the file and the problem when one is broken.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tavaal import __version__
+from tavaal.atomic import atomic_write
 from tavaal.data import class_count_entropy as entropy_of_counts
 from tavaal.errors import IndexFileError
 from tavaal.seeding import numpy_rng
@@ -177,14 +177,8 @@ def write_scores(path: Path, table: pd.DataFrame, metadata: dict) -> None:
 
 
 def _write_atomic(path: Path, table: pa.Table) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_write(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _read_arrow(path: Path) -> pa.Table:

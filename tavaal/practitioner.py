@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from tavaal.atomic import atomic_write, atomic_write_text
 from tavaal.config import ExperimentConfig
 from tavaal.data import load_dataset, train_image_paths
 from tavaal.errors import IndexFileError, LabelingError
@@ -225,19 +225,10 @@ def run_export(
         label = dataset.info.classes[int(row.label)]
         writer.writerow([int(row.index), paths[int(row.index)], label, int(row.stage_added), score])
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _replace(out_dir / "labeled.csv", lambda tmp: tmp.write_text(out.getvalue()))
-    _replace(out_dir / "model.pt", lambda tmp: shutil.copyfile(model, tmp))
+    atomic_write_text(out_dir / "labeled.csv", out.getvalue())
+    with atomic_write(out_dir / "model.pt") as tmp:
+        shutil.copyfile(model, tmp)
     log(f"exported {len(table)} labeled samples and the stage-{stage} model to {out_dir}")
-
-
-def _replace(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

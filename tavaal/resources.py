@@ -67,8 +67,8 @@ class ModelCost:
 
 
 # CPU: measured at one thread (small_cnn ~600 img/s on Fashion-MNIST, digits_cnn on 8x8 digits,
-# resnet18 17 img/s on CIFAR-shaped inputs: README "Benchmarks"); VGG16-BN and the MLP from their
-# multiply-adds relative to those. GPU: the README's assumptions for an A100-class GPU.
+# resnet18 17 img/s on CIFAR-shaped inputs: docs/benchmarks.md); VGG16-BN and the MLP from their
+# multiply-adds relative to those. GPU: docs/presets.md's assumptions for an A100-class GPU.
 MODEL_COSTS = {
     "mlp": ModelCost((2,), 50_000, 50_000, 100),
     "digits_cnn": ModelCost((1, 8, 8), 3_000, 20_000, 12_000),
@@ -99,7 +99,7 @@ MODEL_COSTS = {
     "drn_d_22_slim": ModelCost((3, 128, 128), 21.5, 5_060, 1_832_000),
 }
 # One VAE/D iteration (one VAE and one D update, batches of 64 labeled + 64 unlabeled) of the
-# papers' VAE (32x32 inputs, 128 base channels): 5.7 s on this CPU (README "Benchmarks"), 0.03 s
+# papers' VAE (32x32 inputs, 128 base channels): 5.7 s on this CPU (docs/benchmarks.md), 0.03 s
 # assumed on a GPU. Other sizes scale with batch x pixels x base_channels^2.
 VAE_ITERATION_SECONDS = {"cpu": 5.7, "gpu": 0.03}
 VAE_REFERENCE_UNITS = 64 * 32 * 32 * 128**2
@@ -107,7 +107,7 @@ VAE_MIN_SECONDS = {"cpu": 0.01, "gpu": 0.002}
 # A dataset read from its files (ImageNet; `tavaal.data.image_files`) is decoded while a job
 # runs, by one worker per CPU of the job: DECODE_THREADS CPUs (the rules' `threads`), each
 # decoding DECODE_IMAGES_PER_SECOND ImageNet-sized JPEGs to 224x224 (measured on this project's
-# CPU: 297-352 images/s with 2 workers, benchmarks/decode_throughput.py, README "Benchmarks").
+# CPU: 297-352 images/s with 2 workers, benchmarks/decode_throughput.py, docs/benchmarks.md).
 # A job runs at the slower of the model and the decoders.
 DECODE_THREADS = 8
 DECODE_IMAGES_PER_SECOND = 150.0

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tavaal.atomic import atomic_write, atomic_write_text
 from tavaal.config import ExperimentConfig, settings_hash
 from tavaal.data import PreparedDataset, load_dataset, with_normalization
 from tavaal.data.image_files import WORKERS_ENV
@@ -84,8 +85,8 @@ def workflow_job(log_path: Path | str | None, threads: int | None = None) -> Ite
     `threads`: the job's CPUs (the rule's ``threads``), which decode the images of a dataset
     read from its files (``TAVAAL_DECODE_WORKERS``, `tavaal.data.image_files`); torch keeps one
     intra-op thread whatever they are (Snakemake sets ``OMP_NUM_THREADS`` to them), the setting
-    the determinism promise is made for (README, "Determinism, and its scope"). An exception
-    propagates as usual (traceback in the log, non-zero exit status).
+    the determinism promise is made for (docs/determinism.md). An exception propagates as
+    usual (traceback in the log, non-zero exit status).
     """
     if threads is not None:
         os.environ[WORKERS_ENV] = str(max(1, int(threads)))
@@ -319,10 +320,8 @@ def run_train(
                 dataset, labeled_set.indices, labeled_set.labels
             ),
         }
-        model_out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = model_out.with_name(f".{model_out.name}.{os.getpid()}.tmp")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, model_out)
+        with atomic_write(model_out) as tmp:
+            torch.save(checkpoint, tmp)
         _write_json_atomic(metrics_out, metrics)
         resume_path.unlink(missing_ok=True)
         return metrics
@@ -397,12 +396,45 @@ def select_samples(
     Whoever then labels the picks (`run_query`: the simulated oracle at once; the human oracle
     through a request, `tavaal.practitioner`), the picks and scores are the same.
     """
-    from tavaal.inference import per_sample_loss
-    from tavaal.seeding import seed_everything
-    from tavaal.strategies import QueryContext, get_strategy
-    from tavaal.training import load_task_models, resolve_device
+    from tavaal.training import resolve_device
 
     device = resolve_device(device)
+    scores_out = Path(scores_out)
+    ctx, strategy, labeled_set = _query_context(
+        exp, method, seed, stage, labeled, model, dataset, scores_out, device, log
+    )
+    candidates = ctx.candidates
+    log(f"{method}: scoring {len(candidates)} of {len(ctx.unlabeled)} unlabeled samples")
+    # Sampling time (VAAL Table 1): the strategy's work, not library start-up or file I/O.
+    started = time.perf_counter()
+    result = strategy.query(ctx)
+    query_seconds = time.perf_counter() - started
+    chosen = np.asarray(result.chosen, dtype=np.int64)
+    _check_selection(method, chosen, candidates, exp.budget)
+    scores = _with_true_loss(result.scores.copy(), ctx)
+    chosen_scores = scores.set_index("index").loc[chosen, "score"].to_numpy()
+    write_scores(
+        scores_out,
+        scores,
+        {
+            **query_metadata(exp, method, seed, stage),
+            "query_seconds": round(query_seconds, 4),
+            "candidates": len(candidates),
+            "diagnostics": {k: float(v) for k, v in result.diagnostics.items()},
+        },
+    )
+    ctx.resume_path.unlink(missing_ok=True)
+    log(f"{method}: chose {len(chosen)} samples in {query_seconds:.2f}s")
+    return Selection(labeled_set=labeled_set, chosen=chosen, chosen_scores=chosen_scores)
+
+
+def _query_context(exp, method, seed, stage, labeled, model, dataset, scores_out, device, log):
+    """The checked labeled set, the pool and candidates, the stage's models: a query's
+    context, its strategy and the labeled set it read."""
+    from tavaal.seeding import seed_everything
+    from tavaal.strategies import QueryContext, get_strategy
+    from tavaal.training import load_task_models
+
     answers = answer_table(exp, dataset, seed)
     labeled_set = read_labeled(labeled, answers, stage, expected_metadata(exp, method, seed, stage))
     labeled_idx = labeled_set.indices
@@ -419,7 +451,6 @@ def select_samples(
             raise CheckpointError(f"method {method!r} needs the stage's model.pt, none was given")
         trained = load_task_models(Path(model), exp, strategy.recipe, dataset.info, device)
     seed_everything(seed, stage, "query")
-    scores_out = Path(scores_out)
     ctx = QueryContext(
         experiment=exp,
         method=method,
@@ -436,41 +467,30 @@ def select_samples(
         resume_path=scores_out.with_name(f"query{stage}.resume"),
         checkpoint_every=exp.vae.checkpoint_every,
     )
-    log(f"{method}: scoring {len(candidates)} of {len(unlabeled)} unlabeled samples")
-    # Sampling time (VAAL Table 1): the strategy's work, not library start-up or file I/O.
-    started = time.perf_counter()
-    result = strategy.query(ctx)
-    query_seconds = time.perf_counter() - started
-    chosen = np.asarray(result.chosen, dtype=np.int64)
-    _check_selection(method, chosen, candidates, exp.budget)
-    scores = result.scores.copy()
-    if trained is not None and "true_loss" not in scores and dataset.info.train_labels_known:
-        # The true loss of every candidate (TA-VAAL Fig. 8; on the true labels, whatever the
-        # oracle says), from the logits the strategy already computed when it did, else from
-        # a pass of the task (a segmentation image's mean pixel cross-entropy, batch by batch).
-        # Unknown for a practitioner's pool.
-        logits = ctx.candidate_logits
-        if logits is None:
-            loss = task_of(dataset.info).true_loss(
-                trained.models[0], dataset, candidates, device, exp.query.inference_batch_size
-            )
-        else:
-            loss = per_sample_loss(logits, oracle_labels(dataset.y_train, candidates))
-        scores["true_loss"] = loss.astype(np.float64)
-    chosen_scores = scores.set_index("index").loc[chosen, "score"].to_numpy()
-    write_scores(
-        scores_out,
-        scores,
-        {
-            **query_metadata(exp, method, seed, stage),
-            "query_seconds": round(query_seconds, 4),
-            "candidates": len(candidates),
-            "diagnostics": {k: float(v) for k, v in result.diagnostics.items()},
-        },
-    )
-    ctx.resume_path.unlink(missing_ok=True)
-    log(f"{method}: chose {len(chosen)} samples in {query_seconds:.2f}s")
-    return Selection(labeled_set=labeled_set, chosen=chosen, chosen_scores=chosen_scores)
+    return ctx, strategy, labeled_set
+
+
+def _with_true_loss(scores, ctx):
+    """`scores` with the true loss of every candidate (TA-VAAL Fig. 8; on the true labels,
+    whatever the oracle says) where the strategy used the task model and the labels are known
+    (a practitioner's pool has none): from the logits the strategy already computed when it
+    did, else from a pass of the task (a segmentation image's mean pixel cross-entropy, batch
+    by batch)."""
+    from tavaal.inference import per_sample_loss
+
+    dataset, trained = ctx.dataset, ctx.models
+    if trained is None or "true_loss" in scores or not dataset.info.train_labels_known:
+        return scores
+    candidates, exp = ctx.candidates, ctx.experiment
+    logits = ctx.candidate_logits
+    if logits is None:
+        loss = task_of(dataset.info).true_loss(
+            trained.models[0], dataset, candidates, ctx.device, exp.query.inference_batch_size
+        )
+    else:
+        loss = per_sample_loss(logits, oracle_labels(dataset.y_train, candidates))
+    scores["true_loss"] = loss.astype(np.float64)
+    return scores
 
 
 def append_rows(old, new):
@@ -491,8 +511,4 @@ def _check_selection(method: str, chosen: np.ndarray, candidates: np.ndarray, bu
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -17,7 +17,6 @@ stage-0 model once per (experiment, recipe, seed), and differences between metho
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -604,10 +603,10 @@ def _accuracy(
 
 
 def _save_resume(path: Path, state: dict) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    from tavaal.atomic import atomic_write
+
+    with atomic_write(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _load_resume(path: Path, fingerprint: str, log: Callable[[str], None]) -> dict | None:

@@ -11,27 +11,21 @@ from tavaal.adversarial.conditioning import (
     normalise_rank,
     normalise_rank_against,
 )
+from tavaal.adversary_replay import (
+    QueryPicks,
+    adversary_map,
+    query_picks_from_files,
+    replay_adversary_maps,
+    replay_query_adversary,
+)
 from tavaal.cli import main
 from tavaal.config import experiment_from_config
+from tavaal.data.moons_geometry import bayes_class1_probability, level_set_points, moon_arcs
 from tavaal.data.synthetic import _moons
 from tavaal.layout import run_file
 from tavaal.pool import read_scores
-from tavaal.report import (
-    adversary_map,
-    adversary_map_figure,
-    replay_query_adversary,
-    selection_geometry,
-    selection_geometry_table,
-    summarise_geometry,
-)
-from tavaal.report.figures.adversary_map import (
-    QueryPicks,
-    bayes_class1_probability,
-    level_set_points,
-    local_spacing,
-    moon_arcs,
-    point_geometry,
-)
+from tavaal.report import plot_adversary_map, selection_geometry, summarise_geometry
+from tavaal.report.selection_geometry import local_spacing, point_geometry
 from tavaal.stage import load_experiment_dataset
 
 
@@ -194,7 +188,7 @@ def test_replay_retrains_the_querys_own_adversary(finished, method):
 def test_figure_and_table_from_files(finished):
     root, exp, dataset = finished
     methods = ["vaal", "tavaal"]
-    fig = adversary_map_figure(
+    dataset, maps = replay_adversary_maps(
         exp,
         [_files(root, m, "labeled.parquet") for m in methods],
         [_files(root, m, "scores.parquet") for m in methods],
@@ -203,19 +197,21 @@ def test_figure_and_table_from_files(finished):
         seed=0,
         stage=0,
     )
+    fig = plot_adversary_map(dataset.x_train, dataset.y_train, maps)
     titles = [ax.get_title() for ax in fig.axes]
     assert any(t.startswith("VAAL, seed 0, query 0: D logit") for t in titles)
     assert any(t.startswith("TA-VAAL, seed 0, query 0: rank input") for t in titles)
     assert any("D AUC" in t for t in titles)
 
     methods = ["random", "vaal", "tavaal"]
-    table = selection_geometry_table(
+    dataset, picks = query_picks_from_files(
         exp,
         [_files(root, m, "scores.parquet") for m in methods],
         [_files(root, m, "labeled.parquet") for m in methods],
         [_files(root, m, "model.pt") for m in methods],
         root / "data" / "moons",
     )
+    table = selection_geometry(dataset.x_train, dataset.y_train, picks)
     assert list(table["method"]) == methods
     assert (table["picks_dist_true_boundary"] >= 0).all()
     # Only TA-VAAL's scores have a rank input; it was recomputed and matched the stored one.

@@ -157,6 +157,6 @@ def test_emulated_cpus_of_other_vendors_and_levels_give_the_same_bits():
     sandy_bridge = _probe({KERNELS_ENV: "baseline"}, ["qemu-x86_64", "-cpu", "SandyBridge"])
     assert sandy_bridge["level"] == BASELINE
     # numpy's float64 exp at the baseline is glibc's, which picks an FMA variant where the CPU
-    # has FMA: its last bits may differ (README, "Determinism"); every torch kernel is equal.
+    # has FMA: its last bits may differ (docs/determinism.md); every torch kernel is equal.
     del sandy_bridge["numpy_exp"], baseline["numpy_exp"]
     assert sandy_bridge == baseline

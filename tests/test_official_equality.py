@@ -1,5 +1,5 @@
-"""Our VAAL / TA-VAAL steps equal the official codes', tensor by tensor (README, "Equal to the
-official codes").
+"""Our VAAL / TA-VAAL steps equal the official codes', tensor by tensor (docs/methods.md,
+"Equal to the official codes").
 
 tests/official/*.json were written by tests/official/make_official_goldens.py, which runs the
 official VAAL (sinhasam/vaal 67263f3) and TA-VAAL (cubeyoung/TA-VAAL 1161071) code in float64

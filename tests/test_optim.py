@@ -133,3 +133,82 @@ def test_training_with_them_does_not_import_dynamo():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def _private_torch_uses(path) -> list[str]:
+    """`torch._x` imports, attribute reads and getattr(..., "_x") on torch objects in a file."""
+    import ast
+
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+
+    def dotted(node) -> str | None:
+        parts = []
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if isinstance(node, ast.Name):
+            return ".".join([node.id, *reversed(parts)])
+        return None
+
+    def private(name: str) -> bool:
+        return any(p.startswith("_") and not p.startswith("__") for p in name.split("."))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith("torch") and private(a.name)]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torch"):
+            names = [f"{node.module}.{a.name}" for a in node.names]
+            found += [name for name in names if private(name)]
+        elif isinstance(node, ast.Attribute):
+            name = dotted(node)
+            if name and name.split(".")[0] in {"torch", "optimizer"} and private(name):
+                found.append(name)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "getattr"
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+            and private(node.args[1].value)
+        ):
+            found.append(f"getattr({dotted(node.args[0])}, {node.args[1].value!r})")
+    return found
+
+
+def test_private_torch_names_are_read_only_in_optim_and_with_a_fallback():
+    """Issue 24: nothing in tavaal/ imports a private torch module; the only private torch names
+    read anywhere are the two wrappers tavaal.optim recognises, each through getattr with a
+    default (so a torch without them falls back to its own methods:
+    test_unknown_wrappers_fall_back_to_torchs_methods), on every torch CI installs."""
+    from pathlib import Path
+
+    package = Path(optim.__file__).parent
+    uses = {
+        str(path.relative_to(package)): found
+        for path in sorted(package.rglob("*.py"))
+        if (found := _private_torch_uses(path))
+    }
+    assert uses == {
+        "optim.py": [
+            "getattr(optimizer, '_use_grad_for_differentiable')",
+            "getattr(torch, '_disable_dynamo')",
+        ]
+    }
+    # And torch still has them (else the saving is gone silently: test_job_startup shows it too).
+    assert optim._use_grad_code() is not None and optim._disable_dynamo_code() is not None
+
+
+def test_the_private_name_scan_sees_imports_attributes_and_getattr(tmp_path):
+    source = tmp_path / "uses.py"
+    source.write_text(
+        "import torch._dynamo\nfrom torch._C import _foo\nimport torch\n"
+        "x = torch.nn._reduction\ny = getattr(torch, '_private', None)\nz = torch.__version__\n"
+    )
+    assert _private_torch_uses(source) == [
+        "torch._dynamo",
+        "torch._C._foo",
+        "torch.nn._reduction",
+        "getattr(torch, '_private')",
+    ]

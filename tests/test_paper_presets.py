@@ -54,7 +54,7 @@ TAVAAL_SMALL = {
     "vae.vae_steps": (1, TAVAAL_CODE + ": num_vae_steps = 1"),
     "vae.disc_steps": (1, TAVAAL_CODE + ": num_adv_steps = 1"),
     "vae.kl_reduction": ("mean", TAVAAL_CODE + ": KLD averaged"),
-    "vae.init": ("official", TAVAAL_CODE + ": VAE.weight_init, as it acts (README)"),
+    "vae.init": ("official", TAVAAL_CODE + ": VAE.weight_init, as it acts (docs/deviations.md)"),
     "ranker.weight": (1.0, TAVAAL_T1 + " (eta)"),
     "ranker.margin": (1.0, TAVAAL_CODE + ": MARGIN = 1.0 (xi, Learning Loss)"),
     "ranker.detach_epoch": (
@@ -77,7 +77,7 @@ VAAL_CIFAR = {
     "vae.beta": (1.0, VAAL_T3 + " (beta)"),
     "vae.recon_weight": (1.0, VAAL_T3 + " (lambda_1)"),
     "vae.adversary_weight": (1.0, VAAL_T3 + " (lambda_2)"),
-    "vae.init": ("official", VAAL_CODE + ": model.py VAE.weight_init, as it acts (README)"),
+    "vae.init": ("official", VAAL_CODE + ": model.py VAE.weight_init, as it acts"),
     "vae.train_on": ("pool", "VAAL Alg. 1: VAE and D on labeled + whole unlabeled pool"),
     "vae.vae_steps": (2, VAAL_CODE + ": num_vae_steps = 2"),
     "vae.disc_steps": (1, VAAL_CODE + ": num_adv_steps = 1"),

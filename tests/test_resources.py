@@ -86,8 +86,8 @@ def test_experiment_estimate_counts_the_jobs_of_the_workflow():
 
 
 def test_readme_preset_hours_are_the_estimates():
-    """The README's preset table shows what `tavaal estimate` computes, not typed numbers."""
-    readme = (REPO / "README.md").read_text()
+    """The presets page's table shows what `tavaal estimate` computes, not typed numbers."""
+    readme = (REPO / "docs" / "presets.md").read_text()
     rows = re.findall(r"^\| `(\w+)` \|.*\| ([\d.]+) \|$", readme, re.M)
     shown = {name: float(hours) for name, hours in rows if (REPO / f"presets/{name}.yaml").exists()}
     # Every paper preset (vaal_*, tavaal_*, segmentation ones included) has its row.

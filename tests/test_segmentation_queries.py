@@ -47,7 +47,7 @@ def _tiny(input_shape, num_classes, dropout=0.0):
 @pytest.fixture(scope="module", autouse=True)
 def tiny_model_registered():
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(drn_module._REGISTRY, TINY, _tiny)
+        patch.setitem(drn_module.SEGMENTATION_MODELS._entries, TINY, _tiny)
         yield
 
 

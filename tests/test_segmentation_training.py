@@ -53,7 +53,7 @@ def tiny_model_registered():
     """`drn_tiny_test` is known while this file's tests run, and only then (other files list
     the registry)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(drn_module._REGISTRY, TINY, _tiny)
+        patch.setitem(drn_module.SEGMENTATION_MODELS._entries, TINY, _tiny)
         yield
 
 

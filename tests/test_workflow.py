@@ -41,7 +41,7 @@ from tavaal.strategies import list_strategies, strategy_class
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
 PRESETS = sorted((REPO / "presets").glob("*.yaml"))
-# Editing a workflow script must not rerun jobs: the policy documented in the README.
+# Editing a workflow script must not rerun jobs: the policy in docs/workflow.md.
 TRIGGERS = ["--rerun-triggers", "mtime", "params", "input"]
 ADVERSARIAL = {"vaal", "tavaal"}
 
@@ -981,19 +981,19 @@ def test_readme_results_of_a_tiny_run(tiny_run, tmp_path):
     snakemake(tiny_run, "readme_results", *config, "--cores", "1", *TRIGGERS)
     section_path = tiny_run / "results" / "readme_results.md"
     section = section_path.read_text()
-    assert "#### `tiny`" in section
+    assert "## `tiny`" in section
     assert "methods: Random and TA-VAAL." in section
     # Spearman's rho as the loss-vs-likelihood figure computed it.
     table = pd.read_csv(tiny_run / "results/tiny/tables/loss_vs_likelihood.csv")
     rho = table.set_index("method").loc["tavaal", "spearman_rho"]
     shown = re.search(r"^\| TA-VAAL \| ([+−]\d\.\d\d) \| (?:< )?\d\.\d{3} \|", section, re.M)
     assert shown and float(shown.group(1).replace("−", "-")) == pytest.approx(rho, abs=0.006)
-    readme = tmp_path / "README.md"
-    shutil.copy(REPO / "README.md", readme)
+    readme = tmp_path / "default.md"
+    shutil.copy(REPO / "docs/results/default.md", readme)
     assert cli.main(["readme-update", str(readme), str(section_path)]) == 0
     text = readme.read_text()
     assert section.strip() in text
-    original = (REPO / "README.md").read_text()
+    original = (REPO / "docs/results/default.md").read_text()
     assert (
         text.split("<!-- results:default:begin -->")[0]
         == original.split("<!-- results:default:begin -->")[0]

@@ -1,7 +1,8 @@
 """Rule figure_adversary_map: what the VAE + D of the shown two-moons query learned (issue 9)."""
 
+from tavaal.adversary_replay import replay_adversary_maps
 from tavaal.config import ExperimentConfig
-from tavaal.report import adversary_map_figure, save_figure
+from tavaal.report import plot_adversary_map, save_figure
 from tavaal.stage import workflow_job
 
 # Set by the script preamble that Snakemake puts in front of this file.
@@ -9,7 +10,7 @@ snakemake = globals()["snakemake"]
 
 with workflow_job(snakemake.log[0]) as log:
     settings = dict(snakemake.params.experiment)
-    figure = adversary_map_figure(
+    dataset, maps = replay_adversary_maps(
         ExperimentConfig.from_dict(settings.pop("name"), settings),
         snakemake.input.labeled,
         snakemake.input.scores,
@@ -20,5 +21,5 @@ with workflow_job(snakemake.log[0]) as log:
         device=snakemake.config["device"],
         log=log,
     )
-    save_figure(figure, snakemake.output[0])
+    save_figure(plot_adversary_map(dataset.x_train, dataset.y_train, maps), snakemake.output[0])
     log(f"wrote {snakemake.output[0]}")

@@ -18,4 +18,4 @@ with workflow_job(snakemake.log[0]) as log:
         experiments=snakemake.params.experiments,
     )
     Path(snakemake.output[0]).write_text(text)
-    log(f"wrote {snakemake.output[0]}; put it in the README with `tavaal readme-update`")
+    log(f"wrote {snakemake.output[0]}; put it in its docs page with `tavaal readme-update`")

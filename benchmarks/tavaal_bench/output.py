@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
+
+from tavaal.atomic import atomic_write_text
 
 
 def _finite(value):
@@ -22,11 +23,7 @@ def _finite(value):
 def write_results(results: dict, out: Path) -> dict:
     """Write `results` to `out` as JSON (NaN / infinity as null); return what was written."""
     results = _finite(results)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, out)
+    atomic_write_text(out, json.dumps(results, indent=2) + "\n")
     return results
 
 

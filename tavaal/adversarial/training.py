@@ -46,6 +46,7 @@ from tavaal.adversarial.objectives import (
     plain_vae_objective,
     vae_objective,
 )
+from tavaal.atomic import atomic_write
 from tavaal.config import VAEConfig
 from tavaal.errors import CheckpointError
 from tavaal.models import PixelDiscriminator, build_discriminator, build_vae
@@ -204,117 +205,195 @@ def train_adversary(
     device = torch.device(device) if device is not None else data.bank.device
     schedule = training_iterations(cfg, len(data.labeled), len(data.unlabeled))
     total = variant_iterations(variant, schedule)
-    phase = _Phase(variant, cfg, schedule)
     sample_shape = tuple(
         data.bank[torch.zeros(1, dtype=torch.long, device=data.bank.device)].shape[1:]
     )
-
-    seed_everything(seed, stage, "query/adversary/init")
-    vae, disc = build_adversary(sample_shape, cfg, data.conditional, variant)
-    # Everything whose state a resumable checkpoint holds, by its key there.
-    modules: dict = {}
-    if vae is not None:
-        vae.to(device)
-        # torch's Adam with a correctly rounded sqrt (tavaal.portable_adam), without its
-        # torch._dynamo import (tavaal.optim).
-        opt_vae = build_optimizer(PortableAdam, vae.parameters(), lr=cfg.lr)
-        modules.update(vae=vae, vae_optimizer=opt_vae)
-    if disc is not None:
-        disc.to(device)
-        opt_disc = build_optimizer(PortableAdam, disc.parameters(), lr=cfg.disc_lr)
-        modules.update(discriminator=disc, disc_optimizer=opt_disc)
-    noise = torch_generator(seed, stage, "query/adversary/noise", device)
-    batch = _Batches(data, cfg, seed, stage, device)
+    game = _Game.start(data, cfg, variant, schedule, sample_shape, seed, stage, device)
 
     path = Path(checkpoint_path) if checkpoint_path is not None else None
     fingerprint = _fingerprint(data, cfg, seed, stage, total, device, sample_shape, variant)
     state = _load_checkpoint(path, fingerprint, log) if path and path.exists() else None
-    start, vae_losses, disc_losses, seconds_before = 0, [], [], 0.0
     if state is not None:
-        for key, module in modules.items():
-            module.load_state_dict(state[key])
-        torch.set_rng_state(state["rng_cpu"])
-        noise.set_state(state["rng_noise"])
-        if "rng_cuda" in state and device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng_cuda"], device)
-        start = int(state["iteration"])
-        vae_losses = [float(v) for v in state["vae_losses"]]
-        disc_losses = [float(v) for v in state["disc_losses"]]
-        seconds_before = float(state["train_seconds"])
-        log(f"adversary: resumed from {path} at iteration {start}/{total}")
+        game.restore(state, device)
+        log(f"adversary: resumed from {path} at iteration {game.resumed_from}/{total}")
 
-    b = cfg.batch_size
-    log_every = max(1, math.ceil(total / 10))
-    began = time.perf_counter()
-    window_start, window_iter = began, start
-    for module in (vae, disc):
-        if module is not None:
-            module.train()
-    for it in range(start, total):
-        draw = phase.first_draw(it)
-        x = r_dec = r_dis = None
-        for _ in range(phase.vae_updates(it)):
-            x, r_dec, r_dis = batch(draw)
-            draw += 1
-            dtype = next(vae.parameters()).dtype
-            eps = torch.randn((len(x), vae.latent_dim), generator=noise, device=device, dtype=dtype)
-            adversary = disc if variant == ADVERSARIAL else None
-            loss = vae_update(vae, adversary, opt_vae, x, r_dec, r_dis, eps, b, cfg)
-        if variant == FROZEN_VAE and it >= schedule and vae.training:
-            vae.eval()  # frozen from here on: codes from its running batch-norm statistics
-        for step in range(phase.disc_updates(it)):
-            if step > 0 or x is None:
-                x, r_dec, r_dis = batch(draw)
-                draw += 1
-            disc_loss = disc_update(vae, disc, opt_disc, x, r_dis, b)
-        if phase.vae_updates(it):
-            vae_losses.append(float(loss.total.detach()))
-        if phase.disc_updates(it):
-            disc_losses.append(float(disc_loss.detach()))
+    progress = _Progress(total, game.resumed_from, game.seconds_before, log)
+    game.train_mode()
+    for it in range(game.resumed_from, total):
+        game.play(it)
         done = it + 1
-        if done % log_every == 0 or done == total:
-            now = time.perf_counter()
-            rate = (done - window_iter) / max(now - window_start, 1e-9)
-            losses = [
-                f"{name} {values[-1]:.4f}"
-                for name, values in (("vae_loss", vae_losses), ("disc_loss", disc_losses))
-                if values
-            ]
-            log(f"adversary iteration {done}/{total}: {' '.join(losses)} ({rate:.1f} it/s)")
-            window_start, window_iter = now, done
+        progress.report(done, game)
         if _checkpoint_due(path, checkpoint_every, done, total):
-            state = {key: module.state_dict() for key, module in modules.items()}
-            state.update(
-                format=_CHECKPOINT_FORMAT,
-                fingerprint=fingerprint,
-                iteration=done,
-                rng_cpu=torch.get_rng_state(),
-                rng_noise=noise.get_state(),
-                vae_losses=list(vae_losses),
-                disc_losses=list(disc_losses),
-                train_seconds=seconds_before + time.perf_counter() - began,
-            )
-            if device.type == "cuda":
-                state["rng_cuda"] = torch.cuda.get_rng_state(device)
-            _atomic_save(state, path)
+            with atomic_write(path) as tmp:
+                torch.save(game.checkpoint(fingerprint, done, progress.seconds()), tmp)
         if on_iteration is not None:
             on_iteration(done)
-    seconds = seconds_before + time.perf_counter() - began
+    seconds = progress.seconds()
     if path is not None and path.exists():
         path.unlink()
-    for module in (vae, disc):
-        if module is not None:
-            module.eval()
+    game.eval_mode()
     return TrainedAdversary(
-        vae=vae,
-        discriminator=disc,
+        vae=game.vae,
+        discriminator=game.disc,
         iterations=total,
-        vae_losses=vae_losses,
-        disc_losses=disc_losses,
+        vae_losses=game.vae_losses,
+        disc_losses=game.disc_losses,
         train_seconds=seconds,
-        resumed_from=start,
+        resumed_from=game.resumed_from,
         variant=variant,
     )
+
+
+@dataclass
+class _Game:
+    """The VAE, D, their optimizers, the noise generator and the losses: what one adversarial
+    training updates, and what a resumable checkpoint holds."""
+
+    vae: nn.Module | None
+    disc: nn.Module | None
+    opt_vae: torch.optim.Optimizer | None
+    opt_disc: torch.optim.Optimizer | None
+    noise: torch.Generator
+    batch: _Batches
+    phase: _Phase
+    cfg: VAEConfig
+    variant: Variant
+    schedule: int
+    device: torch.device
+    vae_losses: list[float] = dataclasses.field(default_factory=list)
+    disc_losses: list[float] = dataclasses.field(default_factory=list)
+    resumed_from: int = 0
+    seconds_before: float = 0.0
+
+    @classmethod
+    def start(cls, data, cfg, variant, schedule, sample_shape, seed, stage, device) -> _Game:
+        seed_everything(seed, stage, "query/adversary/init")
+        vae, disc = build_adversary(sample_shape, cfg, data.conditional, variant)
+        opt_vae = opt_disc = None
+        if vae is not None:
+            vae.to(device)
+            # torch's Adam with a correctly rounded sqrt (tavaal.portable_adam), without its
+            # torch._dynamo import (tavaal.optim).
+            opt_vae = build_optimizer(PortableAdam, vae.parameters(), lr=cfg.lr)
+        if disc is not None:
+            disc.to(device)
+            opt_disc = build_optimizer(PortableAdam, disc.parameters(), lr=cfg.disc_lr)
+        return cls(
+            vae=vae,
+            disc=disc,
+            opt_vae=opt_vae,
+            opt_disc=opt_disc,
+            noise=torch_generator(seed, stage, "query/adversary/noise", device),
+            batch=_Batches(data, cfg, seed, stage, device),
+            phase=_Phase(variant, cfg, schedule),
+            cfg=cfg,
+            variant=variant,
+            schedule=schedule,
+            device=device,
+        )
+
+    def _modules(self) -> dict:
+        """Everything whose state a resumable checkpoint holds, by its key there."""
+        parts = {
+            "vae": self.vae,
+            "vae_optimizer": self.opt_vae,
+            "discriminator": self.disc,
+            "disc_optimizer": self.opt_disc,
+        }
+        return {key: part for key, part in parts.items() if part is not None}
+
+    def play(self, it: int) -> None:
+        """Iteration `it`: the phase's VAE updates, then its D updates (module doc)."""
+        vae, disc, b = self.vae, self.disc, self.cfg.batch_size
+        draw = self.phase.first_draw(it)
+        x = r_dec = r_dis = None
+        for _ in range(self.phase.vae_updates(it)):
+            x, r_dec, r_dis = self.batch(draw)
+            draw += 1
+            dtype = next(vae.parameters()).dtype
+            eps = torch.randn(
+                (len(x), vae.latent_dim), generator=self.noise, device=self.device, dtype=dtype
+            )
+            adversary = disc if self.variant == ADVERSARIAL else None
+            loss = vae_update(vae, adversary, self.opt_vae, x, r_dec, r_dis, eps, b, self.cfg)
+        if self.variant == FROZEN_VAE and it >= self.schedule and vae.training:
+            vae.eval()  # frozen from here on: codes from its running batch-norm statistics
+        for step in range(self.phase.disc_updates(it)):
+            if step > 0 or x is None:
+                x, r_dec, r_dis = self.batch(draw)
+                draw += 1
+            disc_loss = disc_update(vae, disc, self.opt_disc, x, r_dis, b)
+        if self.phase.vae_updates(it):
+            self.vae_losses.append(float(loss.total.detach()))
+        if self.phase.disc_updates(it):
+            self.disc_losses.append(float(disc_loss.detach()))
+
+    def checkpoint(self, fingerprint: str, iteration: int, seconds: float) -> dict:
+        state = {key: module.state_dict() for key, module in self._modules().items()}
+        state.update(
+            format=_CHECKPOINT_FORMAT,
+            fingerprint=fingerprint,
+            iteration=iteration,
+            rng_cpu=torch.get_rng_state(),
+            rng_noise=self.noise.get_state(),
+            vae_losses=list(self.vae_losses),
+            disc_losses=list(self.disc_losses),
+            train_seconds=seconds,
+        )
+        if self.device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def restore(self, state: dict, device: torch.device) -> None:
+        for key, module in self._modules().items():
+            module.load_state_dict(state[key])
+        torch.set_rng_state(state["rng_cpu"])
+        self.noise.set_state(state["rng_noise"])
+        if "rng_cuda" in state and device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"], device)
+        self.resumed_from = int(state["iteration"])
+        self.vae_losses = [float(v) for v in state["vae_losses"]]
+        self.disc_losses = [float(v) for v in state["disc_losses"]]
+        self.seconds_before = float(state["train_seconds"])
+
+    def train_mode(self) -> None:
+        for module in (self.vae, self.disc):
+            if module is not None:
+                module.train()
+
+    def eval_mode(self) -> None:
+        for module in (self.vae, self.disc):
+            if module is not None:
+                module.eval()
+
+
+class _Progress:
+    """A log line every tenth of the iterations (losses, iterations per second), and the
+    training seconds counted across resumptions."""
+
+    def __init__(
+        self, total: int, start: int, seconds_before: float, log: Callable[[str], None]
+    ) -> None:
+        self.total, self.log, self.seconds_before = total, log, seconds_before
+        self.every = max(1, math.ceil(total / 10))
+        self.began = time.perf_counter()
+        self.window_start, self.window_iter = self.began, start
+
+    def report(self, done: int, game: _Game) -> None:
+        if done % self.every and done != self.total:
+            return
+        now = time.perf_counter()
+        rate = (done - self.window_iter) / max(now - self.window_start, 1e-9)
+        losses = [
+            f"{name} {values[-1]:.4f}"
+            for name, values in (("vae_loss", game.vae_losses), ("disc_loss", game.disc_losses))
+            if values
+        ]
+        self.log(f"adversary iteration {done}/{self.total}: {' '.join(losses)} ({rate:.1f} it/s)")
+        self.window_start, self.window_iter = now, done
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.began
 
 
 def encode_batch(vae: nn.Module, x: Tensor, labeled_count: int, separate: bool):
@@ -410,13 +489,6 @@ def _fingerprint(data, cfg, seed, stage, total, device, sample_shape, variant) -
     for array in (data.labeled, data.unlabeled, data.indices, data.decoder_r, data.disc_r):
         digest.update(b"|" if array is None else np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
-
-
-def _atomic_save(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 def _load_checkpoint(path: Path, fingerprint: str, log) -> dict | None:

@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 
 from tavaal.errors import DatasetError
+from tavaal.registry import Registry
 
 Task = Literal["classification", "segmentation"]
 TASKS: tuple[str, ...] = ("classification", "segmentation")
@@ -164,7 +165,7 @@ class _Registration:
     files: bool = False
 
 
-_REGISTRY: dict[str, _Registration] = {}
+DATASETS: Registry[_Registration] = Registry("dataset", DatasetError)
 
 
 def register_dataset(
@@ -200,17 +201,11 @@ def register_dataset(
         sizes = (n_train, n_test)
 
     def decorate(builder: Builder) -> Builder:
-        if name in _REGISTRY:
-            raise ValueError(f"dataset {name!r} is registered twice")
-        _REGISTRY[name] = _Registration(
-            builder,
-            raw_source,
-            sizes,
-            tuple(input_shape) if input_shape else None,
-            class_groups,
-            task,
-            files=files,
+        shape = tuple(input_shape) if input_shape else None
+        registration = _Registration(
+            builder, raw_source, sizes, shape, class_groups, task, files=files
         )
+        DATASETS.add(name, registration)
         return builder
 
     return decorate
@@ -230,12 +225,12 @@ def register_image_folder(
     Declaring the same name again replaces the earlier declaration (a config is read once per
     process, tests read several); the name of a dataset registered in code is refused.
     """
-    existing = _REGISTRY.get(name)
+    existing = DATASETS.find(name)
     if existing is not None and existing.image_folder is None:
         raise DatasetError(
             f"image_folders.{name}: {name!r} is the name of a built-in dataset; choose another"
         )
-    _REGISTRY[name] = _Registration(
+    registration = _Registration(
         builder,
         None,
         (n_train, n_test),
@@ -244,6 +239,7 @@ def register_image_folder(
         image_folder=spec,
         files=files,
     )
+    DATASETS.add(name, registration, replace=True)
 
 
 def image_folder_of(name: str):
@@ -254,21 +250,16 @@ def image_folder_of(name: str):
 def list_datasets(image_folders: bool = True) -> list[str]:
     """Sorted names of the registered datasets; without the image folders a config declared
     when `image_folders` is False (the built-in datasets alone)."""
-    return sorted(n for n, r in _REGISTRY.items() if image_folders or r.image_folder is None)
+    return [n for n, r in DATASETS.items() if image_folders or r.image_folder is None]
 
 
 def list_raw_sources() -> list[str]:
     """Sorted names of the raw sources the registered datasets read (cifar10, svhn, ...)."""
-    return sorted({r.raw_source for r in _REGISTRY.values() if r.raw_source is not None})
+    return sorted({r.raw_source for _, r in DATASETS.items() if r.raw_source is not None})
 
 
 def _registration(name: str) -> _Registration:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise DatasetError(
-            f"unknown dataset {name!r}; known: {', '.join(list_datasets())}"
-        ) from None
+    return DATASETS.get(name)
 
 
 def get_builder(name: str) -> Builder:

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from tavaal.atomic import fsync_folder
 from tavaal.data.image_files import ImageFiles
 from tavaal.data.image_folder import (
     FILES,
@@ -169,7 +170,7 @@ def prepare_dataset(
         if splits.files is not None:
             files = json.dumps(splits.files, indent=1, sort_keys=True) + "\n"
             _write_bytes(staging / FILES, files.encode())
-        _fsync_dir(staging)
+        fsync_folder(staging)
         try:
             os.rename(staging, folder)
         except OSError:
@@ -177,7 +178,7 @@ def prepare_dataset(
                 raise
             # Another job prepared it first; with fixed seeds its files equal ours.
             shutil.rmtree(staging)
-        _fsync_dir(data_dir)
+        fsync_folder(data_dir)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise DatasetError(f"dataset {name!r}: cannot write {folder}: {exc}") from exc
@@ -468,20 +469,6 @@ def _write_bytes(path: Path, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    # Makes the directory entries (and the rename) durable; not every filesystem allows it.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _damaged(path: Path, problem: str) -> DatasetError:

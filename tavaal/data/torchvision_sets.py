@@ -24,7 +24,6 @@ instead, by `tavaal.data.raw_sources`, which accepts more layouts and verifies e
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
 import shutil
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from tavaal.atomic import atomic_write
 from tavaal.data import raw_sources
 from tavaal.data.imbalance import imbalance_train, ratio_counts
 from tavaal.data.raw_sources import LAYOUTS
@@ -202,13 +202,12 @@ def _gunzip_missing(folder: Path) -> None:
         target, packed = folder / name, folder / f"{name}.gz"
         if target.is_file() or not packed.is_file():
             continue
-        partial = folder / f".{name}.tmp-{os.getpid()}"
         try:
-            with gzip.open(packed, "rb") as source, partial.open("wb") as sink:
-                shutil.copyfileobj(source, sink)
-            os.replace(partial, target)  # never leave a half-extracted file under the real name
+            # Never a half-extracted file under the real name.
+            with atomic_write(target) as partial:
+                with gzip.open(packed, "rb") as source, partial.open("wb") as sink:
+                    shutil.copyfileobj(source, sink)
         except (OSError, EOFError) as exc:
-            partial.unlink(missing_ok=True)
             raise DatasetError(f"{packed}: cannot extract: {exc}") from exc
 
 

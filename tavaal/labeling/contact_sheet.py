@@ -7,12 +7,12 @@ labeling from the sheet (or checking a labels file against it) can find each row
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from tavaal.atomic import atomic_write
 from tavaal.data.image_reader import read_rgb
 from tavaal.labeling.images import letterboxed
 
@@ -70,11 +70,5 @@ def write_contact_sheet(
         x, y = cell_origin(index, thumb=thumb, columns=columns, titled=titled)
         sheet.paste(letterboxed(read_rgb(path), thumb), (x, y))
         draw.text((x, y + thumb + 1), f"#{index + 1}  id {sample_id}", fill=_TEXT, font=font)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_write(out) as tmp:
         sheet.save(tmp, format="PNG")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)

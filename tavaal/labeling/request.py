@@ -19,12 +19,11 @@ import csv
 import hashlib
 import io
 import json
-import os
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tavaal.atomic import atomic_write_text
 from tavaal.errors import LabelingError
 
 COLUMNS = ("sample_id", "path", "label")
@@ -225,8 +224,7 @@ def write_labels(request: LabelRequest, labels: Mapping[int, str]) -> bytes:
     writer.writerow(COLUMNS)
     for sample in request.samples:
         writer.writerow([sample.sample_id, sample.path, labels.get(sample.sample_id, "")])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_text(path, out.getvalue())
+    atomic_write_text(path, out.getvalue())
     return out.getvalue().encode("utf-8")
 
 
@@ -248,14 +246,14 @@ def write_request(
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     writer.writerows((int(s), p, "") for s, p in zip(sample_ids, paths, strict=True))
-    _write_text(folder / TO_LABEL, out.getvalue())
+    atomic_write_text(folder / TO_LABEL, out.getvalue())
     request = {
         **about,
         "classes": list(classes),
         "labels_file": str(labels_file),
         "to_label": str(folder / TO_LABEL),
     }
-    _write_text(folder / REQUEST_NAME, json.dumps(request, indent=2) + "\n")
+    atomic_write_text(folder / REQUEST_NAME, json.dumps(request, indent=2) + "\n")
     title = (
         f"{about['experiment']} / {about['method']} / seed {about['seed']} / stage "
         f"{about['stage']}: {len(paths)} images to label -> {labels_file}"
@@ -323,23 +321,3 @@ def check_unchanged(
 def digest(path: Path) -> str:
     """sha256 of a labels file, recorded with the labeled set built from it."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write `path` atomically and durably: a temporary file, flushed to disk, then renamed."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with tmp.open("w", newline="", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    # The rename itself survives a power cut only once the folder is flushed too.
-    if hasattr(os, "O_DIRECTORY"):
-        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)

@@ -11,6 +11,7 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 from tavaal.errors import ConfigError
+from tavaal.registry import Registry
 
 
 @dataclass
@@ -76,35 +77,23 @@ class TaskModel(nn.Module, ABC):
 
 
 Builder = Callable[[tuple[int, ...], int, float], TaskModel]
-_REGISTRY: dict[str, Builder] = {}
+TASK_MODELS: Registry[Builder] = Registry("task model", ConfigError)
 
 
 def register_task_model(name: str) -> Callable[[Builder], Builder]:
     """Decorator: make a builder ``(input_shape, num_classes, dropout) -> TaskModel`` known."""
-
-    def decorate(builder: Builder) -> Builder:
-        if name in _REGISTRY:
-            raise ValueError(f"task model {name!r} registered twice")
-        _REGISTRY[name] = builder
-        return builder
-
-    return decorate
+    return TASK_MODELS.register(name)
 
 
 def list_task_models() -> list[str]:
-    return sorted(_REGISTRY)
+    return TASK_MODELS.names()
 
 
 def build_task_model(
     name: str, input_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0
 ) -> TaskModel:
     """Build the task learner `name` for inputs of shape (C, H, W) or (D,)."""
-    try:
-        builder = _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown task model {name!r}; known: {', '.join(list_task_models())}"
-        ) from None
+    builder = TASK_MODELS.get(name)
     return builder(tuple(int(s) for s in input_shape), int(num_classes), float(dropout))
 
 

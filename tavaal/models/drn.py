@@ -55,6 +55,7 @@ from torch import Tensor, nn
 from tavaal.errors import ConfigError
 from tavaal.models.base import image_shape, kaiming_init
 from tavaal.models.resnet import BasicBlock
+from tavaal.registry import Registry
 
 # Channels of levels 0-8 (table above).
 DRN_WIDTHS = (16, 16, 32, 64, 128, 256, 512, 512, 512)
@@ -192,25 +193,18 @@ def build_drn(
 
 
 SegmentationBuilder = Callable[[tuple[int, ...], int, float], nn.Module]
-_REGISTRY: dict[str, SegmentationBuilder] = {}
+SEGMENTATION_MODELS: Registry[SegmentationBuilder] = Registry("segmentation model", ConfigError)
 
 
 def register_segmentation_model(
     name: str,
 ) -> Callable[[SegmentationBuilder], SegmentationBuilder]:
     """Decorator: make a builder ``(input_shape, num_classes, dropout) -> model`` known."""
-
-    def decorate(builder: SegmentationBuilder) -> SegmentationBuilder:
-        if name in _REGISTRY:
-            raise ValueError(f"segmentation model {name!r} registered twice")
-        _REGISTRY[name] = builder
-        return builder
-
-    return decorate
+    return SEGMENTATION_MODELS.register(name)
 
 
 def list_segmentation_models() -> list[str]:
-    return sorted(_REGISTRY)
+    return SEGMENTATION_MODELS.names()
 
 
 def build_segmentation_model(
@@ -222,12 +216,7 @@ def build_segmentation_model(
     """Build the segmentation network `name` for (C, H, W) inputs; H and W may differ from one
     batch to the next (the network is fully convolutional), `input_shape` fixes the channels and
     checks the size."""
-    try:
-        builder = _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown segmentation model {name!r}; known: {', '.join(list_segmentation_models())}"
-        ) from None
+    builder = SEGMENTATION_MODELS.get(name)
     return builder(tuple(int(s) for s in input_shape), int(num_classes), float(dropout))
 
 

@@ -14,7 +14,8 @@ One module per concern:
 - `table_files`: tables as csv, markdown and self-contained html files;
 - `figures`: learning curves, selected samples, the adversarial part;
 - `style`: method names, colours and order;
-- `readme`: the README's results section, rendered from a run's files, and its splice.
+- `readme`: the generated results sections (docs/results/), rendered from a run's files, and
+  their splice.
 
 The workflow scripts and the tests import what they use from here.
 """
@@ -25,15 +26,7 @@ from tavaal.report.figures.adversarial import (
     plot_discriminator_histogram,
     plot_loss_vs_likelihood,
 )
-from tavaal.report.figures.adversary_map import (
-    adversary_map,
-    adversary_map_figure,
-    plot_adversary_map,
-    replay_query_adversary,
-    selection_geometry,
-    selection_geometry_table,
-    summarise_geometry,
-)
+from tavaal.report.figures.adversary_map import plot_adversary_map
 from tavaal.report.figures.common import save_figure
 from tavaal.report.figures.curves import plot_accuracy, plot_improvement
 from tavaal.report.figures.selection import (
@@ -49,6 +42,7 @@ from tavaal.report.plain_retraining import (
     read_retraining,
 )
 from tavaal.report.score import ACCURACY, MIOU, Score, score_of
+from tavaal.report.selection_geometry import selection_geometry, summarise_geometry
 from tavaal.report.statistics import (
     area_under_curve,
     improvement_curves,
@@ -85,8 +79,6 @@ __all__ = [
     "SelectionPanel",
     "accuracy_display",
     "accuracy_table",
-    "adversary_map",
-    "adversary_map_figure",
     "adversarial_health_table",
     "aggregate_experiment",
     "area_under_curve",
@@ -120,12 +112,10 @@ __all__ = [
     "plot_selection",
     "read_retraining",
     "read_summary",
-    "replay_query_adversary",
     "sampling_time_table",
     "save_figure",
     "selection_figure",
     "selection_geometry",
-    "selection_geometry_table",
     "summarise_geometry",
     "t_interval",
     "write_summary",

@@ -1,4 +1,5 @@
-"""The README's results section, rendered from a run's own files: no number in it is typed.
+"""The generated results sections (README, docs/results/), rendered from a run's own files: no
+number in them is typed.
 
 `results_section` writes, per experiment, markdown tables of what the workflow's tables show and
 sentences whose words follow from those numbers (a paired interval above 0 "beats" the baseline,
@@ -11,13 +12,13 @@ file.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from tavaal.atomic import atomic_write_bytes
 from tavaal.errors import ReadmeError
 from tavaal.report.score import score_of
 from tavaal.report.statistics import learning_curves
@@ -92,7 +93,7 @@ def experiment_section(
 ) -> str:
     """The subsection of one experiment, from its summary and its loss-vs-likelihood table."""
     has_baseline = baseline in set(summary["method"]) and summary["method"].nunique() > 1
-    blocks = [f"#### `{_experiment(summary)}`", _overview(summary)]
+    blocks = [f"## `{_experiment(summary)}`", _overview(summary)]
     blocks += _accuracy(summary, baseline, has_baseline)
     if has_baseline:
         blocks += _aulc(summary, baseline, confidence)
@@ -117,7 +118,7 @@ def study_section(
 
     base = method_label(baseline)
     blocks = [
-        f"#### Study `{name}`",
+        f"## Study `{name}`",
         f"Each row changes what it says against the study's first experiment. Area under the "
         f"learning curve minus {base}'s in {study_score(table).points}, paired by seed, with a "
         f"{confidence:.0%} t interval; the VAE's reconstruction error over the mean image's "
@@ -437,9 +438,4 @@ def update_readme(
     # Bytes, not text mode: line endings outside the markers stay exactly as they were.
     readme = readme_path.read_bytes().decode("utf-8")
     text = splice_results(readme, section_path.read_bytes().decode("utf-8"), name)
-    tmp = readme_path.with_name(f".{readme_path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(text.encode("utf-8"))
-        os.replace(tmp, readme_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_bytes(readme_path, text.encode("utf-8"))

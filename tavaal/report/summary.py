@@ -10,13 +10,13 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from tavaal.atomic import atomic_write
 from tavaal.data import class_count_entropy
 from tavaal.pool import ALL_METHODS, read_labeled, read_scores
 from tavaal.report.style import method_order
@@ -200,14 +200,8 @@ def aggregate_experiment(
 
 def write_summary(summary: pd.DataFrame, path: str | Path) -> None:
     """Parquet, written atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_write(path) as tmp:
         summary.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_summary(path: str | Path) -> pd.DataFrame:

@@ -63,7 +63,7 @@ def train_query_adversary(
 ) -> QueryAdversary:
     """Train the VAE + D of one query (TA-VAAL if conditional), seeded from (seed, stage): the
     same context gives the same adversary, so diagnostics can retrain exactly what a finished
-    query used (`tavaal.report.figures.adversary_map`)."""
+    query used (`tavaal.adversary_replay`)."""
     cfg = ctx.experiment.vae
     info = ctx.dataset.info
     labeled = np.asarray(ctx.labeled, dtype=np.int64)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import time
 
-from tavaal.strategies import register_strategy
 from tavaal.strategies._common import (
     ensemble_scores,
     log_done,
@@ -14,6 +13,7 @@ from tavaal.strategies._common import (
     require_models,
 )
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table, top_k
+from tavaal.strategies.registry import register_strategy
 from tavaal.training import ENSEMBLE
 from tavaal.uncertainty import with_tie_break
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-from tavaal.strategies import register_strategy
 from tavaal.strategies._common import (
     candidate_entropy,
     log_done,
@@ -12,6 +11,7 @@ from tavaal.strategies._common import (
     require_models,
 )
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table, top_k
+from tavaal.strategies.registry import register_strategy
 
 
 @register_strategy

@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 
-from tavaal.strategies import register_strategy
 from tavaal.strategies._common import infer, log_done, mean_summary, require_models
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table, top_k
+from tavaal.strategies.registry import register_strategy
 from tavaal.training import MARGIN_RANKER
 
 

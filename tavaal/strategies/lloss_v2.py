@@ -3,8 +3,8 @@ v2'): the same query as lloss, the candidates with the highest predicted loss (r
 
 from __future__ import annotations
 
-from tavaal.strategies import register_strategy
 from tavaal.strategies.lloss import PredictedLoss
+from tavaal.strategies.registry import register_strategy
 from tavaal.training import RANKING_RANKER
 
 

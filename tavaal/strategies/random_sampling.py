@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from tavaal.strategies import register_strategy
 from tavaal.strategies._common import log_done
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table, top_k
+from tavaal.strategies.registry import register_strategy
 
 
 @register_strategy

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from tavaal.adversarial import ADVERSARIAL
-from tavaal.strategies import register_strategy
 from tavaal.strategies._adversarial import adversarial_query
 from tavaal.strategies._common import require_models
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy
+from tavaal.strategies.registry import register_strategy
 from tavaal.training import RANKING_RANKER
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from tavaal.adversarial import ADVERSARIAL
-from tavaal.strategies import register_strategy
 from tavaal.strategies._adversarial import adversarial_query
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy
+from tavaal.strategies.registry import register_strategy
 
 
 @register_strategy

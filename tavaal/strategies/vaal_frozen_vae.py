@@ -4,9 +4,9 @@ adversarially; D learns to tell labeled from unlabeled on its fixed latent codes
 from __future__ import annotations
 
 from tavaal.adversarial import FROZEN_VAE
-from tavaal.strategies import register_strategy
 from tavaal.strategies._adversarial import adversarial_query
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy
+from tavaal.strategies.registry import register_strategy
 
 
 @register_strategy

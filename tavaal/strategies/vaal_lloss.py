@@ -5,10 +5,10 @@ trained with the ranking loss (TA-VAAL eq. 1)."""
 from __future__ import annotations
 
 from tavaal.adversarial import ADVERSARIAL
-from tavaal.strategies import register_strategy
 from tavaal.strategies._adversarial import adversarial_query
 from tavaal.strategies._common import require_models
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy
+from tavaal.strategies.registry import register_strategy
 from tavaal.training import MARGIN_RANKER
 
 

@@ -4,9 +4,9 @@ on the image space to tell labeled from unlabeled samples."""
 from __future__ import annotations
 
 from tavaal.adversarial import PIXEL_DISCRIMINATOR
-from tavaal.strategies import register_strategy
 from tavaal.strategies._adversarial import adversarial_query
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy
+from tavaal.strategies.registry import register_strategy
 
 
 @register_strategy

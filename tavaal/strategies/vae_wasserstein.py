@@ -4,9 +4,9 @@ candidates whose latent Gaussians lie farthest from the labeled set's cluster ce
 from __future__ import annotations
 
 from tavaal.adversarial import PLAIN_VAE
-from tavaal.strategies import register_strategy
 from tavaal.strategies._adversarial import wasserstein_query
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy
+from tavaal.strategies.registry import register_strategy
 
 
 @register_strategy

@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from deterministic import parameter_value, summary, uniform  # noqa: E402
 
-# The commits the goldens are of (README, "Equal to the official codes").
+# The commits the goldens are of (docs/methods.md, "Equal to the official codes").
 PINNED = {
     "sinhasam/vaal": "67263f32665990a9408430a86df5b6ecd96a812d",
     "cubeyoung/TA-VAAL": "11610718c431f848d19aa6a94b781dfc0dcfd81d",
