@@ -495,12 +495,12 @@ def test_a_train_job_whose_processes_fail_exits_non_zero_with_their_error(tmp_pa
     assert not (work / target).exists()
 
 
-def test_readme_cost_table_shows_the_longest_training_job_on_1_4_8_gpus():
+def test_presets_cost_table_shows_the_longest_training_job_on_1_4_8_gpus():
     from tavaal.config import merge_configs
     from tavaal.resources import longest_training_text
 
-    readme = (REPO / "README.md").read_text()
-    rows = re.findall(r"^\| `(\w+)` \|.*\| ([\d./-]+) \| [\d.]+ \|$", readme, re.M)
+    page = (REPO / "docs" / "presets.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \|.*\| ([\d./-]+) \| [\d.]+ \|$", page, re.M)
     shown = {name: text for name, text in rows if (REPO / f"presets/{name}.yaml").exists()}
     assert {"vaal_imagenet", "vaal_caltech256", "vaal_cityscapes"} <= set(shown)
     for name, text in shown.items():
