@@ -495,8 +495,9 @@ def train_initial_input(wildcards):
 
 
 def query_input(stage):
-    """Input function of the query of `stage`: its labeled set, the dataset, and the stage's
-    task checkpoint only for methods that read the task model (random and VAAL do not)."""
+    """Input function of the query of `stage`: its labeled set, the dataset, the stage's task
+    checkpoint only for methods that read the task model (random and VAAL do not), and the
+    user's embedding file for methods that read it (`embedding.source: file`)."""
 
     def inputs(wildcards):
         w = wildcards
@@ -506,6 +507,10 @@ def query_input(stage):
         }
         if uses_task_model(w.method):
             files["model"] = run_file(w.experiment, w.method, w.seed, stage, "model.pt")
+        embedding = EXPERIMENTS[w.experiment].embedding
+        if strategy_class(w.method).reads_embedding and embedding.source == "file":
+            # The user's embedding file: a new one reruns the queries that read it.
+            files["embedding"] = embedding.path
         return files
 
     return inputs

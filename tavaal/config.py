@@ -152,6 +152,17 @@ class QueryConfig:
 
 
 @dataclass(frozen=True)
+class EmbeddingConfig:
+    """What the embedding-based methods (`Strategy.reads_embedding`: typiclust, probcover)
+    select on: the stage's task learner's penultimate features ("task_model"), or a file a
+    person brings ("file": `path`, a .npy array with one row per train sample, e.g. the
+    features of a pretrained network; `tavaal.data.embeddings`)."""
+
+    source: Literal["task_model", "file"] = "task_model"
+    path: str = ""
+
+
+@dataclass(frozen=True)
 class OracleConfig:
     """Who answers a query (VAAL §3.3, §5.2): the ideal oracle (noise 0) or a noisy one.
 
@@ -209,6 +220,7 @@ class ExperimentConfig:
     ranker: RankerConfig = field(default_factory=RankerConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
     query: QueryConfig = field(default_factory=QueryConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     oracle: OracleConfig = field(default_factory=OracleConfig)
 
     @classmethod
@@ -287,6 +299,10 @@ class ExperimentConfig:
             )
         if self.query.mc_samples < 2 or self.query.ensemble_size < 2:
             raise ConfigError(f"{where}.query: mc_samples and ensemble_size must be >= 2")
+        if self.embedding.source == "file" and not self.embedding.path:
+            raise ConfigError(f"{where}.embedding.path: source 'file' needs the .npy file's path")
+        if self.embedding.source != "file" and self.embedding.path:
+            raise ConfigError(f"{where}.embedding.path: only read with source 'file'")
 
     def _validate_crop(self, where: str) -> None:
         """The resized crop's ranges: an area fraction in (0, 1], a positive aspect ratio, each
@@ -382,6 +398,14 @@ class ExperimentConfig:
         if train["augmentation"] == "pad_crop":
             return {key: value for key, value in train.items() if key not in later}
         return {key: value for key, value in train.items() if key != "crop_padding"}
+
+    def embedding_settings(self) -> dict[str, Any]:
+        """What an embedding-based query depends on: the source, and a file's contents (its
+        sha256), not its path."""
+        if self.embedding.source == "file":
+            digest = file_sha256(self.embedding.path, "embedding.path")
+            return {"embedding": {"source": "file", "sha256": digest}}
+        return {"embedding": {"source": self.embedding.source}}
 
     def pool_settings(self) -> dict[str, Any]:
         """What the initial pool (and the held-out validation split) depend on."""

@@ -37,6 +37,7 @@ from tavaal.config import ExperimentConfig
 from tavaal.data import known_input_shape, known_split_sizes, known_task, stored_as_files
 from tavaal.errors import ConfigError
 from tavaal.strategies import strategy_class
+from tavaal.strategies.badge import FEATURE_BLOCK_BYTES as BADGE_BLOCK_BYTES
 from tavaal.training import TrainingRecipe, ensemble_members
 
 SAFETY_MEMORY = 1.5
@@ -293,6 +294,18 @@ def query_estimate(exp: ExperimentConfig, method: str, stage: int, device: str) 
         if method == "coreset":
             seconds += labeled / rate
             memory += _mb(2 * 4 * (labeled + candidates) * embedding_dim)
+        if method in ("typiclust", "probcover"):
+            # The embeddings of labeled ∪ candidates, float32 and k-means' float64 copy, and
+            # one block of typicality distances (`tavaal.uncertainty.typicality`).
+            memory += _mb(12 * (labeled + candidates) * embedding_dim) + 64
+        if method == "badge":
+            # The candidates' float32 features (and their device copy), two float64 (N, K)
+            # residual arrays and one float64 block of features (`kmeans_pp_seeding`).
+            memory += _mb(
+                2 * 4 * candidates * embedding_dim
+                + 2 * 8 * candidates * MAX_CLASSES
+                + min(BADGE_BLOCK_BYTES, 8 * candidates * embedding_dim)
+            )
     if strategy.adversary is not None:
         pool = _adversary_pool(exp, candidates, unlabeled)
         memory += _mb(_bank_gather_bytes(exp, shape, labeled + pool))

@@ -17,6 +17,7 @@ from tavaal.data import (
     list_datasets,
     open_prepared,
 )
+from tavaal.data.embeddings import read_embedding_file
 from tavaal.distributed import check_supported
 from tavaal.errors import ConfigError
 from tavaal.strategies import list_strategies, strategy_class
@@ -36,6 +37,12 @@ def check_experiment(
     task.check_experiment(exp, where)
     for method in exp.methods:
         _check_choice(f"{where}.methods", "method", method, list_strategies())
+        if task.name not in strategy_class(method).tasks:
+            raise ConfigError(
+                f"{where}.methods: {method!r} selects on "
+                f"{' and '.join(strategy_class(method).tasks)} datasets only; {exp.dataset} is "
+                f"a {task.name} dataset"
+            )
     _check_model_builds(exp, where, task)
     sampling_dropout = [m for m in exp.methods if strategy_class(m).needs_dropout]
     if sampling_dropout and exp.train.dropout == 0:
@@ -60,6 +67,9 @@ def check_experiment(
     n_train = _train_split_size(exp.dataset, data_dir)
     if n_train is not None:
         _check_pool(exp, where, n_train)
+    embedded = [m for m in exp.methods if strategy_class(m).reads_embedding]
+    if embedded and exp.embedding.source == "file":
+        read_embedding_file(exp.embedding.path, n_train, f"{where}.embedding.path")
     if exp.train.init_weights:
         _check_init_weights(exp, where, data_dir)
 

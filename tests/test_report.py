@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
@@ -69,6 +70,17 @@ def test_method_colors_are_the_same_in_every_process():
     }
     assert len(colors) == 1
     assert report.method_color("vaal") != report.method_color("tavaal")
+
+
+def test_known_methods_have_distinct_colours_and_the_papers_keep_theirs():
+    from tavaal.report.style import METHOD_LABELS
+
+    colours = [report.method_color(m) for m in METHOD_LABELS]
+    assert len(set(colours)) == len(colours)
+    # The papers' methods kept their colours when the newer baselines came: TA-VAAL is the
+    # 14th known method, Dark2's fourth colour.
+    assert report.method_color("random") == matplotlib.colormaps["tab10"].colors[0]
+    assert report.method_color("tavaal") == matplotlib.colormaps["Dark2"].colors[3]
 
 
 def test_learning_curves_mean_and_std_over_seeds():

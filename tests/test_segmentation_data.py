@@ -475,9 +475,9 @@ def test_cli_prepare_cityscapes_with_source(tmp_path, monkeypatch, capsys):
     assert "cityscapes: 4 train / 2 test, 19 classes, input (3, 10, 20)" in out
 
 
-def test_an_experiment_on_a_segmentation_dataset_takes_every_method_but_not_a_classifier():
-    """Every method runs on segmentation; a classifier on a segmentation dataset is refused,
-    its model key named."""
+def test_an_experiment_on_a_segmentation_dataset_takes_its_methods_but_not_a_classifier():
+    """Every method that selects on segmentation (all but BADGE) runs on it; a classifier on a
+    segmentation dataset is refused, its model key named."""
     from tavaal.config import ExperimentConfig
     from tavaal.errors import ConfigError
     from tavaal.strategies import list_strategies
@@ -486,7 +486,7 @@ def test_an_experiment_on_a_segmentation_dataset_takes_every_method_but_not_a_cl
     settings = {
         "dataset": "seg_shapes",
         "model": "drn_d_22",
-        "methods": list_strategies(),
+        "methods": list_strategies("segmentation"),
         "initial_size": 8,
         "budget": 4,
         "train": {"dropout": 0.3},

@@ -36,7 +36,7 @@ from tavaal.validation import check_experiment
 TINY = "drn_tiny_test"
 TINY_WIDTHS = (8, 8, 8, 16, 16, 32, 32, 32, 32)
 SEG = get_task("segmentation")
-METHODS = list_strategies()
+METHODS = list_strategies("segmentation")
 FAST = settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -225,6 +225,23 @@ def test_entropy_is_the_mean_pixel_entropy_of_the_pooled_logits(shapes):
         inputs = to_tensor_batch(torch.from_numpy(dataset.x_train[candidates]), dataset.info)
         full = mean_pixel_entropy(models.models[0].eval()(inputs).logits).numpy()
     assert not np.allclose(full, pooled, rtol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["margin", "least_confidence"])
+def test_margin_and_least_confidence_are_mean_pixel_values_of_the_pooled_logits(shapes, method):
+    _, dataset = shapes
+    models = make_models(method, dataset.info, 3)
+    candidates = np.arange(20, 30)
+    ctx = make_context(method, dataset, np.arange(8), candidates, 3, models=models)
+    table = get_strategy(method).query(ctx).scores.set_index("index")
+    probs = pixel_probabilities(pooled_logits(models.models[0], dataset, candidates))
+    top_two = np.sort(probs, axis=-1)[..., -2:]
+    if method == "margin":
+        column, expected = "margin", (top_two[..., 1] - top_two[..., 0]).mean(axis=1)
+    else:
+        column, expected = "confidence", top_two[..., 1].mean(axis=1)
+    np.testing.assert_allclose(table.loc[candidates, column], expected, rtol=1e-5)
+    np.testing.assert_allclose(table.loc[candidates, "score"], 1 - expected, rtol=1e-5)
 
 
 def test_entropy_does_not_depend_on_the_inference_batch_size(shapes):

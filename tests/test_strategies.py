@@ -28,11 +28,16 @@ from tavaal.uncertainty import PassScoreStream, bald, entropy, softmax, variatio
 BASELINES = [
     "random",
     "entropy",
+    "margin",
+    "least_confidence",
     "bald",
     "var_ratio",
     "dbal",
     "ensemble_varr",
     "coreset",
+    "badge",
+    "typiclust",
+    "probcover",
     "lloss",
     "lloss_v2",
 ]
@@ -51,11 +56,16 @@ MODEL_STRATEGIES = [name for name in STRATEGIES if strategy_class(name).uses_tas
 METHOD_COLUMNS = {
     "random": set(),
     "entropy": {"entropy"},
+    "margin": {"margin"},
+    "least_confidence": {"confidence"},
     "bald": {"bald", "entropy"},
     "var_ratio": {"var_ratio", "entropy"},
     "dbal": {"entropy"},
     "ensemble_varr": {"var_ratio", "entropy"},
     "coreset": {"min_distance"},
+    "badge": {"gradient_norm"},
+    "typiclust": {"typicality", "cluster"},
+    "probcover": {"coverage_gain"},
     "lloss": {"predicted_loss"},
     "lloss_v2": {"predicted_loss"},
 }
@@ -202,7 +212,7 @@ def test_baselines_are_registered():
     recipes = {name: cls.recipe.name for name, cls in flags.items()}
     assert recipes["ensemble_varr"] == "ensemble"
     assert recipes["lloss"] == "margin_ranker" and recipes["lloss_v2"] == "ranking_ranker"
-    plain = ("random", "entropy", "coreset", "bald", "var_ratio", "dbal")
+    plain = ("random", "entropy", "margin", "least_confidence", "coreset", "badge", "bald")
     assert all(recipes[name] == "plain" for name in plain)
 
 
@@ -583,7 +593,9 @@ def test_streamed_mc_scores_equal_the_formulas_on_the_whole_array(method, batch_
     np.testing.assert_array_equal(ctx.candidate_logits, out.logits)
 
 
-@pytest.mark.parametrize("method", ["entropy", "ensemble_varr", "coreset"])
+@pytest.mark.parametrize(
+    "method", ["entropy", "margin", "ensemble_varr", "coreset", "badge", "typiclust"]
+)
 def test_deterministic_picks_do_not_depend_on_the_inference_batch_size(method):
     # No dropout masks here: the batch size changes at most float32 rounding in the network
     # (matrix products of another shape), not the picks.

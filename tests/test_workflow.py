@@ -315,7 +315,7 @@ def test_validation_fills_the_dataclass_defaults():
     ("bad", "named"),
     [
         ({"train": {"epoch": 3}}, "epoch"),
-        ({"methods": ["random", "badge"]}, "badge"),
+        ({"methods": ["random", "not_a_method"]}, "not_a_method"),
         ({"vae": {"kl_reduction": "max"}}, "max"),
         ({"seeds": [-1]}, "-1"),
     ],
@@ -535,7 +535,7 @@ SEGMENTATION = {
         "seg": {
             "dataset": "seg_shapes",
             "model": "drn_d_22",
-            "methods": list_strategies(),
+            "methods": list_strategies("segmentation"),
             "initial_size": 8,
             "budget": 4,
             "stages": 2,
@@ -547,13 +547,13 @@ SEGMENTATION = {
 
 
 def test_a_segmentation_experiment_plans_every_method_and_its_report(tmp_path):
-    """A segmentation dataset takes every method: the dry run plans one pool, one stage-0
-    training per recipe, every method's query and stage-1 training, and the report (whose
-    learning curves read mIoU, `tests/test_report.py`), and writes nothing."""
+    """A segmentation dataset takes every method that selects on it: the dry run plans one
+    pool, one stage-0 training per recipe, every method's query and stage-1 training, and the
+    report (whose learning curves read mIoU, `tests/test_report.py`), and writes nothing."""
     workdir = workdir_with_config(tmp_path, SEGMENTATION)
     result = snakemake(workdir, "-n", "--configfile", str(workdir / "extra.yaml"))
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
-    methods = len(list_strategies())
+    methods = len(list_strategies("segmentation"))
     assert int(jobs["init_pool"]) == 1 and int(jobs["train_initial"]) == 4
     assert int(jobs["query_stage0"]) == methods and int(jobs["train"]) == methods
     assert {"aggregate", "figure_accuracy", "figure_improvement", "tables"} <= set(jobs)
@@ -1378,7 +1378,7 @@ def test_every_method_runs_two_stages_on_224_pixel_images_read_from_their_files(
 SEG_SHAPES_E2E = {
     "dataset": "seg_shapes",
     "model": "drn_d_22_slim",
-    "methods": list_strategies(),
+    "methods": list_strategies("segmentation"),
     "seeds": [0],
     "initial_size": 12,
     "budget": 6,
@@ -1482,3 +1482,36 @@ def test_every_method_runs_two_stages_of_segmentation_on_seg_shapes(tmp_path):
         assert (results / "seg" / "figures" / f"{name}.png").stat().st_size > 0, name
     rerun = snakemake(work, *args, *TRIGGERS, "-n")
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
+
+
+def test_a_users_embedding_file_is_a_query_input_and_checked_before_any_job(tmp_path):
+    """`embedding.source: file`: the file is an input of the queries of the methods that read
+    it (a new file reruns them), and a bad one stops the dry run with its name and row."""
+    features = np.random.default_rng(0).normal(size=(550, 3))  # moons: 550 train samples
+    experiment = {
+        "dataset": "moons",
+        "model": "mlp",
+        "methods": ["random", "typiclust"],
+        "initial_size": 10,
+        "budget": 5,
+        "stages": 2,
+        "subset_size": 0,
+        "embedding": {"source": "file", "path": "features.npy"},
+    }
+    workdir = workdir_with_config(
+        tmp_path, {"run_experiments": ["emb"], "experiments": {"emb": experiment}}
+    )
+    np.save(workdir / "features.npy", features)
+    result = snakemake(workdir, "-n", "--configfile", str(workdir / "extra.yaml"))
+    queries = re.findall(r"rule query_stage0:\n((?:    .*\n)+)", result.stdout)
+    inputs = {
+        ("typiclust" if "typiclust" in job else "random"): "features.npy" in job for job in queries
+    }
+    assert inputs == {"typiclust": True, "random": False}
+    features[42, 1] = np.nan
+    np.save(workdir / "features.npy", features)
+    failed = snakemake(workdir, "-n", "--configfile", str(workdir / "extra.yaml"), check=False)
+    assert failed.returncode != 0
+    message = failed.stdout + failed.stderr
+    assert "experiments.emb.embedding.path: features.npy: row 42 holds NaN" in message
+    assert not (workdir / "results").exists()

@@ -12,10 +12,15 @@ import pandas as pd
 METHOD_LABELS = {
     "random": "Random",
     "entropy": "Entropy",
+    "margin": "Margin",
+    "least_confidence": "Least confidence",
     "bald": "BALD",
     "var_ratio": "Var. ratio (MC-dropout)",
     "ensemble_varr": "Ensemble w. VarR",
     "coreset": "Core-set",
+    "badge": "BADGE",
+    "typiclust": "TypiClust",
+    "probcover": "ProbCover",
     "lloss": "Learning loss",
     "lloss_v2": "Learning loss v2",
     "vaal": "VAAL",
@@ -38,11 +43,21 @@ def method_label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
+# Baselines newer than the papers (issue 26): their colours come after the papers' methods', so
+# that those keep the colours earlier figures gave them.
+NEWER_BASELINES = ("margin", "least_confidence", "badge", "typiclust", "probcover")
+
+
 def method_color(method: str):
     """One fixed colour per method, the same in every figure of every experiment; the known
-    methods (more than ten) each get their own: tab10, then Dark2's darker shades."""
-    known = list(METHOD_LABELS)
-    palette = [*matplotlib.colormaps["tab10"].colors, *matplotlib.colormaps["Dark2"].colors]
+    methods (more than ten) each get their own: tab10, then Dark2's darker shades, then Set1's
+    (the papers' methods first, the newer baselines after them)."""
+    known = [m for m in METHOD_LABELS if m not in NEWER_BASELINES] + list(NEWER_BASELINES)
+    palette = [
+        *matplotlib.colormaps["tab10"].colors,
+        *matplotlib.colormaps["Dark2"].colors,
+        *matplotlib.colormaps["Set1"].colors,
+    ]
     # crc32, not hash(): str hashes differ between processes, and every figure is its own job.
     position = known.index(method) if method in known else len(known) + zlib.crc32(method.encode())
     return palette[position % len(palette)]

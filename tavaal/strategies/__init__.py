@@ -7,15 +7,20 @@ from __future__ import annotations
 
 # Importing the modules registers the strategies.
 from tavaal.strategies import (  # noqa: F401
+    badge,
     bald,
     coreset,
     dbal,
     ensemble_varr,
     entropy,
+    least_confidence,
     lloss,
     lloss_v2,
+    margin,
+    probcover,
     random_sampling,
     tavaal,
+    typiclust,
     vaal,
     vaal_frozen_vae,
     vaal_lloss,

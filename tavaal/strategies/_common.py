@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from tavaal.data.embeddings import read_embedding_file
 from tavaal.errors import CheckpointError
 from tavaal.inference import InferenceOutput, forward_pool, logit_batches
 from tavaal.seeding import derive_seed
 from tavaal.strategies.base import QueryContext
 from tavaal.tasks import task_of
-from tavaal.uncertainty import PassScores, PassScoreStream, entropy, softmax
+from tavaal.uncertainty import PassScores, PassScoreStream, softmax
 
 
 def require_models(ctx: QueryContext, ranker: bool = False):
@@ -50,11 +52,29 @@ def infer(ctx: QueryContext, model, indices: np.ndarray, ranker=None) -> Inferen
     return out
 
 
-def candidate_entropy(ctx: QueryContext, model) -> np.ndarray:
-    """Entropy (N,) of the softmax prediction (float64) of one deterministic pass over the
-    candidates, computed one inference batch at a time: only the (N, K) float32 logits are
-    kept whole (for the stage runner's true loss), never an (N, K) float64 array. A
-    segmentation image scores the mean entropy of its (pooled) pixels (`tavaal.tasks`)."""
+def embedding_rows(ctx: QueryContext, indices: np.ndarray) -> np.ndarray:
+    """(len(indices), E) rows of `embedding.source` (`Strategy.reads_embedding`): the first
+    task learner's penultimate features (eval mode, `infer`) or the user's file."""
+    settings = ctx.experiment.embedding
+    indices = np.asarray(indices, dtype=np.int64)
+    if settings.source == "file":
+        rows = read_embedding_file(settings.path, ctx.dataset.info.n_train, "embedding.path")
+        # Sorted reads of the memory map, then the caller's order.
+        order = np.argsort(indices, kind="stable")
+        out = np.empty((len(indices), rows.shape[1]), dtype=np.float64)
+        out[order] = rows[indices[order]]
+        return out
+    return infer(ctx, require_models(ctx).models[0], indices).embedding
+
+
+def candidate_uncertainty(
+    ctx: QueryContext, model, measure: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """`measure` (N,) of the softmax prediction (float64) of one deterministic pass over the
+    candidates (`entropy`, `margin`, `least_confidence`: softmax rows (r, K) -> (r,) values),
+    computed one inference batch at a time: only the (N, K) float32 logits are kept whole (for
+    the stage runner's true loss), never an (N, K) float64 array. A segmentation image scores
+    the mean measure of its (pooled) pixels (`tavaal.tasks`)."""
     task = task_of(ctx.dataset.info)
     candidates = np.asarray(ctx.candidates, dtype=np.int64)
     values = np.zeros(len(candidates), dtype=np.float64)
@@ -62,7 +82,7 @@ def candidate_entropy(ctx: QueryContext, model) -> np.ndarray:
     for start, stop, (batch,) in _logit_batches(ctx, [model]):
         logits = _keep(ctx, logits, len(candidates), start, stop, batch)
         for lo, hi, rows in task.score_rows(batch):
-            values[start + lo : start + hi] = task.sample_scores(entropy(softmax(rows)), hi - lo)
+            values[start + lo : start + hi] = task.sample_scores(measure(softmax(rows)), hi - lo)
     _remember(ctx, model, logits)
     return values
 

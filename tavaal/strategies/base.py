@@ -111,6 +111,12 @@ class Strategy(ABC):
     # What the query trains besides the task learner (`tavaal.adversarial.Variant`): VAAL's
     # VAE + D game, an ablation of it, or nothing (None). Sizes the query's jobs.
     adversary: ClassVar[Variant | None] = None
+    # The tasks (`tavaal.tasks`, DatasetInfo.task) whose datasets the method can select on;
+    # the experiment check names `methods` for any other.
+    tasks: ClassVar[tuple[str, ...]] = ("classification", "segmentation")
+    # The query selects on `embedding.source` (the task learner's features or a user's file):
+    # the source, and a file's contents, enter its settings hash, and the file its inputs.
+    reads_embedding: ClassVar[bool] = False
 
     @abstractmethod
     def query(self, ctx: QueryContext) -> QueryResult:
@@ -129,6 +135,7 @@ def query_settings(exp: ExperimentConfig, strategy: type[Strategy]) -> dict:
     return {
         "method": strategy.name,
         **exp.select(*COMMON_QUERY_SETTINGS, *strategy.query_reads),
+        **(exp.embedding_settings() if strategy.reads_embedding else {}),
         **exp.oracle_settings(),
     }
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 
 from tavaal.strategies._common import (
-    candidate_entropy,
+    candidate_uncertainty,
     log_done,
     mean_summary,
     require_models,
 )
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table, top_k
 from tavaal.strategies.registry import register_strategy
+from tavaal.uncertainty import entropy
 
 
 @register_strategy
@@ -22,7 +23,7 @@ class Entropy(Strategy):
     def query(self, ctx: QueryContext) -> QueryResult:
         started = time.perf_counter()
         model = require_models(ctx).models[0]
-        values = candidate_entropy(ctx, model)
+        values = candidate_uncertainty(ctx, model, entropy)
         chosen = top_k(ctx.candidates, values, ctx.budget)
         seconds = log_done(ctx, started)
         return QueryResult(

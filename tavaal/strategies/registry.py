@@ -28,8 +28,13 @@ def get_strategy(name: str) -> Strategy:
     return strategy_class(name)()
 
 
-def list_strategies() -> list[str]:
-    return STRATEGIES.names()
+def list_strategies(task: str | None = None) -> list[str]:
+    """The registered method names; with `task` (a `tavaal.tasks` name), only those that
+    select on its datasets (`Strategy.tasks`)."""
+    names = STRATEGIES.names()
+    if task is None:
+        return names
+    return [name for name in names if task in STRATEGIES.get(name).tasks]
 
 
 def method_settings(exp: ExperimentConfig, method: str) -> dict:
