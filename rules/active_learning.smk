@@ -48,11 +48,11 @@ rule train_initial:
     params:
         settings=recipe_training_settings,
         code_version=CODE_VERSION,
-    threads: dataset_threads
+    threads: training_threads
     resources:
         mem_mb=train_mem_mb,
         runtime=train_runtime,
-        gpu=1,
+        gpu=train_gpus,
     conda:
         SOFTWARE
     script:
@@ -75,11 +75,11 @@ rule train:
     wildcard_constraints:
         # Stage 0 is train_initial's.
         stage=r"[1-9]\d*",
-    threads: dataset_threads
+    threads: training_threads
     resources:
         mem_mb=train_mem_mb,
         runtime=train_runtime,
-        gpu=1,
+        gpu=train_gpus,
     conda:
         SOFTWARE
     script:

@@ -18,7 +18,7 @@ from tavaal.data.image_folder import check_unread_images, folder_state
 from tavaal.errors import ConfigError, TavaalError
 from tavaal.practitioner import label_progress
 from tavaal.report.study import check_study
-from tavaal.resources import job_threads, query_estimate, train_estimate
+from tavaal.resources import job_threads, query_estimate, train_estimate, train_threads
 from tavaal.results_guard import (
     check_image_folders,
     check_results_match,
@@ -672,6 +672,18 @@ def dataset_threads(wildcards):
     """CPUs of a job reading the experiment's dataset: more for images read from their files,
     which the job decodes on all of them (tavaal.resources.job_threads)."""
     return job_threads(EXPERIMENTS[wildcards.experiment])
+
+
+def training_threads(wildcards):
+    """CPUs of a training job: `dataset_threads` for each of its data-parallel processes."""
+    return train_threads(EXPERIMENTS[wildcards.experiment])
+
+
+def train_gpus(wildcards):
+    """GPUs of a training job: one per data-parallel process (train.processes). On SLURM one
+    task holds them all (`sbatch --gpus=N`, no `tasks`: the plugin would turn it into
+    --ntasks-per-gpu) and forks the processes itself (tavaal.distributed)."""
+    return EXPERIMENTS[wildcards.experiment].train.processes
 
 
 def train_mem_mb(wildcards):

@@ -401,11 +401,11 @@ rule retrain_plain:
     wildcard_constraints:
         stage=r"[1-9]\d*",
         recipe=PLAIN.name,
-    threads: dataset_threads
+    threads: training_threads
     resources:
         mem_mb=train_mem_mb,
         runtime=train_runtime,
-        gpu=1,
+        gpu=train_gpus,
     conda:
         SOFTWARE
     script:

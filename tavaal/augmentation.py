@@ -25,19 +25,32 @@ import torch.nn.functional as F
 CROP_ATTEMPTS = 10
 
 
+def _rows(batch: torch.Tensor, share: tuple[int, int] | None) -> tuple[int, int]:
+    """(first row, rows drawn for): the batch's place in the global batch whose draws it takes
+    (`share`, data-parallel training: `tavaal.distributed`), else the batch itself."""
+    return share if share is not None else (0, len(batch))
+
+
 def augment_images(
-    batch: torch.Tensor, generator: torch.Generator, padding: int = 4, hflip: bool = True
+    batch: torch.Tensor,
+    generator: torch.Generator,
+    padding: int = 4,
+    hflip: bool = True,
+    share: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Random crop of the zero-padded image and horizontal flip of a uint8 (N, H, W, C) batch.
 
     Runs on the batch's device. Zero padding happens on raw pixels, as in the papers' pipelines
-    (TA-VAAL §4.2: 32×32 crops of 36×36 zero-padded images).
+    (TA-VAAL §4.2: 32×32 crops of 36×36 zero-padded images). `share` = (start, total): the
+    batch is rows start.. of a global batch of `total`; the draws are the global batch's.
     """
     n, h, w, _ = batch.shape
+    start, total = _rows(batch, share)
     padded = F.pad(batch, (0, 0, padding, padding, padding, padding))
     device = batch.device
-    draws = torch.randint(0, 2 * padding + 1, (2, n), generator=generator, device=device)
-    flips = torch.rand(n, generator=generator, device=device) < 0.5
+    draws = torch.randint(0, 2 * padding + 1, (2, total), generator=generator, device=device)
+    draws = draws[:, start : start + n]
+    flips = torch.rand(total, generator=generator, device=device)[start : start + n] < 0.5
     if not hflip:
         flips = torch.zeros_like(flips)
     rows = draws[0][:, None] + torch.arange(h, device=device)[None, :]
@@ -134,16 +147,20 @@ def resized_crop_images(
     scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (0.75, 4 / 3),
     hflip: bool = True,
+    share: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Random-resized crop and horizontal flip of a uint8 (N, H, W, C) batch, on its device.
 
     Boxes as `resized_crop_boxes` draws them (area fraction in `scale`, aspect ratio in
     `ratio`), then one coin per sample for the flip (drawn even when `hflip` is off, so the
-    stream does not depend on it), then `crop_and_resize` back to (H, W).
+    stream does not depend on it), then `crop_and_resize` back to (H, W). `share`: as in
+    `augment_images`.
     """
     n, h, w, _ = batch.shape
-    boxes = resized_crop_boxes(n, h, w, generator, scale, ratio)
-    flips = torch.rand(n, generator=generator, device=generator.device) < 0.5
+    start, total = _rows(batch, share)
+    boxes = resized_crop_boxes(total, h, w, generator, scale, ratio)[start : start + n]
+    flips = torch.rand(total, generator=generator, device=generator.device)[start : start + n]
+    flips = flips < 0.5
     if not hflip:
         flips = torch.zeros_like(flips)
     return crop_and_resize(batch, boxes, flips)

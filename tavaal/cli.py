@@ -350,17 +350,32 @@ def _run(args) -> int:
 
 def _estimate(args) -> int:
     from tavaal.config import experiment_from_config, merge_configs, selected_experiments
-    from tavaal.resources import device_kind, experiment_estimate
+    from tavaal.resources import (
+        SHOWN_PROCESSES,
+        device_kind,
+        experiment_estimate,
+        longest_training_text,
+    )
 
     config = _with_image_folders(merge_configs(*args.configs))
     unit = "GPU" if device_kind(args.device) == "gpu" else "CPU-core"
-    print(f"experiment  jobs  {unit} hours  longest chain (h)")
+    # The wall clock of the longest training job with train.processes = 1, 4, 8 ("-": a
+    # recipe of the experiment trains on one process only); a scaling model, not a measurement.
+    counts = "/".join(map(str, SHOWN_PROCESSES))
+    devices = "GPUs" if unit == "GPU" else "processes"
+    print(
+        f"experiment  jobs  {unit} hours  longest chain (h)  "
+        f"longest training job (h) on {counts} {devices}"
+    )
     total = 0.0
     for name in selected_experiments(config):
         exp = experiment_from_config(config, name)
         estimate = experiment_estimate(exp, args.device)
         total += estimate.hours
-        print(f"{name}  {estimate.jobs}  {estimate.hours:.1f}  {estimate.longest_chain_hours:.1f}")
+        print(
+            f"{name}  {estimate.jobs}  {estimate.hours:.1f}  "
+            f"{estimate.longest_chain_hours:.1f}  {longest_training_text(exp, device=args.device)}"
+        )
     print(f"total  {total:.1f} {unit} hours")
     return 0
 

@@ -71,6 +71,10 @@ class TrainConfig:
     # starts from; "": from scratch (the model's own initialisation). The DRN authors'
     # segmentation code starts from ImageNet weights; neither paper's classification code does.
     init_weights: str = ""
+    # Data-parallel processes of one training job, one per GPU of the job's node (gloo on a
+    # CPU): each takes its share of every global batch of `batch_size` (`tavaal.distributed`).
+    # How the work is split, not what is computed: it is left out of the training settings.
+    processes: int = 1
 
 
 @dataclass(frozen=True)
@@ -248,7 +252,7 @@ class ExperimentConfig:
             raise ConfigError(
                 f"{where}.subset_size: {self.subset_size} is smaller than the budget {self.budget}"
             )
-        for key in ("epochs", "batch_size", "validate_every"):
+        for key in ("epochs", "batch_size", "validate_every", "processes"):
             if getattr(self.train, key) < 1:
                 raise ConfigError(f"{where}.train.{key}: must be >= 1")
         for key in (
@@ -380,6 +384,9 @@ class ExperimentConfig:
         `crop_padding`. `crop_size` (segmentation) came later too: left out while it is 0, and
         `init_weights`, replaced by the file's sha256 when set."""
         train = self.to_dict()["train"]
+        # Equal results on any number of processes (docs/cluster.md, "Several GPUs per
+        # training job"), so changing it retrains nothing and a resume continues on any number.
+        del train["processes"]
         if not train["crop_size"]:
             del train["crop_size"]
         # The initial weights enter as the file's contents, not its path, and only when set

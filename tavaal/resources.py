@@ -114,6 +114,19 @@ DECODE_THREADS = 8
 DECODE_IMAGES_PER_SECOND = 150.0
 # Batches a training loop decodes ahead of the one it trains on (`ImageFiles.prefetch`).
 DECODE_AHEAD = 2
+# Data-parallel training jobs (`train.processes`, `tavaal.distributed`): a model, not a
+# measurement (no multi-GPU machine was available). N processes each run 1/N of every global
+# batch at the one-GPU throughput (smaller per-GPU batches, which fill a GPU less, are not
+# modelled), then sum the gradients with a ring all-reduce, not overlapped with the backward
+# pass: 2 (N - 1) / N x the weights' bytes per step over a bus of ALL_REDUCE_BYTES_PER_SECOND
+# (GPU: NCCL's bus bandwidth on PCIe 4.0 x16, ~20 GB/s, assumed; NVLink is ~10x faster; CPU:
+# gloo over the loopback, assumed). Rank 0 alone evaluates the test split; every rank decodes
+# its share with job_threads CPUs of its own. Each process holds its own copy of the job's
+# host memory, and forking the processes and meeting costs PROCESS_GROUP_SECONDS (assumed).
+ALL_REDUCE_BYTES_PER_SECOND = {"cpu": 1e9, "gpu": 20e9}
+PROCESS_GROUP_SECONDS = 10
+# GPU counts `tavaal estimate` shows the wall-clock time of the longest training job for.
+SHOWN_PROCESSES = (1, 4, 8)
 
 
 @dataclass(frozen=True)
@@ -135,6 +148,11 @@ def job_threads(exp: ExperimentConfig) -> int:
     return DECODE_THREADS if stored_as_files(exp.dataset) else 1
 
 
+def train_threads(exp: ExperimentConfig) -> int:
+    """CPUs of a training job: `job_threads` for each of its `train.processes`."""
+    return job_threads(exp) * exp.train.processes
+
+
 def _decoded_rate(exp: ExperimentConfig, rate: float) -> float:
     """Images/s of a job whose model alone runs at `rate`: no faster than its decoders."""
     if not stored_as_files(exp.dataset):
@@ -143,8 +161,15 @@ def _decoded_rate(exp: ExperimentConfig, rate: float) -> float:
 
 
 def train_estimate(
-    exp: ExperimentConfig, recipe: TrainingRecipe, stage: int, device: str
+    exp: ExperimentConfig,
+    recipe: TrainingRecipe,
+    stage: int,
+    device: str,
+    processes: int | None = None,
 ) -> JobEstimate:
+    """The job training `recipe` at `stage` on `processes` GPUs (default `train.processes`):
+    its wall-clock `seconds`, and the host memory of all its processes."""
+    processes = exp.train.processes if processes is None else processes
     kind = device_kind(device)
     shape = _input_shape(exp)
     n_train, n_test = _sizes(exp)
@@ -157,13 +182,19 @@ def train_estimate(
     labeled = exp.labeled_size(stage)
     if exp.train.iterations > 0:
         images = exp.train.iterations * exp.train.batch_size
+        steps = exp.train.iterations
         validations = exp.train.iterations // exp.train.validate_every
     else:
         images = exp.train.epochs * labeled
+        steps = exp.train.epochs * math.ceil(labeled / exp.train.batch_size)
         validations = exp.train.epochs // exp.train.validate_every
-    evaluated = n_test + (validations * exp.train.validation_size)
     inference_rate = _decoded_rate(exp, 3 * cost[kind])
-    seconds = STARTUP_SECONDS[kind] + members * (images / rate + evaluated / inference_rate)
+    # Validation is shared out among the processes, the test split evaluated by rank 0 alone.
+    inference = (n_test + validations * exp.train.validation_size / processes) / inference_rate
+    training = images / (rate * processes) + steps * _all_reduce_seconds(exp, kind, processes)
+    seconds = STARTUP_SECONDS[kind] + members * (training + inference)
+    if processes > 1:
+        seconds += PROCESS_GROUP_SECONDS
     sample_bytes = math.prod(shape)
     if stored_as_files(exp.dataset):
         # Decoded batch by batch: the batches in flight and one inference batch, no split.
@@ -184,7 +215,41 @@ def train_estimate(
         memory += _mb(labeled * (sample_bytes + _pixels(shape)))
         if kind == "cpu":
             memory += _mb(2 * members * _batch_logit_bytes(exp, shape))
-    return _estimate(memory, seconds)
+    return _estimate(processes * memory, seconds)
+
+
+def longest_training_text(*exps: ExperimentConfig, device: str = "auto") -> str:
+    """The wall-clock hours of the longest training job of the experiments on each of
+    SHOWN_PROCESSES GPUs (`longest_training_hours`), to 3 significant digits, joined by "/"
+    ("-" where a task trains on one process only): `tavaal estimate`'s column and the README's
+    cost table."""
+    shown = []
+    for processes in SHOWN_PROCESSES:
+        hours = [longest_training_hours(exp, device, processes) for exp in exps]
+        shown.append("-" if None in hours else f"{max(hours):.3g}")
+    return "/".join(shown)
+
+
+def _all_reduce_seconds(exp: ExperimentConfig, kind: str, processes: int) -> float:
+    """One step's gradient sum over `processes` (ring all-reduce of the float32 weights)."""
+    if processes == 1:
+        return 0.0
+    weight_bytes = 4 * _model_facts(exp.model, _input_shape(exp))[0]
+    return 2 * (processes - 1) / processes * weight_bytes / ALL_REDUCE_BYTES_PER_SECOND[kind]
+
+
+def longest_training_hours(
+    exp: ExperimentConfig, device: str = "auto", processes: int = 1
+) -> float | None:
+    """Wall-clock hours of the experiment's longest training job (the last stage's) on
+    `processes` GPUs; None when its task trains on one process only (segmentation)."""
+    from tavaal.distributed import supports
+
+    recipes = {strategy_class(m).recipe for m in exp.methods}
+    if processes > 1 and not supports(known_task(exp.dataset)):
+        return None
+    last = exp.stages - 1
+    return max(train_estimate(exp, r, last, device, processes).seconds for r in recipes) / 3600
 
 
 def query_estimate(exp: ExperimentConfig, method: str, stage: int, device: str) -> JobEstimate:
@@ -314,7 +379,9 @@ def experiment_estimate(exp: ExperimentConfig, device: str = "auto") -> Experime
     stage 0 trained once per recipe and seed as the workflow does."""
     recipes = {strategy_class(m).recipe.name: strategy_class(m).recipe for m in exp.methods}
     stage0 = {name: train_estimate(exp, r, 0, device).seconds for name, r in recipes.items()}
-    total = len(exp.seeds) * sum(stage0.values())
+    # Device hours: a training job holds train.processes GPUs for its wall-clock time.
+    gpus = exp.train.processes
+    total = len(exp.seeds) * gpus * sum(stage0.values())
     jobs = len(exp.seeds) * len(stage0)
     longest = 0.0
     for method in exp.methods:
@@ -322,11 +389,14 @@ def experiment_estimate(exp: ExperimentConfig, device: str = "auto") -> Experime
         chain = stage0[recipe.name]
         for stage in range(exp.stages):
             if stage > 0:
-                chain += train_estimate(exp, recipe, stage, device).seconds
+                seconds = train_estimate(exp, recipe, stage, device).seconds
+                chain += seconds
+                total += len(exp.seeds) * gpus * seconds
             if stage + 1 < exp.stages:
-                chain += query_estimate(exp, method, stage, device).seconds
+                seconds = query_estimate(exp, method, stage, device).seconds
+                chain += seconds
+                total += len(exp.seeds) * seconds
         jobs += len(exp.seeds) * (2 * exp.stages - 2)
-        total += len(exp.seeds) * (chain - stage0[recipe.name])
         longest = max(longest, chain)
     return ExperimentEstimate(jobs=jobs, hours=total / 3600, longest_chain_hours=longest / 3600)
 

@@ -261,14 +261,18 @@ def run_train(
     method: str | None = None,
     device: str = "auto",
     log: Log = print,
+    threads: int = 1,
 ) -> dict:
     """Train the stage's task learner from scratch; write model.pt and metrics.json.
 
     Stage 0 trains the recipe's shared model on the initial pool (`method` None); later stages
-    train on `method`'s labeled set.
+    train on `method`'s labeled set. With `train.processes` > 1 this process forks that many
+    data-parallel workers (one per GPU; `tavaal.distributed`), shares its `threads` among them
+    for decoding, and waits; rank 0 writes the outputs and the log lines.
     """
     import torch
 
+    from tavaal.distributed import DataParallel, check_supported, run_processes
     from tavaal.training import train_task_learner
 
     if (stage == 0) != (method is None):
@@ -281,38 +285,59 @@ def run_train(
     validation = held_out(exp, dataset.info.n_train, seed)
     model_out, metrics_out = Path(model_out), Path(metrics_out)
     resume_path = model_out.with_name(model_out.name + ".resume")
-    checkpoint, metrics = train_task_learner(
-        exp,
-        recipe,
-        dataset,
-        labeled_set.indices,
-        labeled_set.labels,
-        seed,
-        stage,
-        device=device,
-        log=log,
-        resume_path=resume_path,
-        # The validation split is labeled by the same oracle as the training data (a simulated
-        # one: the human oracle has no validation split, `OracleConfig`).
-        validation=(validation, answers[validation]) if len(validation) else None,
-    )
-    metrics = {
-        "experiment": exp.name,
-        "method": method or ALL_METHODS,
-        "recipe": recipe.name,
-        "seed": seed,
-        "stage": stage,
-        "settings_hash": checkpoint["settings_hash"],
-        **metrics,
-        "labeled_class_entropy": task_of(dataset.info).label_entropy(
-            dataset, labeled_set.indices, labeled_set.labels
-        ),
-    }
-    with atomic_write(model_out) as tmp:
-        torch.save(checkpoint, tmp)
-    _write_json_atomic(metrics_out, metrics)
-    resume_path.unlink(missing_ok=True)
-    return metrics
+
+    def train_and_write(parallel: DataParallel | None = None) -> dict | None:
+        trained = train_task_learner(
+            exp,
+            recipe,
+            dataset,
+            labeled_set.indices,
+            labeled_set.labels,
+            seed,
+            stage,
+            device=device,
+            log=log if parallel is None or parallel.writes else _quiet,
+            resume_path=resume_path,
+            # The validation split is labeled by the same oracle as the training data (a
+            # simulated one: the human oracle has no validation split, `OracleConfig`).
+            validation=(validation, answers[validation]) if len(validation) else None,
+            parallel=parallel,
+        )
+        if trained is None:  # a data-parallel rank other than 0
+            return None
+        return write_outputs(*trained)
+
+    def write_outputs(checkpoint: dict, metrics: dict) -> dict:
+        metrics = {
+            "experiment": exp.name,
+            "method": method or ALL_METHODS,
+            "recipe": recipe.name,
+            "seed": seed,
+            "stage": stage,
+            "settings_hash": checkpoint["settings_hash"],
+            **metrics,
+            "labeled_class_entropy": task_of(dataset.info).label_entropy(
+                dataset, labeled_set.indices, labeled_set.labels
+            ),
+        }
+        with atomic_write(model_out) as tmp:
+            torch.save(checkpoint, tmp)
+        _write_json_atomic(metrics_out, metrics)
+        resume_path.unlink(missing_ok=True)
+        return metrics
+
+    processes = exp.train.processes
+    if processes == 1:
+        return train_and_write()
+    # Before any worker starts: an unsupported task fails here, in the job's own process.
+    check_supported(processes, f"experiments.{exp.name}", task_of(dataset.info).name)
+    log(f"training on {processes} data-parallel processes")
+    run_processes(processes, train_and_write, device, threads)
+    return json.loads(metrics_out.read_text())
+
+
+def _quiet(line: str) -> None:
+    """The log of data-parallel ranks other than 0: rank 0 tells what they all do."""
 
 
 def run_query(

@@ -32,6 +32,7 @@ from tavaal.augmentation import augment_images as augment_images
 from tavaal.config import ExperimentConfig, RankerConfig, settings_hash
 from tavaal.data import DatasetInfo, PreparedDataset, to_tensor_batch
 from tavaal.data.image_files import ImageFiles
+from tavaal.distributed import DataParallel, check_supported
 from tavaal.errors import CheckpointError
 from tavaal.losses import margin_loss, ranking_loss
 from tavaal.models import TaskOutput, build_ranker
@@ -189,7 +190,8 @@ def train_task_learner(
     log: Callable[[str], None] = print,
     resume_path: Path | None = None,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[dict, dict]:
+    parallel: DataParallel | None = None,
+) -> tuple[dict, dict] | None:
     """Train the stage's task learner(s) from scratch; return (checkpoint dict, metrics dict).
 
     `labels`: what the labeled set's index file records for `indices` (class labels; for
@@ -199,10 +201,16 @@ def train_task_learner(
     every that many epochs, and training continues from it when the file already exists.
     `validation` = (indices, labels) of the held-out split: the weights with the best accuracy
     on it are kept (`train.validation_size`, `train.validate_every`).
+
+    `parallel`: this process's place among a job's data-parallel processes (`train.processes`,
+    `tavaal.distributed`), which train together on shares of every batch; rank 0 alone writes
+    the resume state, evaluates and returns; the other ranks return None.
     """
-    device = resolve_device(device)
     info = dataset.info
     task = task_of(info)
+    if parallel is not None:
+        check_supported(parallel.size, f"experiments.{exp.name}", task.name)
+    device = resolve_device(device) if parallel is None else parallel.device
     members = ensemble_members(exp, recipe)
     fingerprint = training_hash(exp, recipe)
     train_split = _Split.load(dataset, indices, labels, device)
@@ -228,12 +236,15 @@ def train_task_learner(
                 resume_path=resume_path,
                 finished=finished,
                 fingerprint=fingerprint,
+                parallel=parallel,
             ),
             resume if resume and resume["member"] == member else None,
         )
         finished.append(state)
         seen += member_seen
     train_seconds = time.perf_counter() - started
+    if parallel is not None and not parallel.writes:
+        return None
 
     trained = _instantiate(exp, info, finished, device)
     metrics = task.evaluate(trained.models, dataset, device, exp.query.inference_batch_size)
@@ -293,6 +304,7 @@ class _MemberRun:
     resume_path: Path | None
     finished: list[dict]
     fingerprint: str
+    parallel: DataParallel | None = None
 
 
 def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
@@ -319,9 +331,14 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
             f"layout){kept if loaded.kept_initialisation else ''}"
         )
     model = model.to(device)
+    parallel = run.parallel
+    if parallel is not None:
+        parallel.globalise(model)
     ranker = None
     if run.recipe.ranker_loss is not None:
         ranker = build_ranker(model, info.input_shape, hidden=exp.ranker.hidden).to(device)
+        if parallel is not None:
+            parallel.globalise(ranker)
     params = list(model.parameters()) + (list(ranker.parameters()) if ranker else [])
     optimizer = _optimizer(exp, params)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
@@ -345,7 +362,8 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
 
     def validate() -> None:
         if run.validation is not None:
-            best.offer(_accuracy(model, run.validation, info, task), step, model, ranker)
+            accuracy = _accuracy(model, run.validation, info, task, parallel=parallel)
+            best.offer(accuracy, step, model, ranker)
 
     y_all = run.train.y
     seen = 0
@@ -361,19 +379,34 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
         scored = torch.zeros((), device=device)  # what `correct` counts: samples, or pixels
         count = 0
         order = _batch_order(len(y_all), cfg.batch_size, shuffle, device)
-        for batch_index, raw in zip(order, run.train.batches(order), strict=True):
-            targets = y_all[batch_index]
+        # Data-parallel: every rank draws the same global batches and reads its share of each.
+        rows = order if parallel is None else [parallel.shard(b) for b in order]
+        for batch_index, own, raw in zip(order, rows, run.train.batches(rows), strict=True):
+            share = None
+            if parallel is not None:
+                share = parallel.begin_batch(batch_index)
+            targets = y_all[own]
             if augment:
-                inputs, targets = task.augment(raw, targets, shuffle, cfg, info)
+                inputs, targets = task.augment(raw, targets, shuffle, cfg, info, share)
             else:
                 inputs = to_tensor_batch(raw, info)
             # Learning Loss / TA-VAAL: after detach_epoch the ranker keeps learning but its
             # gradient stops reaching the backbone (TA-VAAL supp. §7.2, official code).
             detach = epoch > exp.ranker.detach_epoch
             loss, out = train_step(
-                model, ranker, optimizer, inputs, targets, task, run.recipe, exp.ranker, detach
+                model,
+                ranker,
+                optimizer,
+                inputs,
+                targets,
+                task,
+                run.recipe,
+                exp.ranker,
+                detach,
+                parallel=parallel,
             )
-            total_loss += loss.detach() * len(targets)
+            # A rank's loss is its rows' share of the global batch's mean (`train_step`).
+            total_loss += loss.detach() * len(batch_index)
             right, total = task.correct(out.logits.detach(), targets)
             correct += right
             scored += total
@@ -389,6 +422,12 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
             scheduler.step()
             if epoch % cfg.validate_every == 0 or epoch == cfg.epochs:
                 validate()
+        if parallel is not None:
+            totals = torch.stack(
+                [total_loss, correct, scored, torch.tensor(float(count), device=device)]
+            )
+            total_loss, correct, scored, counted = parallel.sum_(totals)
+            count = int(counted.item())
         seen += count
         seconds = time.perf_counter() - epoch_start
         samples_seen = max(count, 1)
@@ -403,6 +442,7 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
         finished_now = step >= cfg.iterations if by_iterations else epoch >= cfg.epochs
         if (
             run.resume_path is not None
+            and (parallel is None or parallel.writes)
             and cfg.checkpoint_every > 0
             and epoch % cfg.checkpoint_every == 0
             and not finished_now
@@ -456,25 +496,44 @@ def train_step(
     recipe: TrainingRecipe,
     ranker_config: RankerConfig,
     detach_taps: bool,
+    parallel: DataParallel | None = None,
 ) -> tuple[torch.Tensor, TaskOutput]:
     """One optimizer step of the task learner (and the ranker, if any) on one batch; returns
     (loss, model output). The ranker's loss (`recipe.ranker_loss`) is added with weight
-    `ranker_config.weight` (TA-VAAL eq. 2); `detach_taps` stops its gradient at the taps."""
+    `ranker_config.weight` (TA-VAAL eq. 2); `detach_taps` stops its gradient at the taps.
+
+    `parallel`: the batch is this rank's share of a global batch; its loss is its rows' summed
+    loss over the global batch size, the ranker's loss is the global batch's (from every
+    rank's predicted and true losses, gathered), and the gradients are summed over the ranks
+    before the step, which then equals one process's step on the global batch. The loss
+    returned counts the ranker's loss once over the ranks (for the log's sums)."""
     out = model(inputs)
     per_sample = task.per_sample_loss(out.logits, targets)
-    loss = task.batch_loss(out.logits, targets, per_sample)
-    if ranker is not None and len(targets) >= 2:
+    if parallel is None:
+        loss = task.batch_loss(out.logits, targets, per_sample)
+    else:
+        loss = per_sample.sum() / parallel.share[1]
+    shown = loss
+    batch = len(targets) if parallel is None else parallel.share[1]
+    if ranker is not None and batch >= 2:
         taps = [tap.detach() for tap in out.features] if detach_taps else out.features
         predicted = ranker(taps).reshape(-1)
+        true_loss = per_sample
+        if parallel is not None:
+            predicted = parallel.gather_rows(predicted)
+            true_loss = parallel.gather_rows(per_sample.detach())
         if recipe.ranker_loss == "margin":
-            aux = margin_loss(predicted, per_sample, margin=ranker_config.margin)
+            aux = margin_loss(predicted, true_loss, margin=ranker_config.margin)
         else:
-            aux = ranking_loss(predicted, per_sample)
+            aux = ranking_loss(predicted, true_loss)
         loss = loss + ranker_config.weight * aux  # TA-VAAL eq. 2
+        shown = loss if parallel is None else shown + ranker_config.weight * aux / parallel.size
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if parallel is not None:
+        parallel.sum_gradients([p for group in optimizer.param_groups for p in group["params"]])
     optimizer.step()
-    return loss, out
+    return shown, out
 
 
 class _BestWeights:
@@ -514,20 +573,32 @@ def _copy_state(module: nn.Module) -> dict:
 
 @torch.no_grad()
 def _accuracy(
-    model: nn.Module, split: _Split, info: DatasetInfo, task: Task, batch_size: int = 512
+    model: nn.Module,
+    split: _Split,
+    info: DatasetInfo,
+    task: Task,
+    batch_size: int = 512,
+    parallel: DataParallel | None = None,
 ) -> float:
     """Accuracy (segmentation: pixel accuracy) on a split held on the device; the model
     returns to training mode afterwards (VAAL's official code leaves it in eval mode after its
-    first validation)."""
+    first validation). Data-parallel: each rank scores every size-th batch, counts summed."""
     model.eval()
     correct = scored = 0
     positions = list(torch.arange(len(split.y), device=split.y.device).split(batch_size))
+    if parallel is not None:
+        positions = positions[parallel.rank :: parallel.size]
     for rows, position in zip(split.batches(positions), positions, strict=True):
         logits = model(to_tensor_batch(rows, info)).logits
         right, total = task.correct(logits, split.y[position])
         correct += int(right)
         scored += int(total)
     model.train()
+    if parallel is not None:
+        counts = parallel.sum_(
+            torch.tensor([correct, scored], dtype=torch.float64, device=parallel.device)
+        )
+        correct, scored = int(counts[0]), int(counts[1])
     return correct / max(scored, 1)
 
 
@@ -550,7 +621,8 @@ def _load_resume(path: Path, fingerprint: str, log: Callable[[str], None]) -> di
         # Left by a killed job whose settings (or tavaal's format) have since changed: never mix
         # it in, start over (as the VAE/D resume does), so a rerun needs no manual cleanup.
         log(f"{path}: resume file was written with other settings; ignoring it, starting over")
-        path.unlink()
+        # missing_ok: another data-parallel rank may have removed it first.
+        path.unlink(missing_ok=True)
         return None
     return state
 

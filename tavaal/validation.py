@@ -18,6 +18,7 @@ from tavaal.data import (
     open_prepared,
 )
 from tavaal.data.embeddings import read_embedding_file
+from tavaal.distributed import check_supported
 from tavaal.errors import ConfigError
 from tavaal.strategies import list_strategies, strategy_class
 from tavaal.tasks import TASKS, Task, get_task
@@ -49,6 +50,7 @@ def check_experiment(
             f"{where}.train.dropout: {', '.join(sampling_dropout)} sample the task learner's "
             "dropout (MC dropout) and need train.dropout > 0; it applies to every method alike"
         )
+    check_supported(exp.train.processes, where, task.name)
     _check_oracle_kind(exp, where)
     oracle = exp.oracle
     if oracle.noise and oracle.confusion == "dataset" and not has_class_groups(exp.dataset):

@@ -31,6 +31,7 @@ LAYERS = {
     "losses": 2,
     "augmentation": 2,
     "segmentation": 2,
+    "distributed": 2,
     "uncertainty": 2,
     "optim": 2,
     "portable_adam": 2,

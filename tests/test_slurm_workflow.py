@@ -672,3 +672,70 @@ def test_forcerun_one_stage_reruns_only_it_and_dependents(slurm_cluster, slurm_r
         assert after[path][1] == before[path][1], path
     # Recomputed from the same seeds: the new index file is byte-identical to the old one.
     assert after[target][1] == before[target][1]
+
+
+# A train job on 2 data-parallel processes (train.processes, tavaal.distributed): digits_cnn
+# has batch norm and dropout, so the job's model equals one process's only if the processes
+# really train on shares of the same global batches.
+DATA_PARALLEL = {
+    "run_experiments": ["ddp"],
+    "experiments": {
+        "ddp": {
+            "dataset": "digits",
+            "model": "digits_cnn",
+            "methods": ["random"],
+            "seeds": [0],
+            "initial_size": 301,
+            "budget": 20,
+            "stages": 2,
+            "train": {"epochs": 3, "batch_size": 64, "dropout": 0.3, "processes": 2},
+        }
+    },
+}
+
+
+def test_two_process_training_job_through_slurm(slurm_cluster, tmp_path):
+    """One train job with train.processes = 2 through profiles/slurm: one SLURM task holding
+    2 GPUs (`--gpus=2`, 2 CPUs) whose script forks 2 processes; the node's GPUs are fake, so
+    they meet with gloo on the CPU. Its weights equal one process's (test_distributed)."""
+    import torch
+    from test_distributed import TOLERANCE, max_difference
+
+    from tavaal.config import experiment_from_config, merge_configs
+    from tavaal.layout import run_file
+    from tavaal.stage import run_train
+    from tavaal.training import PLAIN
+
+    workdir = workdir_with_config(tmp_path / "wf", DATA_PARALLEL, CONFIG)
+    target = run_file("results", "ddp", "random", 0, 0, "model.pt")
+    command = _snakemake_command(workdir, [str(target)], overlay=_overlay(tmp_path / "profile"))
+    run = _check_ok(_run(workdir, command, _slurm_env(slurm_cluster), slurm_cluster), slurm_cluster)
+
+    trains = [r for r in run.records.values() if _rule_of(r)[0] == "train_initial"]
+    assert len(trains) == 1, run.describe()
+    record = trains[0]
+    assert record["JobState"] == "COMPLETED", record
+    assert re.search(r"gpu:2\b", _gpu_request(record)), record
+    assert (record["NumTasks"], record["NumCPUs"]) == ("1", "2"), record
+    log = next(p for p in (workdir / "logs").rglob("train.log")).read_text()
+    assert "training on 2 data-parallel processes" in log, log
+    assert log.count("member 0 epoch 3/3") == 1, log  # rank 0 alone logs
+
+    config = merge_configs(workdir / "config.yaml", workdir / CONFIG)
+    config["experiments"]["ddp"]["train"]["processes"] = 1
+    single = tmp_path / "single"
+    run_train(
+        experiment_from_config(config, "ddp"),
+        PLAIN,
+        0,
+        0,
+        workdir / run_file("results", "ddp", "random", 0, 0, "labeled.parquet"),
+        workdir / "data",
+        single / "model.pt",
+        single / "metrics.json",
+        device="cpu",
+        log=lambda line: None,
+    )
+    one = torch.load(single / "model.pt", weights_only=True)["model"]
+    two = torch.load(workdir / target, weights_only=True)["model"]
+    assert max_difference(one, two) <= TOLERANCE

@@ -24,4 +24,5 @@ with workflow_job(snakemake.log[0], threads=snakemake.threads) as log:
         method=wildcards.method,
         device=snakemake.config["device"],
         log=log,
+        threads=snakemake.threads,
     )

@@ -29,4 +29,5 @@ with workflow_job(snakemake.log[0], threads=snakemake.threads) as log:
         method=None if shared else wildcards.method,
         device=snakemake.config["device"],
         log=log,
+        threads=snakemake.threads,
     )

@@ -70,9 +70,12 @@ class Task(ABC):
         generator: torch.Generator,
         cfg: TrainConfig,
         info: DatasetInfo,
+        share: tuple[int, int] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """`train.augmentation` of a uint8 (N, H, W, C) image batch and its targets, drawn
-        from `generator`: (normalised float (N, C, h, w) inputs, their targets)."""
+        from `generator`: (normalised float (N, C, h, w) inputs, their targets). `share` =
+        (start, total): the batch is rows start.. of a global batch of `total` whose draws it
+        takes (data-parallel training, `tavaal.distributed`)."""
 
     @abstractmethod
     def per_sample_loss(self, logits: Tensor, targets: Tensor) -> Tensor:

@@ -21,13 +21,21 @@ if TYPE_CHECKING:
 # torch and what needs it are imported where used (see `tavaal.tasks.base`).
 
 
-def augment_raw(raw: Tensor, generator: torch.Generator, cfg: TrainConfig) -> Tensor:
-    """`train.augmentation` of a uint8 (N, H, W, C) batch, drawn from `generator`."""
+def augment_raw(
+    raw: Tensor,
+    generator: torch.Generator,
+    cfg: TrainConfig,
+    share: tuple[int, int] | None = None,
+) -> Tensor:
+    """`train.augmentation` of a uint8 (N, H, W, C) batch, drawn from `generator` (for the
+    global batch the batch is a `share` of, `tavaal.augmentation.augment_images`)."""
     from tavaal.augmentation import augment_images, resized_crop_images
 
     if cfg.augmentation == "resized_crop":
-        return resized_crop_images(raw, generator, cfg.crop_scale, cfg.crop_ratio, cfg.hflip)
-    return augment_images(raw, generator, cfg.crop_padding, cfg.hflip)
+        return resized_crop_images(
+            raw, generator, cfg.crop_scale, cfg.crop_ratio, cfg.hflip, share=share
+        )
+    return augment_images(raw, generator, cfg.crop_padding, cfg.hflip, share=share)
 
 
 class ClassificationTask(Task):
@@ -75,8 +83,9 @@ class ClassificationTask(Task):
         generator: torch.Generator,
         cfg: TrainConfig,
         info: DatasetInfo,
+        share: tuple[int, int] | None = None,
     ) -> tuple[Tensor, Tensor]:
-        return to_tensor_batch(augment_raw(raw, generator, cfg), info), targets
+        return to_tensor_batch(augment_raw(raw, generator, cfg, share), info), targets
 
     def per_sample_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
         import torch.nn.functional as F

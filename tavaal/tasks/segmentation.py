@@ -101,11 +101,13 @@ class SegmentationTask(Task):
         generator: torch.Generator,
         cfg: TrainConfig,
         info: DatasetInfo,
+        share: tuple[int, int] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Crops of `train.crop_size` (0: the whole image) and flips (`train.hflip`) of each
         image and its mask together. Normalised first, as `to_tensor_batch` checks the stored
         size: a crop reaching past the image fills it with 0, the dataset's mean colour, and
-        its mask with 255, which no loss or metric counts."""
+        its mask with 255, which no loss or metric counts. Trained by one process (`share` is
+        always None: `tavaal.distributed.check_supported`)."""
         from tavaal.segmentation import crop_flip
 
         images = to_tensor_batch(raw, info)
