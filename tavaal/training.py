@@ -315,70 +315,128 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
     scheduler stepped per step (VAAL's official code). Either way a pass draws a fresh seeded
     permutation, so a pass is the unit of resumption and of `ranker.detach_epoch`.
     """
-    exp, cfg, info, device = run.exp, run.exp.train, run.info, run.device
-    task = task_of(info)
-    by_iterations = cfg.iterations > 0
-    role = f"train/member{run.member}"
-    seed_everything(run.seed, run.stage, role + "/init")
-    model = build_model(exp, info)
-    if cfg.init_weights:
-        # After the model's own initialisation, so the random draws that follow are the same
-        # with and without given weights; what the file lacks keeps that initialisation.
-        loaded = load_initial_weights(model, exp.model, cfg.init_weights)
-        kept = f"; kept their initialisation: {', '.join(loaded.kept_initialisation)}"
-        run.log(
-            f"member {run.member}: initial weights from {cfg.init_weights} ({loaded.layout} "
-            f"layout){kept if loaded.kept_initialisation else ''}"
-        )
-    model = model.to(device)
-    parallel = run.parallel
-    if parallel is not None:
-        parallel.globalise(model)
-    ranker = None
-    if run.recipe.ranker_loss is not None:
-        ranker = build_ranker(model, info.input_shape, hidden=exp.ranker.hidden).to(device)
-        if parallel is not None:
-            parallel.globalise(ranker)
-    params = list(model.parameters()) + (list(ranker.parameters()) if ranker else [])
-    optimizer = _optimizer(exp, params)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma
-    )
-    shuffle = torch_generator(run.seed, run.stage, role + "/shuffle", device)
-    augment = cfg.augment and info.kind == "image"
-    best = _BestWeights()
-    epoch = step = 0
+    member = _Member.build(run)
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        if ranker is not None:
-            ranker.load_state_dict(resume["ranker"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        shuffle.set_state(resume["shuffle_state"])
-        torch.set_rng_state(resume["rng_state"])
-        epoch, step = resume["epoch"], resume["iteration"]
-        best = _BestWeights.from_state(resume["best"])
-        run.log(f"member {run.member}: resumed after epoch {epoch}")
-
-    def validate() -> None:
-        if run.validation is not None:
-            accuracy = _accuracy(model, run.validation, info, task, parallel=parallel)
-            best.offer(accuracy, step, model, ranker)
-
-    y_all = run.train.y
+        member.restore(resume)
     seen = 0
-    while (step < cfg.iterations) if by_iterations else (epoch < cfg.epochs):
-        epoch += 1
-        model.train()
-        if ranker is not None:
-            ranker.train()
-        epoch_start = time.perf_counter()
+    while not member.finished():
+        started = time.perf_counter()
+        totals = member.train_epoch()
+        seen += totals.count
+        member.log_epoch(totals, time.perf_counter() - started)
+        cfg = run.exp.train
+        if (
+            run.resume_path is not None
+            and (run.parallel is None or run.parallel.writes)
+            and cfg.checkpoint_every > 0
+            and member.epoch % cfg.checkpoint_every == 0
+            and not member.finished()
+        ):
+            _save_resume(run.resume_path, member.resume_state())
+    return member.final_state(), seen
+
+
+@dataclass
+class _EpochTotals:
+    """One pass's summed loss, correct predictions, what those count, and samples, over all
+    ranks."""
+
+    loss: torch.Tensor
+    correct: torch.Tensor
+    scored: torch.Tensor  # what `correct` counts: samples, or pixels
+    count: int
+
+
+@dataclass
+class _Member:
+    """One model's training: its modules, optimizer, scheduler, shuffling generator, the best
+    weights on validation and where it stands (epoch, optimizer step)."""
+
+    run: _MemberRun
+    model: nn.Module
+    ranker: nn.Module | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.MultiStepLR
+    shuffle: torch.Generator
+    best: _BestWeights
+    epoch: int = 0
+    step: int = 0
+
+    @classmethod
+    def build(cls, run: _MemberRun) -> _Member:
+        """The member's modules, seeded from (seed, stage, member) in a fixed order."""
+        exp, cfg, info, device = run.exp, run.exp.train, run.info, run.device
+        role = f"train/member{run.member}"
+        seed_everything(run.seed, run.stage, role + "/init")
+        model = build_model(exp, info)
+        if cfg.init_weights:
+            # After the model's own initialisation, so the random draws that follow are the
+            # same with and without given weights; what the file lacks keeps that initialisation.
+            loaded = load_initial_weights(model, exp.model, cfg.init_weights)
+            kept = f"; kept their initialisation: {', '.join(loaded.kept_initialisation)}"
+            run.log(
+                f"member {run.member}: initial weights from {cfg.init_weights} ({loaded.layout} "
+                f"layout){kept if loaded.kept_initialisation else ''}"
+            )
+        model = model.to(device)
+        if run.parallel is not None:
+            run.parallel.globalise(model)
+        ranker = None
+        if run.recipe.ranker_loss is not None:
+            ranker = build_ranker(model, info.input_shape, hidden=exp.ranker.hidden).to(device)
+            if run.parallel is not None:
+                run.parallel.globalise(ranker)
+        params = list(model.parameters()) + (list(ranker.parameters()) if ranker else [])
+        optimizer = _optimizer(exp, params)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma
+        )
+        shuffle = torch_generator(run.seed, run.stage, role + "/shuffle", device)
+        return cls(run, model, ranker, optimizer, scheduler, shuffle, _BestWeights())
+
+    def restore(self, resume: dict) -> None:
+        self.model.load_state_dict(resume["model"])
+        if self.ranker is not None:
+            self.ranker.load_state_dict(resume["ranker"])
+        self.optimizer.load_state_dict(resume["optimizer"])
+        self.scheduler.load_state_dict(resume["scheduler"])
+        self.shuffle.set_state(resume["shuffle_state"])
+        torch.set_rng_state(resume["rng_state"])
+        self.epoch, self.step = resume["epoch"], resume["iteration"]
+        self.best = _BestWeights.from_state(resume["best"])
+        self.run.log(f"member {self.run.member}: resumed after epoch {self.epoch}")
+
+    def finished(self) -> bool:
+        cfg = self.run.exp.train
+        if cfg.iterations > 0:
+            return self.step >= cfg.iterations
+        return self.epoch >= cfg.epochs
+
+    def validate(self) -> None:
+        run = self.run
+        if run.validation is not None:
+            task = task_of(run.info)
+            accuracy = _accuracy(self.model, run.validation, run.info, task, parallel=run.parallel)
+            self.best.offer(accuracy, self.step, self.model, self.ranker)
+
+    def train_epoch(self) -> _EpochTotals:
+        """One pass over the labeled set (or up to `train.iterations` steps)."""
+        run, exp = self.run, self.run.exp
+        cfg, info, device, parallel = exp.train, run.info, run.device, run.parallel
+        task = task_of(info)
+        by_iterations = cfg.iterations > 0
+        augment = cfg.augment and info.kind == "image"
+        self.epoch += 1
+        self.model.train()
+        if self.ranker is not None:
+            self.ranker.train()
         # Accumulated on the device: a per-batch .item() would stall a GPU every step.
         total_loss = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
-        scored = torch.zeros((), device=device)  # what `correct` counts: samples, or pixels
+        scored = torch.zeros((), device=device)
         count = 0
-        order = _batch_order(len(y_all), cfg.batch_size, shuffle, device)
+        y_all = run.train.y
+        order = _batch_order(len(y_all), cfg.batch_size, self.shuffle, device)
         # Data-parallel: every rank draws the same global batches and reads its share of each.
         rows = order if parallel is None else [parallel.shard(b) for b in order]
         for batch_index, own, raw in zip(order, rows, run.train.batches(rows), strict=True):
@@ -387,16 +445,16 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
                 share = parallel.begin_batch(batch_index)
             targets = y_all[own]
             if augment:
-                inputs, targets = task.augment(raw, targets, shuffle, cfg, info, share)
+                inputs, targets = task.augment(raw, targets, self.shuffle, cfg, info, share)
             else:
                 inputs = to_tensor_batch(raw, info)
             # Learning Loss / TA-VAAL: after detach_epoch the ranker keeps learning but its
             # gradient stops reaching the backbone (TA-VAAL supp. §7.2, official code).
-            detach = epoch > exp.ranker.detach_epoch
+            detach = self.epoch > exp.ranker.detach_epoch
             loss, out = train_step(
-                model,
-                ranker,
-                optimizer,
+                self.model,
+                self.ranker,
+                self.optimizer,
                 inputs,
                 targets,
                 task,
@@ -411,79 +469,84 @@ def _train_member(run: _MemberRun, resume: dict | None) -> tuple[dict, int]:
             correct += right
             scored += total
             count += len(targets)
-            step += 1
+            self.step += 1
             if by_iterations:
-                scheduler.step()
-                if step % cfg.validate_every == 0 or step == cfg.iterations:
-                    validate()
-                if step == cfg.iterations:
+                self.scheduler.step()
+                if self.step % cfg.validate_every == 0 or self.step == cfg.iterations:
+                    self.validate()
+                if self.step == cfg.iterations:
                     break
         if not by_iterations:
-            scheduler.step()
-            if epoch % cfg.validate_every == 0 or epoch == cfg.epochs:
-                validate()
+            self.scheduler.step()
+            if self.epoch % cfg.validate_every == 0 or self.epoch == cfg.epochs:
+                self.validate()
         if parallel is not None:
             totals = torch.stack(
                 [total_loss, correct, scored, torch.tensor(float(count), device=device)]
             )
             total_loss, correct, scored, counted = parallel.sum_(totals)
             count = int(counted.item())
-        seen += count
-        seconds = time.perf_counter() - epoch_start
-        samples_seen = max(count, 1)
-        progress = f"step {step}/{cfg.iterations}" if by_iterations else f"{epoch}/{cfg.epochs}"
+        return _EpochTotals(total_loss, correct, scored, count)
+
+    def log_epoch(self, totals: _EpochTotals, seconds: float) -> None:
+        run, cfg = self.run, self.run.exp.train
+        samples_seen = max(totals.count, 1)
+        progress = (
+            f"step {self.step}/{cfg.iterations}"
+            if cfg.iterations > 0
+            else f"{self.epoch}/{cfg.epochs}"
+        )
         run.log(
             f"member {run.member} epoch {progress}:"
-            f" loss {total_loss.item() / samples_seen:.4f}"
-            f" train acc {correct.item() / max(scored.item(), 1):.4f}"
-            f" {count / seconds if seconds > 0 else 0:.0f} img/s"
-            + (f" best validation acc {best.accuracy:.4f}" if run.validation is not None else "")
-        )
-        finished_now = step >= cfg.iterations if by_iterations else epoch >= cfg.epochs
-        if (
-            run.resume_path is not None
-            and (parallel is None or parallel.writes)
-            and cfg.checkpoint_every > 0
-            and epoch % cfg.checkpoint_every == 0
-            and not finished_now
-        ):
-            _save_resume(
-                run.resume_path,
-                {
-                    "format": CHECKPOINT_FORMAT,
-                    "settings_hash": run.fingerprint,
-                    "member": run.member,
-                    "finished": run.finished,
-                    "model": model.state_dict(),
-                    "ranker": ranker.state_dict() if ranker else None,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "shuffle_state": shuffle.get_state(),
-                    "rng_state": torch.get_rng_state(),
-                    "epoch": epoch,
-                    "iteration": step,
-                    "best": best.state(),
-                },
+            f" loss {totals.loss.item() / samples_seen:.4f}"
+            f" train acc {totals.correct.item() / max(totals.scored.item(), 1):.4f}"
+            f" {totals.count / seconds if seconds > 0 else 0:.0f} img/s"
+            + (
+                f" best validation acc {self.best.accuracy:.4f}"
+                if run.validation is not None
+                else ""
             )
-    if run.validation is not None:
-        run.log(
-            f"member {run.member}: keeping the weights of step {best.step} "
-            f"(validation accuracy {best.accuracy:.4f})"
         )
-        model.load_state_dict(best.model)
-        if ranker is not None:
-            ranker.load_state_dict(best.ranker)
-    state = {
-        "model": model.state_dict(),
-        "ranker": ranker.state_dict() if ranker else None,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "epoch": epoch,
-        "iteration": step,
-        "validation_accuracy": best.accuracy if run.validation is not None else None,
-        "selected_step": best.step if run.validation is not None else None,
-    }
-    return state, seen
+
+    def resume_state(self) -> dict:
+        run = self.run
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "settings_hash": run.fingerprint,
+            "member": run.member,
+            "finished": run.finished,
+            "model": self.model.state_dict(),
+            "ranker": self.ranker.state_dict() if self.ranker else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "shuffle_state": self.shuffle.get_state(),
+            "rng_state": torch.get_rng_state(),
+            "epoch": self.epoch,
+            "iteration": self.step,
+            "best": self.best.state(),
+        }
+
+    def final_state(self) -> dict:
+        """The weights to keep (the best on validation, if any) and the training's state."""
+        run, best = self.run, self.best
+        if run.validation is not None:
+            run.log(
+                f"member {run.member}: keeping the weights of step {best.step} "
+                f"(validation accuracy {best.accuracy:.4f})"
+            )
+            self.model.load_state_dict(best.model)
+            if self.ranker is not None:
+                self.ranker.load_state_dict(best.ranker)
+        return {
+            "model": self.model.state_dict(),
+            "ranker": self.ranker.state_dict() if self.ranker else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "iteration": self.step,
+            "validation_accuracy": best.accuracy if run.validation is not None else None,
+            "selected_step": best.step if run.validation is not None else None,
+        }
 
 
 def train_step(
