@@ -221,24 +221,24 @@ def train_task_learner(
     started = time.perf_counter()
     seen = 0
     for member in range(len(finished), members):
+        run = _MemberRun(
+            exp=exp,
+            recipe=recipe,
+            info=info,
+            train=train_split,
+            validation=val_split,
+            seed=seed,
+            stage=stage,
+            member=member,
+            device=device,
+            log=log,
+            resume_path=resume_path,
+            finished=finished,
+            fingerprint=fingerprint,
+            parallel=parallel,
+        )
         state, member_seen = _train_member(
-            _MemberRun(
-                exp=exp,
-                recipe=recipe,
-                info=info,
-                train=train_split,
-                validation=val_split,
-                seed=seed,
-                stage=stage,
-                member=member,
-                device=device,
-                log=log,
-                resume_path=resume_path,
-                finished=finished,
-                fingerprint=fingerprint,
-                parallel=parallel,
-            ),
-            resume if resume and resume["member"] == member else None,
+            run, resume if resume and resume["member"] == member else None
         )
         finished.append(state)
         seen += member_seen
@@ -265,7 +265,12 @@ def train_task_learner(
         else "no test split"
     )
     log(f"stage {stage}: {len(indices)} labels, {measured}, {train_seconds:.1f}s")
-    checkpoint = {
+    return _checkpoint(exp, recipe, info, fingerprint, finished), metrics
+
+
+def _checkpoint(exp, recipe, info: DatasetInfo, fingerprint: str, finished: list[dict]) -> dict:
+    """The stage's model.pt: the standard checkpoint dict, with every member's weights."""
+    return {
         "format": CHECKPOINT_FORMAT,
         "recipe": recipe.name,
         "experiment": exp.name,
@@ -284,7 +289,6 @@ def train_task_learner(
         "iteration": finished[0]["iteration"],
         "rng_state": torch.get_rng_state(),
     }
-    return checkpoint, metrics
 
 
 @dataclass
