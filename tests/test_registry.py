@@ -45,7 +45,7 @@ def test_a_name_is_registered_once_unless_replacing_is_asked_for():
 @pytest.mark.parametrize(
     ("registry", "listed", "error", "unknown"),
     [
-        (STRATEGIES, list_strategies, ConfigError, "unknown method 'oracle'; known: bald, "),
+        (STRATEGIES, list_strategies, ConfigError, "unknown method 'oracle'; known: badge, bald, "),
         (TASK_MODELS, list_task_models, ConfigError, "unknown task model 'oracle'; known: "),
         (
             SEGMENTATION_MODELS,
