@@ -14,7 +14,7 @@ and scores table is checked to be identical across the settings (query timings e
 that a saving never comes with another result.
 
     python benchmarks/fast_paths.py [--repeats 2] [--json benchmarks/results/fast_paths.json]
-                                    [--markdown section.md]
+                                    [--markdown section.md] [--render-only]
 
 The JSON keeps one entry per torch version, so running it under each supported torch (README,
 "Install") collects both; the Markdown renders every entry for the README's `fast_paths`
@@ -208,7 +208,8 @@ def markdown(entries: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for version, entry in sorted(entries.items()):
-        for setting, values in entry["settings"].items():
+        for setting in SETTINGS:
+            values = entry["settings"][setting]
             lines.append(
                 f"| {version} | {setting} | {values['cpu_seconds']:.1f} | "
                 f"{values['wall_seconds']:.1f} | {values['cpu_saved_per_job']:+.2f} | "
@@ -232,12 +233,16 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/fast_paths.json")
     parser.add_argument("--markdown", type=Path, help="write the README section here")
+    parser.add_argument(
+        "--render-only", action="store_true", help="only render --markdown from --json"
+    )
     args = parser.parse_args()
     entries = json.loads(args.json.read_text()) if args.json.exists() else {}
-    entry = measure(args.repeats)
-    entries[entry["torch"]] = entry
-    args.json.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
-    print(json.dumps(entry, indent=2))
+    if not args.render_only:
+        entry = measure(args.repeats)
+        entries[entry["torch"]] = entry
+        args.json.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
+        print(json.dumps(entry, indent=2))
     if args.markdown:
         args.markdown.write_text(markdown(entries))
     return 0
