@@ -154,11 +154,13 @@ class QueryConfig:
 @dataclass(frozen=True)
 class EmbeddingConfig:
     """What the embedding-based methods (`Strategy.reads_embedding`: typiclust, probcover)
-    select on: the stage's task learner's penultimate features ("task_model"), or a file a
-    person brings ("file": `path`, a .npy array with one row per train sample, e.g. the
-    features of a pretrained network; `tavaal.data.embeddings`)."""
+    select on: the stage's task learner's penultimate features ("task_model"), the latent means
+    of a plain VAE trained in the query with the `vae` settings ("vae": unsupervised, as
+    `vae_wasserstein` trains it), or a file a person brings ("file": `path`, a .npy array with
+    one row per train sample, e.g. the features of a pretrained network;
+    `tavaal.data.embeddings`)."""
 
-    source: Literal["task_model", "file"] = "task_model"
+    source: Literal["task_model", "vae", "file"] = "task_model"
     path: str = ""
 
 
@@ -401,10 +403,12 @@ class ExperimentConfig:
 
     def embedding_settings(self) -> dict[str, Any]:
         """What an embedding-based query depends on: the source, and a file's contents (its
-        sha256), not its path."""
+        sha256), not its path, or the VAE's settings."""
         if self.embedding.source == "file":
             digest = file_sha256(self.embedding.path, "embedding.path")
             return {"embedding": {"source": "file", "sha256": digest}}
+        if self.embedding.source == "vae":
+            return {"embedding": {"source": "vae"}, **self.select("vae")}
         return {"embedding": {"source": self.embedding.source}}
 
     def pool_settings(self) -> dict[str, Any]:

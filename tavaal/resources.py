@@ -255,6 +255,7 @@ def longest_training_hours(
 def query_estimate(exp: ExperimentConfig, method: str, stage: int, device: str) -> JobEstimate:
     kind = device_kind(device)
     strategy = strategy_class(method)
+    adversary = _query_adversary(exp, strategy)
     shape = _input_shape(exp)
     n_train, _ = _sizes(exp)
     labeled = exp.labeled_size(stage)
@@ -267,7 +268,7 @@ def query_estimate(exp: ExperimentConfig, method: str, stage: int, device: str) 
     # Inputs are gathered per inference batch; a dataset of arrays is memory-mapped, so its
     # candidates' pages count, files are decoded batch by batch.
     held = exp.query.inference_batch_size if stored_as_files(exp.dataset) else candidates
-    if strategy.adversary is not None and not stored_as_files(exp.dataset):
+    if adversary is not None and not stored_as_files(exp.dataset):
         # The adversary's bank reads labeled + pool (or subset) rows of the memory map.
         held = max(held, labeled + _adversary_pool(exp, candidates, unlabeled))
     memory = BASE_MB[kind] + _mb(held * sample_bytes)
@@ -306,7 +307,7 @@ def query_estimate(exp: ExperimentConfig, method: str, stage: int, device: str) 
                 + 2 * 8 * candidates * MAX_CLASSES
                 + min(BADGE_BLOCK_BYTES, 8 * candidates * embedding_dim)
             )
-    if strategy.adversary is not None:
+    if adversary is not None:
         pool = _adversary_pool(exp, candidates, unlabeled)
         memory += _mb(_bank_gather_bytes(exp, shape, labeled + pool))
         iterations = training_iterations(exp.vae, labeled, pool)
@@ -317,13 +318,21 @@ def query_estimate(exp: ExperimentConfig, method: str, stage: int, device: str) 
         units = exp.vae.batch_size * pixels * exp.vae.base_channels**2
         reference = VAE_ITERATION_SECONDS[kind] * units / VAE_REFERENCE_UNITS
         seconds += iterations * max(
-            reference * _adversary_steps(strategy.adversary, exp), VAE_MIN_SECONDS[kind]
+            reference * _adversary_steps(adversary, exp), VAE_MIN_SECONDS[kind]
         )
         seconds += (labeled + pool) / rate  # the ranker's r, and scoring
         if kind == "cpu":
             # The query's inputs, normalised to float32, up to the bank's 2 GB cap.
             memory += min(_mb(4 * (labeled + pool) * math.prod(shape)), 2048)
     return _estimate(memory, seconds)
+
+
+def _query_adversary(exp: ExperimentConfig, strategy) -> Variant | None:
+    """What the query trains besides the task learner: the strategy's adversary, or the plain
+    VAE whose codes an embedding-based method reads (`embedding.source: vae`)."""
+    if strategy.reads_embedding and exp.embedding.source == "vae":
+        return PLAIN_VAE
+    return strategy.adversary
 
 
 def _adversary_pool(exp: ExperimentConfig, candidates: int, unlabeled: int) -> int:

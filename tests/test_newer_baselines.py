@@ -13,7 +13,7 @@ from torch import nn
 
 from tavaal.config import EmbeddingConfig, ExperimentConfig, QueryConfig
 from tavaal.data import DatasetInfo, PreparedDataset, known_split_sizes
-from tavaal.errors import ConfigError
+from tavaal.errors import ConfigError, IndexFileError
 from tavaal.models import TaskOutput, build_task_model
 from tavaal.seeding import numpy_rng
 from tavaal.strategies import (
@@ -617,3 +617,83 @@ def test_typiclust_visits_clusters_in_order_with_full_and_mini_batch_kmeans(n_la
     assert result.cluster[result.order[0]] == first
     members = np.flatnonzero(result.cluster == first)
     assert result.order[0] == members[most_typical(candidates[members])]
+
+
+# ---------------------------------------------------------------- embedding.source: vae
+
+
+def vae_context(seed=0):
+    """Blobs as inputs, scaled to unit size as a dataset's normalisation would; a small MLP VAE
+    (`vae` settings) trained for a few iterations."""
+    points, names = blobs()
+    dataset = vector_dataset(points / np.abs(points).max())
+    labeled = np.flatnonzero(names == "B")[:1]
+    candidates = np.setdiff1d(np.arange(len(points)), labeled)
+    ctx = context("typiclust", dataset, labeled, candidates, 3, LogitsAreInputs(), seed=seed)
+    exp = dataclasses.replace(
+        ctx.experiment,
+        embedding=EmbeddingConfig(source="vae"),
+        vae=dataclasses.replace(
+            ctx.experiment.vae, latent_dim=2, hidden=16, iterations=30, batch_size=8
+        ),
+    )
+    return dataclasses.replace(ctx, experiment=exp), names
+
+
+def test_the_vae_embedding_is_the_plain_vaes_latent_means_in_the_callers_order():
+    from tavaal.adversarial import PLAIN_VAE, score_rows
+    from tavaal.strategies._adversarial import train_query_adversary
+    from tavaal.strategies._embedding import embedding_rows
+
+    ctx, _ = vae_context()
+    # The VAE vae_wasserstein trains, encoded by hand.
+    adversary = train_query_adversary(ctx, False, variant=PLAIN_VAE)
+    batch = ctx.experiment.query.inference_batch_size
+    by_hand = score_rows(
+        adversary.trained, adversary.data, adversary.cand_pos, ctx.device, batch
+    ).mu
+    wanted = np.asarray(ctx.candidates)[::-1]  # another order than the query's
+    rows = embedding_rows(ctx, wanted)
+    assert rows.shape == (len(wanted), 2) and rows.dtype == np.float64
+    np.testing.assert_array_equal(rows, np.asarray(by_hand, dtype=np.float64)[::-1])
+    assert np.isfinite(rows).all() and np.ptp(rows, axis=0).min() > 0
+    labeled_row = embedding_rows(ctx, ctx.labeled)
+    assert labeled_row.shape == (1, 2) and np.isfinite(labeled_row).all()
+    # Only the query's rows have codes.
+    outside = np.setdiff1d(np.arange(ctx.dataset.info.n_train), np.r_[ctx.labeled, ctx.candidates])
+    if len(outside):
+        with pytest.raises(IndexFileError, match="neither labeled nor a candidate"):
+            embedding_rows(ctx, outside[:1])
+
+
+def test_typiclust_on_the_vaes_codes_picks_the_budget_and_repeats():
+    ctx, _ = vae_context(seed=2)
+    first = get_strategy("typiclust").query(ctx)
+    again = get_strategy("typiclust").query(ctx)
+    assert len(set(first.chosen.tolist())) == 3
+    assert set(first.chosen.tolist()) <= set(ctx.candidates.tolist())
+    np.testing.assert_array_equal(first.chosen, again.chosen)
+
+
+def test_the_vae_settings_enter_the_hash_only_with_the_vae_source(tmp_path):
+    path = tmp_path / "features.npy"
+    np.save(path, np.zeros((MOONS_TRAIN, 2)))
+    base = dataclasses.replace(file_experiment(path), embedding=EmbeddingConfig(source="vae"))
+    wider = dataclasses.replace(base, vae=dataclasses.replace(base.vae, latent_dim=8))
+    assert method_settings(base, "typiclust")["embedding"] == {"source": "vae"}
+    assert method_hash(base, "typiclust") != method_hash(wider, "typiclust")
+    task_model = dataclasses.replace(base, embedding=EmbeddingConfig())
+    task_model_wider = dataclasses.replace(wider, embedding=EmbeddingConfig())
+    assert method_hash(task_model, "typiclust") == method_hash(task_model_wider, "typiclust")
+
+
+def test_a_vae_embedding_query_is_sized_with_its_vae(tmp_path):
+    from tavaal.resources import query_estimate
+
+    path = tmp_path / "features.npy"
+    np.save(path, np.zeros((MOONS_TRAIN, 2)))
+    base = dataclasses.replace(file_experiment(path), embedding=EmbeddingConfig())
+    with_vae = dataclasses.replace(base, embedding=EmbeddingConfig(source="vae"))
+    plain = query_estimate(base, "typiclust", 0, "cpu")
+    trained = query_estimate(with_vae, "typiclust", 0, "cpu")
+    assert trained.seconds > plain.seconds

@@ -180,6 +180,16 @@ def wasserstein_query(
     )
 
 
+def vae_mean_codes(
+    ctx: QueryContext, max_cached_bytes: int = DEFAULT_MAX_CACHED_BYTES
+) -> tuple[np.ndarray, np.ndarray]:
+    """Latent means mu of the labeled rows and of the candidates (in ctx's orders) under a plain
+    beta-VAE trained for VAAL's schedule on the query's bank, as `vae_wasserstein` trains it:
+    the VAE's codes as an embedding (`embedding.source: vae`)."""
+    _, cand_scores, lab_scores, _ = _train_and_score(ctx, False, max_cached_bytes, PLAIN_VAE)
+    return lab_scores.mu, cand_scores.mu
+
+
 def _train_and_score(
     ctx: QueryContext, conditional: bool, max_cached_bytes: int, variant: Variant
 ) -> tuple[QueryAdversary, AdversaryScores, AdversaryScores, dict[str, float]]:

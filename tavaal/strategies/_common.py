@@ -8,7 +8,6 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from tavaal.data.embeddings import read_embedding_file
 from tavaal.errors import CheckpointError
 from tavaal.inference import InferenceOutput, forward_pool, logit_batches
 from tavaal.seeding import derive_seed
@@ -50,21 +49,6 @@ def infer(ctx: QueryContext, model, indices: np.ndarray, ranker=None) -> Inferen
     if keep and ctx.models is not None and model is ctx.models.models[0]:
         ctx.remember_logits(indices, out.logits)
     return out
-
-
-def embedding_rows(ctx: QueryContext, indices: np.ndarray) -> np.ndarray:
-    """(len(indices), E) rows of `embedding.source` (`Strategy.reads_embedding`): the first
-    task learner's penultimate features (eval mode, `infer`) or the user's file."""
-    settings = ctx.experiment.embedding
-    indices = np.asarray(indices, dtype=np.int64)
-    if settings.source == "file":
-        rows = read_embedding_file(settings.path, ctx.dataset.info.n_train, "embedding.path")
-        # Sorted reads of the memory map, then the caller's order.
-        order = np.argsort(indices, kind="stable")
-        out = np.empty((len(indices), rows.shape[1]), dtype=np.float64)
-        out[order] = rows[indices[order]]
-        return out
-    return infer(ctx, require_models(ctx).models[0], indices).embedding
 
 
 def candidate_uncertainty(

@@ -1,7 +1,7 @@
 """ProbCover (Yehuda, Dekel, Hacohen & Weinshall, NeurIPS 2022): greedy maximum coverage of
 δ-balls around labeled and picked points.
 
-On `embedding.source` (the task learner's features or a user's file; `_common.embedding_rows`)
+On `embedding.source` (the task learner's features, a VAE's codes or a user's file; `_embedding`)
 of labeled ∪ candidates: k-means into as many clusters as the dataset has classes, and the ball
 radius δ the largest at which 95% of the balls are pure (hold one cluster's points only;
 `tavaal.uncertainty.purity_radius`, §4.2); then each pick is the candidate whose open δ-ball
@@ -20,7 +20,8 @@ import time
 
 import numpy as np
 
-from tavaal.strategies._common import embedding_rows, log_done
+from tavaal.strategies._common import log_done
+from tavaal.strategies._embedding import embedding_rows
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table
 from tavaal.strategies.registry import register_strategy
 from tavaal.uncertainty import kmeans_labels, probcover_select, purity_radius

@@ -20,7 +20,8 @@ import time
 
 import numpy as np
 
-from tavaal.strategies._common import embedding_rows, log_done, mean_summary
+from tavaal.strategies._common import log_done, mean_summary
+from tavaal.strategies._embedding import embedding_rows
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table
 from tavaal.strategies.registry import register_strategy
 from tavaal.uncertainty import typiclust_select
