@@ -127,8 +127,8 @@ class VAEConfig:
     # code does; "quantile": r's mid-rank over labeled + training pool, in (0, 1), blind to any
     # increasing transform of r; "zscore_sigmoid": sigmoid of r standardised over the same
     # points. The paper's form is the default because our studies found no measurable benefit of
-    # "quantile" (AULC - random, TA-VAAL: digits -1.8 quantile vs -2.5 sigmoid, Fashion-MNIST
-    # -0.5 vs -0.4, intervals overlapping; docs/results/studies.md, "When does TA-VAAL help?").
+    # "quantile" (AULC - random, TA-VAAL: digits +1.5 quantile vs -2.6 sigmoid, Fashion-MNIST
+    # -0.6 vs -0.7, intervals overlapping; docs/results/studies.md, "When does TA-VAAL help?").
     rank_normalization: Literal["quantile", "zscore_sigmoid", "sigmoid", "official"] = "sigmoid"
     # Save a resumable VAE/D state every N iterations inside a query (0: never).
     checkpoint_every: int = 0
