@@ -30,6 +30,16 @@ def embedding_rows(ctx: QueryContext, indices: np.ndarray) -> np.ndarray:
     return infer(ctx, require_models(ctx).models[0], indices).embedding
 
 
+def query_embedding(ctx: QueryContext) -> np.ndarray:
+    """`embedding_rows` of the labeled rows, then of the candidates, in the context's orders:
+    what TypiClust and ProbCover cluster. The VAE's codes come in these orders already."""
+    if ctx.experiment.embedding.source == "vae":
+        labeled_mu, candidate_mu = vae_mean_codes(ctx)
+        return np.concatenate([labeled_mu, candidate_mu]).astype(np.float64)
+    indices = np.concatenate([np.asarray(ctx.labeled), np.asarray(ctx.candidates)])
+    return embedding_rows(ctx, indices.astype(np.int64))
+
+
 def _vae_rows(ctx: QueryContext, indices: np.ndarray) -> np.ndarray:
     """The VAE's latent means of `indices`, which must be labeled or candidates of the query."""
     known = np.concatenate([np.asarray(ctx.labeled), np.asarray(ctx.candidates)]).astype(np.int64)

@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from tavaal.strategies._common import log_done
-from tavaal.strategies._embedding import embedding_rows
+from tavaal.strategies._embedding import query_embedding
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table
 from tavaal.strategies.registry import register_strategy
 from tavaal.uncertainty import kmeans_labels, probcover_select, purity_radius
@@ -37,9 +37,7 @@ class ProbCover(Strategy):
         started = time.perf_counter()
         candidates = np.asarray(ctx.candidates, dtype=np.int64)
         labeled = np.asarray(ctx.labeled, dtype=np.int64)
-        points = np.asarray(
-            embedding_rows(ctx, np.concatenate([labeled, candidates])), dtype=np.float64
-        )
+        points = np.asarray(query_embedding(ctx), dtype=np.float64)
         rng = ctx.rng("probcover")
         clusters = max(1, min(ctx.dataset.info.num_classes, len(points)))
         # sklearn's k-means takes a 32-bit seed.

@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from tavaal.strategies._common import log_done, mean_summary
-from tavaal.strategies._embedding import embedding_rows
+from tavaal.strategies._embedding import query_embedding
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table
 from tavaal.strategies.registry import register_strategy
 from tavaal.uncertainty import typiclust_select
@@ -37,7 +37,7 @@ class TypiClust(Strategy):
         started = time.perf_counter()
         candidates = np.asarray(ctx.candidates, dtype=np.int64)
         labeled = np.asarray(ctx.labeled, dtype=np.int64)
-        embedding = embedding_rows(ctx, np.concatenate([labeled, candidates]))
+        embedding = query_embedding(ctx)
         # sklearn's k-means takes a 32-bit seed.
         random_state = int(ctx.rng("typiclust").integers(2**31))
         result = typiclust_select(
