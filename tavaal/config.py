@@ -71,6 +71,17 @@ class TrainConfig:
     # starts from; "": from scratch (the model's own initialisation). The DRN authors'
     # segmentation code starts from ImageNet weights; neither paper's classification code does.
     init_weights: str = ""
+    # The strong training recipe of Munjal et al. (CVPR 2022), for every method of the
+    # experiment alike (docs/methods.md, "Strong training recipe"). RandAugment: this many
+    # random operations per training image (0: off), at magnitude `randaugment_magnitude` of
+    # 0..30 (torchvision's scale), after the crop and flip of `augment`.
+    randaugment_ops: int = 0
+    randaugment_magnitude: int = 9
+    # Stochastic weight averaging: from this epoch on (0: off) the learning rate is `swa_lr`
+    # and the weights at the end of every later epoch are averaged; the average, with its
+    # batch-norm statistics recomputed on the labeled set, is the trained model.
+    swa_start: int = 0
+    swa_lr: float = 0.0005
     # Data-parallel processes of one training job, one per GPU of the job's node (gloo on a
     # CPU): each takes its share of every global batch of `batch_size` (`tavaal.distributed`).
     # How the work is split, not what is computed: it is left out of the training settings.
@@ -269,6 +280,7 @@ class ExperimentConfig:
         if not 0.0 <= self.train.dropout < 1.0:
             raise ConfigError(f"{where}.train.dropout: must be in [0, 1)")
         self._validate_crop(where)
+        self._validate_strong_recipe(where)
         for key in ("latent_dim", "batch_size", "vae_steps", "disc_steps", "disc_depth", "epochs"):
             if getattr(self.vae, key) < 1:
                 raise ConfigError(f"{where}.vae.{key}: must be >= 1")
@@ -321,6 +333,39 @@ class ExperimentConfig:
                 f"{where}.train.crop_ratio: need 0 < min <= max (width / height), "
                 f"got [{low}, {high}]"
             )
+
+    def _validate_strong_recipe(self, where: str) -> None:
+        """RandAugment's counts and SWA's schedule; SWA's average replaces model selection on
+        a validation split and needs epochs after its start."""
+        train = self.train
+        if train.randaugment_ops < 0:
+            raise ConfigError(f"{where}.train.randaugment_ops: must be >= 0 (0 = off)")
+        if not 0 <= train.randaugment_magnitude <= 30:
+            raise ConfigError(
+                f"{where}.train.randaugment_magnitude: must be in 0..30, got "
+                f"{train.randaugment_magnitude}"
+            )
+        if train.swa_start < 0:
+            raise ConfigError(f"{where}.train.swa_start: must be >= 0 (0 = off)")
+        if not train.swa_start:
+            return
+        if train.iterations:
+            raise ConfigError(
+                f"{where}.train.swa_start: counts epochs; train.iterations is set "
+                f"({train.iterations}): use epochs with SWA"
+            )
+        if train.swa_start >= train.epochs:
+            raise ConfigError(
+                f"{where}.train.swa_start: {train.swa_start} leaves no epoch to average "
+                f"(train.epochs is {train.epochs})"
+            )
+        if train.validation_size:
+            raise ConfigError(
+                f"{where}.train.swa_start: SWA keeps the average of the last epochs, "
+                "train.validation_size keeps the best on validation; set one of them"
+            )
+        if not train.swa_lr > 0:
+            raise ConfigError(f"{where}.train.swa_lr: must be > 0, got {train.swa_lr}")
 
     def _validate_human(self, where: str) -> None:
         """What a person labeling the queries cannot do: be noisy on purpose, label a held-out
@@ -396,6 +441,11 @@ class ExperimentConfig:
         path = train.pop("init_weights")
         if path:
             train["init_weights_sha256"] = file_sha256(path, "train.init_weights")
+        # The strong recipe came later: left out while off, so earlier models keep their hash.
+        if not train["randaugment_ops"]:
+            del train["randaugment_ops"], train["randaugment_magnitude"]
+        if not train["swa_start"]:
+            del train["swa_start"], train["swa_lr"]
         later = ("augmentation", "crop_scale", "crop_ratio")
         if train["augmentation"] == "pad_crop":
             return {key: value for key, value in train.items() if key not in later}

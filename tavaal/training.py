@@ -40,6 +40,7 @@ from tavaal.models.weights import load_initial_weights
 from tavaal.optim import build_optimizer
 from tavaal.portable_adam import PortableAdam
 from tavaal.seeding import seed_everything, torch_generator
+from tavaal.swa import WeightAverage, recompute_batch_norm
 from tavaal.tasks import Task, task_of
 from tavaal.tasks.classification import augment_raw
 
@@ -363,6 +364,8 @@ class _Member:
     scheduler: torch.optim.lr_scheduler.MultiStepLR
     shuffle: torch.Generator
     best: _BestWeights
+    # SWA (`train.swa_start`): running means of the model's and the ranker's weights.
+    averages: list[WeightAverage] | None = None
     epoch: int = 0
     step: int = 0
 
@@ -396,7 +399,11 @@ class _Member:
             optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma
         )
         shuffle = torch_generator(run.seed, run.stage, role + "/shuffle", device)
-        return cls(run, model, ranker, optimizer, scheduler, shuffle, _BestWeights())
+        averages = [WeightAverage(), WeightAverage()] if cfg.swa_start else None
+        return cls(run, model, ranker, optimizer, scheduler, shuffle, _BestWeights(), averages)
+
+    def _averaged(self) -> list[nn.Module]:
+        return [self.model] + ([self.ranker] if self.ranker is not None else [])
 
     def restore(self, resume: dict) -> None:
         self.model.load_state_dict(resume["model"])
@@ -408,6 +415,8 @@ class _Member:
         torch.set_rng_state(resume["rng_state"])
         self.epoch, self.step = resume["epoch"], resume["iteration"]
         self.best = _BestWeights.from_state(resume["best"])
+        if self.averages is not None:
+            self.averages = [WeightAverage.from_state(state) for state in resume["swa"]]
         self.run.log(f"member {self.run.member}: resumed after epoch {self.epoch}")
 
     def finished(self) -> bool:
@@ -429,8 +438,13 @@ class _Member:
         cfg, info, device, parallel = exp.train, run.info, run.device, run.parallel
         task = task_of(info)
         by_iterations = cfg.iterations > 0
-        augment = cfg.augment and info.kind == "image"
+        augment = (cfg.augment or cfg.randaugment_ops > 0) and info.kind == "image"
         self.epoch += 1
+        averaging = self.averages is not None and self.epoch > cfg.swa_start
+        if averaging:
+            # SWA's constant learning rate, whatever the schedule would give.
+            for group in self.optimizer.param_groups:
+                group["lr"] = cfg.swa_lr
         self.model.train()
         if self.ranker is not None:
             self.ranker.train()
@@ -484,6 +498,9 @@ class _Member:
             self.scheduler.step()
             if self.epoch % cfg.validate_every == 0 or self.epoch == cfg.epochs:
                 self.validate()
+        if averaging:
+            for average, module in zip(self.averages, self._averaged(), strict=False):
+                average.update(module)
         if parallel is not None:
             totals = torch.stack(
                 [total_loss, correct, scored, torch.tensor(float(count), device=device)]
@@ -528,6 +545,7 @@ class _Member:
             "epoch": self.epoch,
             "iteration": self.step,
             "best": self.best.state(),
+            "swa": [a.state() for a in self.averages] if self.averages is not None else None,
         }
 
     def final_state(self) -> dict:
@@ -541,6 +559,8 @@ class _Member:
             self.model.load_state_dict(best.model)
             if self.ranker is not None:
                 self.ranker.load_state_dict(best.ranker)
+        if self.averages is not None:
+            self._keep_average()
         return {
             "model": self.model.state_dict(),
             "ranker": self.ranker.state_dict() if self.ranker else None,
@@ -551,6 +571,23 @@ class _Member:
             "validation_accuracy": best.accuracy if run.validation is not None else None,
             "selected_step": best.step if run.validation is not None else None,
         }
+
+    def _keep_average(self) -> None:
+        """SWA's result: the averaged weights, their batch-norm statistics recomputed over the
+        labeled set as stored (no augmentation), in index order, `batch_size` at a time."""
+        run, cfg = self.run, self.run.exp.train
+        for average, module in zip(self.averages, self._averaged(), strict=False):
+            average.copy_to(module)
+        positions = list(torch.arange(len(run.train.y), device=run.device).split(cfg.batch_size))
+        if run.parallel is not None:
+            positions = [run.parallel.shard(rows) for rows in positions]
+        inputs = (to_tensor_batch(raw, run.info) for raw in run.train.batches(positions))
+        recompute_batch_norm(self.model, inputs, self.model)
+        run.log(
+            f"member {run.member}: keeping the average of the weights after epochs "
+            f"{cfg.swa_start + 1}-{self.epoch} (SWA, {self.averages[0].count} epochs), "
+            f"batch-norm statistics recomputed on {len(run.train.y)} labeled samples"
+        )
 
 
 def train_step(

@@ -30,6 +30,8 @@ LAYERS = {
     "models": 2,
     "losses": 2,
     "augmentation": 2,
+    "randaugment": 2,
+    "swa": 2,
     "segmentation": 2,
     "distributed": 2,
     "uncertainty": 2,

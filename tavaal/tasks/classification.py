@@ -27,15 +27,23 @@ def augment_raw(
     cfg: TrainConfig,
     share: tuple[int, int] | None = None,
 ) -> Tensor:
-    """`train.augmentation` of a uint8 (N, H, W, C) batch, drawn from `generator` (for the
+    """`train.augmentation` (when `train.augment`), then RandAugment (when
+    `train.randaugment_ops`), of a uint8 (N, H, W, C) batch, drawn from `generator` (for the
     global batch the batch is a `share` of, `tavaal.augmentation.augment_images`)."""
     from tavaal.augmentation import augment_images, resized_crop_images
+    from tavaal.randaugment import randaugment_images
 
-    if cfg.augmentation == "resized_crop":
-        return resized_crop_images(
+    if cfg.augment and cfg.augmentation == "resized_crop":
+        raw = resized_crop_images(
             raw, generator, cfg.crop_scale, cfg.crop_ratio, cfg.hflip, share=share
         )
-    return augment_images(raw, generator, cfg.crop_padding, cfg.hflip, share=share)
+    elif cfg.augment:
+        raw = augment_images(raw, generator, cfg.crop_padding, cfg.hflip, share=share)
+    if cfg.randaugment_ops:
+        raw = randaugment_images(
+            raw, generator, cfg.randaugment_ops, cfg.randaugment_magnitude, share=share
+        )
+    return raw
 
 
 class ClassificationTask(Task):

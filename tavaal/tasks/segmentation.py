@@ -76,6 +76,11 @@ class SegmentationTask(Task):
                 f"{where}.initial_excluded_classes: an image holds pixels of several classes, "
                 "so no class can be left out of a segmentation pool (set it to 0)"
             )
+        if exp.train.randaugment_ops:
+            raise ConfigError(
+                f"{where}.train.randaugment_ops: RandAugment's geometry would move the image "
+                "but not its mask; segmentation trains with crop and flip only (set it to 0)"
+            )
 
     def label_table(self, y_train: np.ndarray) -> np.ndarray:
         counts = np.empty(len(y_train), dtype=np.int64)
