@@ -59,6 +59,11 @@ def check_experiment(
             "super-classes do); set confusion: groups with oracle.groups, or confusion: any"
         )
     shape = known_input_shape(exp.dataset)
+    if exp.train.randaugment_ops and shape is not None and len(shape) != 3:
+        raise ConfigError(
+            f"{where}.train.randaugment_ops: RandAugment transforms images; {exp.dataset} "
+            f"holds vectors of shape {shape} (set it to 0)"
+        )
     if exp.normalization == "half" and shape is not None and len(shape) != 3:
         raise ConfigError(
             f"{where}.normalization: 'half' scales images to [-1, 1]; {exp.dataset} holds "

@@ -298,6 +298,16 @@ def test_segmentation_refuses_randaugment():
         check_experiment(exp, "experiments.s")
 
 
+def test_vector_datasets_refuse_randaugment():
+    from tavaal.validation import check_experiment
+
+    exp = ExperimentConfig.from_dict(
+        "m", {"dataset": "moons", "model": "mlp", "train": {"randaugment_ops": 1}}
+    )
+    with pytest.raises(ConfigError, match=r"m\.train\.randaugment_ops: RandAugment transforms"):
+        check_experiment(exp)
+
+
 def test_randaugment_changes_the_images_the_model_trains_on(digits):
     """With the recipe on, training sees other images (and so ends elsewhere) than without."""
     idx = initial_indices(digits.info.n_train, 200, 0)
