@@ -39,10 +39,12 @@ CODE_VERSION = str(config["code_version"])
 # shared (tavaal.layout): the initial pool per (experiment, seed), its model per training recipe.
 RUN = f"{RESULTS}/{{experiment}}/{{method}}/seed{{seed}}"
 RUN_LOGS = "logs/{experiment}/{method}/seed{seed}"
-RUN_BENCH = "benchmarks/{experiment}/{method}/seed{seed}"
+# Snakemake's per-job benchmark files: their own top-level folder, apart from the benchmark
+# scripts' source in benchmarks/ (an experiment may be named like anything there).
+RUN_BENCH = "job_benchmarks/{experiment}/{method}/seed{seed}"
 STAGE0 = f"{RESULTS}/{{experiment}}/stage0/seed{{seed}}"
 STAGE0_LOGS = "logs/{experiment}/stage0/seed{seed}"
-STAGE0_BENCH = "benchmarks/{experiment}/stage0/seed{seed}"
+STAGE0_BENCH = "job_benchmarks/{experiment}/stage0/seed{seed}"
 EXP_DIR = f"{RESULTS}/{{experiment}}"
 EXPORT = layout.EXPORT_FOLDER.format(
     results=RESULTS, experiment="{experiment}", method="{method}", seed="{seed}", stage="{stage}"

@@ -605,8 +605,10 @@ def test_tiny_run_produces_every_figure_and_table(tiny_run):
     ]
     for log in logs:
         assert (tiny_run / log).read_text().strip(), log
-    assert (tiny_run / "benchmarks/tiny/tavaal/seed0/stage0/query.tsv").exists()
-    assert (tiny_run / "benchmarks/tiny/stage0/seed0/plain/train.tsv").exists()
+    assert (tiny_run / "job_benchmarks/tiny/tavaal/seed0/stage0/query.tsv").exists()
+    assert (tiny_run / "job_benchmarks/tiny/stage0/seed0/plain/train.tsv").exists()
+    # Apart from the benchmark scripts' source tree.
+    assert not (tiny_run / "benchmarks" / "tiny").exists()
 
 
 @pytest.mark.slow
@@ -626,9 +628,9 @@ def test_declared_resources_cover_the_measured_jobs(tiny_run):
 
     exp = ExperimentConfig.from_dict("tiny", TINY["experiments"]["tiny"])
     checked = 0
-    for path in sorted((tiny_run / "benchmarks/tiny").rglob("*.tsv")):
+    for path in sorted((tiny_run / "job_benchmarks/tiny").rglob("*.tsv")):
         measured = pd.read_csv(path, sep="\t").iloc[0]
-        parts = path.relative_to(tiny_run / "benchmarks/tiny").parts
+        parts = path.relative_to(tiny_run / "job_benchmarks/tiny").parts
         if parts[0] == "stage0":  # stage0/seed{s}/{recipe}/train.tsv
             recipe = next(
                 strategy_class(m).recipe
