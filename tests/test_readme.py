@@ -304,6 +304,7 @@ def test_study_section_says_where_each_method_moved():
             "recon_ratio": [0.8, math.nan, 0.99],
             "disc_auc": [0.6, math.nan, 0.51],
             "rank_input_informative": [math.nan, math.nan, math.nan],
+            "baseline_aulc": [0.9, 0.9, 0.9],
         }
     )
     text = study_section(table, "digits_adversary")
@@ -312,6 +313,11 @@ def test_study_section_says_where_each_method_moved():
     assert (
         "Entropy: above Random in `d`. VAAL: below Random in `d_beta`; not distinguishable "
         "from Random in `d`." in text
+    )
+    assert (
+        "Order by mean AULC − Random (accuracy points), best first:\n\n"
+        "- `d`: Entropy (+5.0) > VAAL (+1.0) > Random; Random's own AULC 90.0\n"
+        "- `d_beta`: Random > VAAL (-3.0); Random's own AULC 90.0\n" in text
     )
 
 

@@ -15,6 +15,7 @@ from tavaal.report.study import (
     random_source,
     setting_changes,
     study_display,
+    study_orders,
     study_table,
 )
 
@@ -112,6 +113,27 @@ def test_study_table_pairs_by_seed_and_averages_the_health():
     assert shown.loc[0, "AULC − random (points)"] == "+3.0 [+3.0, +3.0]"
     assert shown.loc[0, "D AUC"] == "0.70" and shown.loc[0, "rank inputs in (0.01, 0.99)"] == "—"
     assert np.isfinite(table["aulc_diff_mean"]).all()
+    # Random's own AULC, (0.55 + 0.65) / 2 = 0.6 for seed 0, 0.5 and 0.7 for the others.
+    assert table["baseline_aulc"].tolist() == pytest.approx([0.6, 0.6])
+    assert study_orders(table) == [
+        "`d`: VAAL (+3.0) > Random; Random's own AULC 60.0",
+        "`v`: VAAL (+2.5) > Random; Random's own AULC 60.0",
+    ]
+
+
+def test_study_orders_put_the_baseline_among_the_methods():
+    table = pd.DataFrame(
+        {
+            "experiment": ["a", "a", "b", "b"],
+            "method": ["coreset", "vaal", "coreset", "vaal"],
+            "aulc_diff_mean": [0.02, -0.01, -0.005, 0.01],
+            "baseline_aulc": [0.8, 0.8, 0.85, 0.85],
+        }
+    )
+    assert study_orders(table) == [
+        "`a`: Core-set (+2.0) > Random > VAAL (-1.0); Random's own AULC 80.0",
+        "`b`: VAAL (+1.0) > Random > Core-set (-0.5); Random's own AULC 85.0",
+    ]
 
 
 def test_study_curves_one_panel_per_experiment_with_the_borrowed_random():

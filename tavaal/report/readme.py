@@ -114,7 +114,7 @@ def study_section(
     table: pd.DataFrame, name: str, baseline: str = "random", confidence: float = 0.95
 ) -> str:
     """A study's variants (`tavaal.report.study.study_table`) and what moved each method."""
-    from tavaal.report.study import study_display, study_score
+    from tavaal.report.study import study_display, study_orders, study_score
 
     base = method_label(baseline)
     blocks = [
@@ -149,6 +149,13 @@ def study_section(
         if parts:
             sentences.append(f"{method_label(method)}: {'; '.join(parts)}.")
     blocks.append(" ".join(sentences))
+    if table["experiment"].nunique() > 1:
+        # How the changed settings reorder the methods, the baseline at 0 among them.
+        orders = study_orders(table, baseline)
+        blocks.append(
+            f"Order by mean AULC − {base} ({study_score(table).points}), best first:\n\n"
+            + "\n".join(f"- {line}" for line in orders)
+        )
     return "\n\n".join(blocks) + "\n"
 
 

@@ -106,9 +106,10 @@ def study_table(
 ) -> pd.DataFrame:
     """One row per (experiment, method other than the baseline): AULC minus the baseline's,
     paired by seed, with its t interval, and the mean adversarial health; `score`: the
-    score whose curves the AULC is of (accuracy, or miou). When an experiment of the study
-    has a noisy oracle, also queried_wrong_labels: the wrong labels its queries bought by the
-    last stage, mean over seeds."""
+    score whose curves the AULC is of (accuracy, or miou); `baseline_aulc`: the baseline's own
+    AULC the row is paired with, mean over seeds (a training recipe moves it). When an
+    experiment of the study has a noisy oracle, also queried_wrong_labels: the wrong labels its
+    queries bought by the last stage, mean over seeds."""
     base = experiments[0]
     score = score_of(pd.concat([summaries[exp.name] for exp in experiments]))
     # A noisy oracle (VAAL §5.2) in the study: how many wrong labels each method bought.
@@ -133,6 +134,7 @@ def study_table(
                 "aulc_diff_mean": float(paired.mean()) if len(paired) else math.nan,
                 "aulc_diff_ci_low": low,
                 "aulc_diff_ci_high": high,
+                "baseline_aulc": float(base_aulc.mean()),
                 "recon_ratio": _mean_ratio(queries),
                 "score": score.column,
             }
@@ -253,6 +255,28 @@ def plot_study_curves(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def study_orders(table: pd.DataFrame, baseline: str = "random") -> list[str]:
+    """Per experiment of a study table, its methods by mean AULC − baseline, best first, with
+    the baseline at its place (0) and its own AULC: how a changed setting reorders them."""
+    lines = []
+    for experiment, rows in table.groupby("experiment", sort=False):
+        ranked = sorted(
+            [(r.aulc_diff_mean, method_label(r.method)) for r in rows.itertuples(index=False)]
+            + [(0.0, method_label(baseline))],
+            key=lambda item: -item[0],
+        )
+        order = " > ".join(
+            f"{label} ({100 * diff:+.1f})" if label != method_label(baseline) else label
+            for diff, label in ranked
+        )
+        own = rows["baseline_aulc"].iloc[0] if "baseline_aulc" in rows else math.nan
+        lines.append(
+            f"`{experiment}`: {order}"
+            + ("" if math.isnan(own) else f"; {method_label(baseline)}'s own AULC {100 * own:.1f}")
+        )
+    return lines
 
 
 def study_score(table: pd.DataFrame):
