@@ -1,10 +1,10 @@
 """Raw files read in place from a folder the user already has (`--source DIR`, `raw_sources`).
 
 The fast tests write tiny files in the true on-disk formats (tests/raw_formats.py), in each
-accepted layout, prepare them through `tavaal.data.raw_sources` and compare the result with what
-torchvision reads from the same files (the download path). The md5 sums of the real files cannot
-match tiny ones, so `trust` points `LAYOUTS` at the sums of the files written, exactly as
-test_torchvision_formats.py does for torchvision's lists.
+accepted layout, prepare them in place (verified by `tavaal.data.raw_sources`, read by torchvision
+through a temporary root) and compare the result with the download path's, torchvision reading
+``data_dir/raw/<source>``. The md5 sums of the real files cannot match tiny ones, so `trust`
+points `LAYOUTS` and torchvision's lists at the sums of the files written.
 
 The last tests prepare the real Fashion-MNIST from Debian's ``dataset-fashion-mnist`` package,
 through the library, the CLI and the workflow's prepare_dataset rule. They skip when it is not
@@ -23,6 +23,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,7 +66,8 @@ def write(source: str, raw_root: Path, compressed: bool = True) -> Path:
 
 
 def trust(monkeypatch, source: str, folder: Path) -> None:
-    """Make `LAYOUTS[source]` expect the md5 sums of the files now in `folder`."""
+    """Make `LAYOUTS[source]` expect the md5 sums of the files now in `folder`, and torchvision,
+    which checks the CIFAR and SVHN files again when it reads them, too."""
     files = []
     for spec in LAYOUTS[source].files:
         plain, packed = folder / spec.name, folder / f"{spec.name}.gz"
@@ -77,6 +79,9 @@ def trust(monkeypatch, source: str, folder: Path) -> None:
         else:
             files.append(spec)
     monkeypatch.setitem(LAYOUTS, source, dataclasses.replace(LAYOUTS[source], files=tuple(files)))
+    if source != "fashion_mnist":  # torchvision checks no md5 of the Fashion-MNIST files it finds
+        root = folder.parent if LAYOUTS[source].subfolder else folder
+        trust_checksums(monkeypatch, TORCHVISION[source], root)
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int, str]]:
@@ -123,8 +128,6 @@ def test_folder_gives_what_torchvision_reads(tmp_path, monkeypatch, source, layo
     assert meta(tmp_path / "local", source)["source"] == str(files)
     assert meta(tmp_path / "local", source)["raw_md5_verified"] is True
 
-    if source != "fashion_mnist":  # torchvision checks no md5 of the Fashion-MNIST files it finds
-        trust_checksums(monkeypatch, TORCHVISION[source], raw / source)
     reference = load_dataset(source, tmp_path)  # the download path: torchvision reads raw/<source>
     for key in ARRAYS:
         assert np.array_equal(getattr(local, key), getattr(reference, key)), key
@@ -136,7 +139,6 @@ def test_derived_dataset_reads_its_source_folder(tmp_path, monkeypatch):
     trust(monkeypatch, "cifar10", files)
     local = load_dataset("cifar10_imb10", tmp_path / "local", raw_sources={"cifar10": files})
     assert meta(tmp_path / "local", "cifar10_imb10")["source"] == str(files)
-    trust_checksums(monkeypatch, datasets.CIFAR10, tmp_path / "raw" / "cifar10")
     reference = load_dataset("cifar10_imb10", tmp_path)
     for key in ARRAYS:
         assert np.array_equal(getattr(local, key), getattr(reference, key)), key
@@ -242,13 +244,86 @@ def test_damaged_gz_files(tmp_path, monkeypatch):
     assert "train-labels" not in message and "t10k-images" not in message
 
 
-def test_trusted_file_in_a_wrong_format_names_the_file(tmp_path, monkeypatch):
+def test_trusted_file_in_a_wrong_format_names_the_folder(tmp_path, monkeypatch):
     files = write("fashion_mnist", tmp_path / "raw", compressed=False)
     path = files / "train-labels-idx1-ubyte"
     path.write_bytes(b"\x00\x00\x0c\x01" + struct.pack(">I", 1) + b"\0\0\0\1")  # int32 labels
     trust(monkeypatch, "fashion_mnist", files)
-    with pytest.raises(DatasetError, match="not an IDX file of unsigned bytes with 1 dimension"):
+    with pytest.raises(DatasetError) as error:
         prepare_dataset("fashion_mnist", tmp_path / "d", raw_sources={"fashion_mnist": files})
+    # The folder the user gave, not the temporary root torchvision read it through.
+    assert str(error.value) == (
+        f"dataset 'fashion_mnist': could not read the raw files in {files}: x should be of dtype "
+        f"torch.uint8 instead of torch.int32 (their md5 sums are the expected ones)"
+    )
+    assert not (tmp_path / "d" / "fashion_mnist").exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "layout"), [("cifar100", "torchvision"), ("fashion_mnist", "flat")]
+)
+def test_a_read_only_folder_is_never_written(tmp_path, monkeypatch, source, layout):
+    files = write(source, tmp_path / "raw")
+    given = files.parent if layout == "torchvision" else files
+    trust(monkeypatch, source, files)
+    # torchvision reads a temporary root: it must be gone afterwards, whatever happened.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    entries = [given, *given.rglob("*")]
+    for path in entries:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+
+    def state() -> tuple:
+        # The folder's own modification time changes when anything is created in it and removed.
+        return snapshot(given), [path.stat().st_mtime_ns for path in entries if path.is_dir()]
+
+    before = state()
+    try:
+        prepare_dataset(source, tmp_path / "data", raw_sources={source: given})
+        assert state() == before and list(scratch.iterdir()) == []
+        recorded = meta(tmp_path / "data", source)
+        assert recorded["source"] == str(files) and recorded["raw_md5_verified"] is True
+        assert (
+            open_prepared(source, tmp_path / "data").info.n_train
+            == {
+                "cifar100": 300,
+                "fashion_mnist": 30,
+            }[source]
+        )
+
+        # A damaged file (one byte more) is still named in the one error, with what was expected.
+        spec = LAYOUTS[source].files[-1]
+        damaged = files / f"{spec.name}{'.gz' if spec.gz_md5 else ''}"
+        damaged.chmod(0o644)
+        if spec.gz_md5:
+            content = gzip.decompress(damaged.read_bytes()) + b"\0"
+            damaged.write_bytes(gzip.compress(content, mtime=0))
+            problem = (
+                f"{damaged.name} has md5 {file_md5(damaged)}, expected {spec.gz_md5} (or "
+                f"contents with md5 {spec.md5}, found {hashlib.md5(content).hexdigest()}, "
+                f"{len(content)} bytes)"
+            )
+        else:
+            damaged.write_bytes(damaged.read_bytes() + b"\0")
+            problem = (
+                f"{damaged.name} has md5 {file_md5(damaged)} ({damaged.stat().st_size} bytes), "
+                f"expected {spec.md5}"
+            )
+        damaged.chmod(0o444)
+        before = state()
+        with pytest.raises(DatasetError) as error:
+            prepare_dataset(source, tmp_path / "again", raw_sources={source: given})
+        message = str(error.value)
+        assert message.startswith(
+            f"dataset {source!r}: the raw files of {source!r} in {files} are missing or damaged"
+        )
+        assert message.endswith(f"): {problem}")
+        assert state() == before and list(scratch.iterdir()) == []
+        assert not (tmp_path / "again" / source).exists()
+    finally:  # let pytest remove tmp_path when not run as root
+        for path in entries:
+            path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def test_raw_sources_keys_and_values_are_checked(tmp_path):
@@ -377,7 +452,8 @@ def test_real_fashion_mnist_from_the_debian_package(real, debian_folder):
         assert np.array_equal(getattr(ds, f"y_{part}"), labels)
     recorded = meta(data_dir, "fashion_mnist")
     assert recorded["source"] == str(debian_folder) and recorded["raw_md5_verified"] is True
-    # About a second with 2 cores; the generous bound catches a slow path, not jitter.
+    # About 5 s on 2 busy cores, torchvision imported already (this module imports it); the
+    # generous bound catches a slow path, not jitter.
     assert seconds < 30
 
 

@@ -18,7 +18,8 @@ CIFAR and SVHN files, so a damaged file is reported rather than silently read. t
 imported inside the builders: it costs seconds and most jobs never need it.
 
 A source given a folder of its own (`BuildContext.raw_sources`) is read in place from there
-instead, by `tavaal.data.raw_sources`, which accepts more layouts and verifies every file.
+instead, through the same torchvision readers: `tavaal.data.raw_sources` accepts more layouts,
+verifies every file and lays the verified files out as torchvision expects in a temporary root.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from __future__ import annotations
 import gzip
 import pickle
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +54,8 @@ CIFAR10_ENTROPY_COUNTS = {
     "cifar10_ent211": (3000, 3000, 4000, 5000, 1000, 1000, 1000, 1000, 1000, 3000),
 }
 
-# What torchvision (and the parsers it calls) raise for missing, truncated or damaged files,
-# and for failed downloads (URLError is an OSError).
+# What torchvision, pickle and the parsers torchvision calls raise for missing, truncated or
+# damaged files, and for failed downloads (URLError is an OSError).
 _READ_ERRORS = (
     RuntimeError,
     OSError,
@@ -60,17 +63,40 @@ _READ_ERRORS = (
     KeyError,
     IndexError,
     TypeError,
+    AttributeError,
     EOFError,
     AssertionError,
+    NotImplementedError,
     pickle.UnpicklingError,
 )
 
 
-def _require(ctx: BuildContext, root: Path, source: str) -> Path:
-    """The folder torchvision reads `source` from; one error listing every missing file when
-    they cannot be downloaded."""
+@dataclass(frozen=True)
+class _RawRoot:
+    """Where torchvision reads a source's files from, and where they really lie."""
+
+    root: Path  # given to torchvision
+    folder: Path  # the files' folder: recorded in meta.json and named in messages
+    download: bool  # whether torchvision may fetch missing files into `root`
+    in_place: bool  # a folder of the user's, verified file by file; never written to
+
+
+@contextmanager
+def _raw_root(ctx: BuildContext, source: str) -> Iterator[_RawRoot]:
+    """The root torchvision reads `source` from. A folder of the user's (`ctx.raw_sources`) is
+    verified and shown through a temporary root (`raw_sources.torchvision_root`); otherwise it is
+    ``data_dir/raw/<source>``, and one error lists every missing file unless they may be
+    downloaded."""
+    if source in ctx.raw_sources:
+        given = ctx.raw_sources[source]
+        with raw_sources.torchvision_root(ctx.name, source, given) as (root, folder):
+            yield _RawRoot(root, folder, download=False, in_place=True)
+        return
     layout = LAYOUTS[source]
+    root = ctx.raw_root / source
     folder = root / layout.subfolder
+    if folder.is_dir():
+        _gunzip_missing(folder, layout)
     missing = [name for name in layout.names if not (folder / name).is_file()]
     if missing and not ctx.download:
         names = ", ".join(str(Path(layout.subfolder, name)) for name in missing)
@@ -79,17 +105,38 @@ def _require(ctx: BuildContext, root: Path, source: str) -> Path:
             f"run `tavaal prepare {ctx.name} --download` (or set download: true) to fetch them, "
             f"or `tavaal prepare {ctx.name} --source DIR` to read them from a folder you have"
         )
-    return folder
+    root.mkdir(parents=True, exist_ok=True)
+    yield _RawRoot(root, folder.absolute(), download=ctx.download, in_place=False)
 
 
-def _read(ctx: BuildContext, folder: Path, open_split: Callable[[], Any]) -> Any:
+def _gunzip_missing(folder: Path, layout: raw_sources.RawLayout) -> None:
+    """Extract ``name.gz`` where only the download is present (torchvision reads ``name``)."""
+    for spec in layout.files:
+        target, packed = folder / spec.name, folder / f"{spec.name}.gz"
+        if spec.gz_md5 is None or target.is_file() or not packed.is_file():
+            continue
+        try:
+            # Never a half-extracted file under the real name.
+            with atomic_write(target) as partial:
+                with gzip.open(packed, "rb") as source, partial.open("wb") as sink:
+                    shutil.copyfileobj(source, sink)
+        except (OSError, EOFError) as exc:
+            raise DatasetError(f"{packed}: cannot extract: {exc}") from exc
+
+
+def _read(ctx: BuildContext, raw: _RawRoot, open_split: Callable[[], Any]) -> Any:
     """Call a torchvision constructor, turning its errors into one DatasetError."""
     try:
         return open_split()
     except _READ_ERRORS as exc:
-        action = "download or read" if ctx.download else "read"
+        if raw.in_place:
+            raise DatasetError(
+                f"dataset {ctx.name!r}: could not read the raw files in {raw.folder}: {exc} "
+                f"(their md5 sums are the expected ones)"
+            ) from exc
+        action = "download or read" if raw.download else "read"
         raise DatasetError(
-            f"dataset {ctx.name!r}: could not {action} the raw files in {folder}: {exc}. "
+            f"dataset {ctx.name!r}: could not {action} the raw files in {raw.root}: {exc}. "
             f"If they are damaged, delete them and run `tavaal prepare {ctx.name} --download`"
         ) from exc
 
@@ -113,24 +160,19 @@ def _checked(ctx: BuildContext, splits: Splits, image_shape: tuple[int, int, int
 
 
 def _cifar(ctx: BuildContext, source: str) -> Splits:
-    if source in ctx.raw_sources:
-        splits = raw_sources.read_cifar(ctx.name, source, ctx.raw_sources[source])
-        return _checked(ctx, splits, (32, 32, 3))
     from torchvision import datasets
 
     dataset_cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[source]
-    root = ctx.raw_root / source
-    folder = _require(ctx, root, source)
-    root.mkdir(parents=True, exist_ok=True)
-    train = _read(ctx, root, lambda: dataset_cls(str(root), train=True, download=ctx.download))
-    test = _read(ctx, root, lambda: dataset_cls(str(root), train=False, download=False))
-    groups: tuple[int, ...] = ()
-    if source == "cifar100":
-        # torchvision keeps only the fine labels; the coarse ones are in the same file, whose
-        # md5 sum its constructor has just checked.
-        path = root / train.base_folder / train.train_list[0][0]
-        batch = raw_sources.unpickle_cifar(path, path.read_bytes())
-        groups = raw_sources.cifar100_class_groups(path, batch)
+    with _raw_root(ctx, source) as raw:
+        root = str(raw.root)
+        train = _read(ctx, raw, lambda: dataset_cls(root, train=True, download=raw.download))
+        test = _read(ctx, raw, lambda: dataset_cls(root, train=False, download=False))
+        groups: tuple[int, ...] = ()
+        if source == "cifar100":
+            # torchvision keeps only the fine labels; the coarse ones are in the same file, whose
+            # md5 sum has just been checked.
+            path = raw.folder / dataset_cls.train_list[0][0]
+            groups = _cifar100_class_groups(path, _unpickle_cifar(path, path.read_bytes()))
     # torchvision already reshapes the (N, 3072) rows (R, G, B planes) to N x 32 x 32 x 3.
     splits = Splits(
         x_train=np.ascontiguousarray(train.data, dtype=np.uint8),
@@ -138,11 +180,50 @@ def _cifar(ctx: BuildContext, source: str) -> Splits:
         x_test=np.ascontiguousarray(test.data, dtype=np.uint8),
         y_test=np.asarray(test.targets, dtype=np.int64),
         classes=tuple(str(name) for name in train.classes),
-        # torchvision's constructor checks every file's md5 sum.
-        provenance=Provenance(folder=folder.absolute(), md5_verified=True),
+        # torchvision's constructor checks every file's md5 sum (and verify_source did before).
+        provenance=Provenance(folder=raw.folder, md5_verified=True),
         class_groups=groups,
     )
     return _checked(ctx, splits, (32, 32, 3))
+
+
+def _parse_error(path: Path, what: str, exc: BaseException) -> DatasetError:
+    return DatasetError(f"{path}: not {what} ({type(exc).__name__}: {exc})")
+
+
+def _unpickle_cifar(path: Path, data: bytes) -> dict:
+    # The CIFAR pickles were written by Python 2; latin1 turns their byte strings into str.
+    try:
+        obj = pickle.loads(data, encoding="latin1")
+    except _READ_ERRORS as exc:
+        raise _parse_error(path, "a CIFAR python pickle", exc) from exc
+    if not isinstance(obj, dict):
+        raise DatasetError(f"{path}: not a CIFAR python pickle (holds {type(obj).__name__})")
+    return obj
+
+
+def _cifar100_class_groups(path: Path, batch: dict) -> tuple[int, ...]:
+    """The super-class (coarse label) of each of CIFAR-100's 100 fine classes, from the
+    `fine_labels` and `coarse_labels` of an unpickled train file (VAAL §5.2 confuses classes
+    within a super-class). Every fine class must have exactly one coarse label."""
+    try:
+        fine = np.asarray(batch["fine_labels"], dtype=np.int64)
+        coarse = np.asarray(batch["coarse_labels"], dtype=np.int64)
+    except _READ_ERRORS as exc:
+        raise _parse_error(path, "a CIFAR-100 file with fine and coarse labels", exc) from exc
+    if fine.shape != coarse.shape or fine.ndim != 1:
+        raise DatasetError(f"{path}: {fine.size} fine labels but {coarse.size} coarse labels")
+    groups = np.full(100, -1, dtype=np.int64)
+    for cls in range(100):
+        found = np.unique(coarse[fine == cls])
+        if len(found) > 1:
+            raise DatasetError(f"{path}: fine class {cls} has coarse labels {found.tolist()}")
+        if len(found):
+            groups[cls] = found[0]
+    if (groups < 0).any():
+        # A sample file too small to hold every class: no groups rather than wrong ones.
+        return ()
+    return tuple(int(g) for g in groups)
 
 
 @register_dataset(
@@ -173,16 +254,12 @@ def build_svhn(ctx: BuildContext) -> Splits:
 
     The .mat files label the digit 0 as 10; torchvision maps it to 0, so labels are the digits.
     """
-    if "svhn" in ctx.raw_sources:
-        splits = raw_sources.read_svhn(ctx.name, ctx.raw_sources["svhn"])
-        return _checked(ctx, splits, (32, 32, 3))
     from torchvision import datasets
 
-    root = ctx.raw_root / "svhn"
-    folder = _require(ctx, root, "svhn")
-    root.mkdir(parents=True, exist_ok=True)
-    train = _read(ctx, root, lambda: datasets.SVHN(str(root), split="train", download=ctx.download))
-    test = _read(ctx, root, lambda: datasets.SVHN(str(root), split="test", download=ctx.download))
+    with _raw_root(ctx, "svhn") as raw:
+        root = str(raw.root)
+        train = _read(ctx, raw, lambda: datasets.SVHN(root, split="train", download=raw.download))
+        test = _read(ctx, raw, lambda: datasets.SVHN(root, split="test", download=raw.download))
     # torchvision holds SVHN as (N, C, H, W); the canonical layout is NHWC.
     splits = Splits(
         x_train=np.ascontiguousarray(train.data.transpose(0, 2, 3, 1), dtype=np.uint8),
@@ -190,25 +267,10 @@ def build_svhn(ctx: BuildContext) -> Splits:
         x_test=np.ascontiguousarray(test.data.transpose(0, 2, 3, 1), dtype=np.uint8),
         y_test=np.asarray(test.labels, dtype=np.int64),
         classes=tuple(str(digit) for digit in range(10)),
-        # torchvision's constructor checks the split file's md5 sum.
-        provenance=Provenance(folder=folder.absolute(), md5_verified=True),
+        # torchvision's constructor checks the split file's md5 sum (and verify_source did before).
+        provenance=Provenance(folder=raw.folder, md5_verified=True),
     )
     return _checked(ctx, splits, (32, 32, 3))
-
-
-def _gunzip_missing(folder: Path) -> None:
-    """Extract ``name.gz`` where only the download is present (torchvision reads ``name``)."""
-    for name in LAYOUTS["fashion_mnist"].names:
-        target, packed = folder / name, folder / f"{name}.gz"
-        if target.is_file() or not packed.is_file():
-            continue
-        try:
-            # Never a half-extracted file under the real name.
-            with atomic_write(target) as partial:
-                with gzip.open(packed, "rb") as source, partial.open("wb") as sink:
-                    shutil.copyfileobj(source, sink)
-        except (OSError, EOFError) as exc:
-            raise DatasetError(f"{packed}: cannot extract: {exc}") from exc
 
 
 @register_dataset(
@@ -220,28 +282,22 @@ def _gunzip_missing(folder: Path) -> None:
 )
 def build_fashion_mnist(ctx: BuildContext) -> Splits:
     """Fashion-MNIST (60,000 / 10,000 images 28x28x1) via torchvision.datasets.FashionMNIST."""
-    if "fashion_mnist" in ctx.raw_sources:
-        splits = raw_sources.read_fashion_mnist(ctx.name, ctx.raw_sources["fashion_mnist"])
-        return _checked(ctx, splits, (28, 28, 1))
     from torchvision import datasets
 
-    root = ctx.raw_root / "fashion_mnist"
-    folder = root / LAYOUTS["fashion_mnist"].subfolder
-    if folder.is_dir():
-        _gunzip_missing(folder)
-    _require(ctx, root, "fashion_mnist")
-    root.mkdir(parents=True, exist_ok=True)
     make = datasets.FashionMNIST
-    train = _read(ctx, root, lambda: make(str(root), train=True, download=ctx.download))
-    test = _read(ctx, root, lambda: make(str(root), train=False, download=ctx.download))
+    with _raw_root(ctx, "fashion_mnist") as raw:
+        root = str(raw.root)
+        train = _read(ctx, raw, lambda: make(root, train=True, download=raw.download))
+        test = _read(ctx, raw, lambda: make(root, train=False, download=raw.download))
     splits = Splits(
         x_train=np.ascontiguousarray(train.data.numpy(), dtype=np.uint8)[..., None],
         y_train=train.targets.numpy().astype(np.int64),
         x_test=np.ascontiguousarray(test.data.numpy(), dtype=np.uint8)[..., None],
         y_test=test.targets.numpy().astype(np.int64),
-        classes=tuple(str(name) for name in datasets.FashionMNIST.classes),
-        # torchvision checks the md5 sums of what it downloads, not of the files it finds.
-        provenance=Provenance(folder=folder.absolute(), md5_verified=False),
+        classes=tuple(str(name) for name in make.classes),
+        # torchvision checks the md5 sums of what it downloads, not of the files it finds; a
+        # folder of the user's was verified file by file.
+        provenance=Provenance(folder=raw.folder, md5_verified=raw.in_place),
     )
     return _checked(ctx, splits, (28, 28, 1))
 
