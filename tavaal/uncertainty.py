@@ -351,10 +351,12 @@ def kmeans_pp_seeding(
         min_sq = torch.minimum(min_sq, sq.clamp_min_(0.0))
         # A pick's distance to itself is 0, whatever the rounding of the formula says.
         min_sq[pick] = 0.0
+    # numpy's square root, not torch's: torch's float64 sqrt rounds differently on CPUs of one
+    # kernel level (measured under qemu's Haswell), numpy's is the correctly rounded one.
     return KMeansPPResult(
         order=np.asarray(order, dtype=np.int64),
-        gradient_norm=sq_norm.sqrt().cpu().numpy(),
-        final_distance=min_sq.sqrt().cpu().numpy(),
+        gradient_norm=np.sqrt(sq_norm.cpu().numpy()),
+        final_distance=np.sqrt(min_sq.cpu().numpy()),
     )
 
 

@@ -23,7 +23,9 @@ pinned = pytest.mark.skipif(
 )
 
 # A few kernels of each library a run uses: MKL's gemm (linear layers) and vector math (exp),
-# oneDNN's convolution, ATen's reductions and softmax, numpy's exp.
+# oneDNN's convolution, ATen's reductions and softmax, numpy's exp; and BADGE's float64 seeding,
+# whose distances once went through torch's float64 sqrt, which rounds differently on an
+# AVX-512 Xeon and an emulated Haswell at the same level.
 PROBE = """
 import hashlib, json
 import tavaal
@@ -42,6 +44,11 @@ for _ in range(3):
     adam.zero_grad()
     linear(a).square().mean().backward()
     adam.step()
+from tavaal.uncertainty import gradient_embedding_residual, kmeans_pp_seeding
+g = np.random.default_rng(1)
+residual = gradient_embedding_residual(g.normal(size=(200, 10)).astype(np.float32))
+features = torch.from_numpy(g.normal(size=(200, 64)).astype(np.float32))
+seeding = kmeans_pp_seeding(torch.from_numpy(residual), features, 20, np.random.default_rng(2))
 print(json.dumps({
     "level": tavaal.CPU_KERNELS,
     "capability": torch.backends.cpu.get_cpu_capability(),
@@ -50,6 +57,9 @@ print(json.dumps({
     "sum": h(a.sum(1)), "softmax": h(a.softmax(1)),
     "numpy_exp": hashlib.sha256(np.exp(v).tobytes()).hexdigest()[:16],
     "adam": h(torch.cat([p.flatten() for p in linear.parameters()])),
+    "badge": hashlib.sha256(
+        seeding.final_distance.tobytes() + seeding.gradient_norm.tobytes()
+    ).hexdigest()[:16],
 }))
 """
 
