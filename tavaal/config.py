@@ -3,6 +3,11 @@
 An experiment is a dataset with its protocol. The dataclasses below hold every setting with its
 default; `ExperimentConfig.from_dict` rejects unknown keys and wrong types with a `ConfigError`
 that names the key path (e.g. ``experiments.digits.vae.latent_dim``).
+
+They are also the source of the experiment part of the workflow's schema,
+schemas/config.schema.yaml (`tavaal.config_schema`): each setting is declared with `option`,
+which keeps its description and its JSON-schema constraints beside its default, so that adding
+a setting is one edit here (then `tavaal schema --write`).
 """
 
 from __future__ import annotations
@@ -22,116 +27,235 @@ import yaml
 from tavaal.errors import ConfigError
 
 
+def option(default: Any = dataclasses.MISSING, doc: str = "", registry: str = "", **schema: Any):
+    """A setting: its default (none: a required key), its description and its JSON-schema
+    constraints (`minimum=1`, `items={"minimum": 0}`, ...) for schemas/config.schema.yaml.
+    `registry` names the registry whose names a string must be ("datasets", "models",
+    "methods"), listed in the schema by `tavaal.config_schema`, which may import them."""
+    return field(default=default, metadata={"doc": doc, "registry": registry, "schema": schema})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Task-learner training (TA-VAAL supplement Table 1; VAAL supplement Table 3)."""
 
-    epochs: int = 200
+    epochs: int = option(200, minimum=1)
     # Train for this many optimizer steps instead of `epochs` passes over the labeled set (0:
     # use epochs). VAAL's official code trains a fixed number of iterations at every stage.
-    iterations: int = 0
-    batch_size: int = 128
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    iterations: int = option(
+        0,
+        "Train for this many optimizer steps instead of epochs (0 = use epochs); VAAL's "
+        "official code trains a fixed number of iterations at every stage.",
+        minimum=0,
+    )
+    batch_size: int = option(128, minimum=1)
+    optimizer: Literal["sgd", "adam"] = option("sgd")
+    lr: float = option(0.1, exclusiveMinimum=0)
+    momentum: float = option(0.9, minimum=0)
+    weight_decay: float = option(5e-4, minimum=0)
     # Epochs (iterations when `iterations` > 0) after which the learning rate is multiplied by
     # `gamma`.
-    milestones: tuple[int, ...] = (160,)
-    gamma: float = 0.1
+    milestones: tuple[int, ...] = option(
+        (160,),
+        "Epochs (iterations when iterations > 0) after which the learning rate is multiplied "
+        "by gamma.",
+        items={"minimum": 1},
+    )
+    gamma: float = option(0.1, exclusiveMinimum=0)
     # Dropout before each layer of the classifier head, for every method alike, so that methods
     # with the same training recipe train identical models (the MC-dropout methods need > 0).
-    dropout: float = 0.0
+    dropout: float = option(
+        0.0,
+        "Dropout in the classifier head, for every method alike (methods of one training "
+        "recipe then train identical models); bald, var_ratio and dbal need it > 0.",
+        minimum=0,
+        exclusiveMaximum=1,
+    )
     # CIFAR-style augmentation (TA-VAAL §4.2): random crop of the zero-padded image plus a
     # horizontal flip, on image datasets only. TA-VAAL arXiv §5.3 uses it for CIFAR-10 and SVHN,
     # normalisation only for Fashion-MNIST; on 8×8 digits it destroys the signal.
-    augment: bool = True
+    augment: bool = option(
+        True,
+        "Augment images (image datasets only) during training, as set by augmentation and "
+        "hflip: a random crop and a horizontal flip (TA-VAAL §4.2). Evaluation uses the "
+        "stored images unchanged.",
+    )
     # Which augmentation when `augment` is on. "pad_crop": the crop of the image zero-padded by
     # `crop_padding` above. "resized_crop" (ImageNet-style, for large images such as 224 px):
     # a random box of area fraction in `crop_scale` and aspect ratio (width / height,
     # log-uniform) in `crop_ratio`, resized back to the stored size; `crop_padding` is unused.
-    augmentation: Literal["pad_crop", "resized_crop"] = "pad_crop"
-    crop_padding: int = 4
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    crop_ratio: tuple[float, float] = (0.75, 4 / 3)
-    hflip: bool = True
+    augmentation: Literal["pad_crop", "resized_crop"] = option(
+        "pad_crop",
+        "pad_crop: crop of the image zero-padded by crop_padding (CIFAR-style). resized_crop: "
+        "ImageNet-style random-resized crop, a box of area fraction in crop_scale and aspect "
+        "ratio in crop_ratio resized back to the stored size (for large images, e.g. 224 px).",
+    )
+    crop_padding: int = option(
+        4,
+        "pad_crop: zero padding before the random crop (0 = no crop; VAAL flips only).",
+        minimum=0,
+    )
+    crop_scale: tuple[float, float] = option(
+        (0.08, 1.0),
+        "resized_crop: [min, max] area fraction of the image the crop box covers, drawn "
+        "uniformly (0 < min <= max <= 1).",
+        items={"exclusiveMinimum": 0, "maximum": 1},
+    )
+    crop_ratio: tuple[float, float] = option(
+        (0.75, 4 / 3),
+        "resized_crop: [min, max] aspect ratio (width / height) of the crop box, drawn "
+        "log-uniformly (0 < min <= max); when 10 draws do not fit in the image, the centre "
+        "crop of the largest box of an allowed aspect ratio.",
+        items={"exclusiveMinimum": 0},
+    )
+    hflip: bool = option(True, "Random horizontal flip when augment is on.")
     # Segmentation: side of the square random crop of each image and its mask (VAAL supp.
     # Table 2: 688; TA-VAAL supp. Table 1: 412); 0: the whole image, flipped only.
-    crop_size: int = 0
+    crop_size: int = option(
+        0,
+        "Segmentation datasets only: side of the square random crop taken from each image "
+        "and its mask together when augment is on (VAAL 688, TA-VAAL 412); 0 = the whole "
+        "image, flipped only. A crop larger than the image is padded (mask pixels 255).",
+        minimum=0,
+    )
     # Model selection (VAAL's official code): hold out this many train-split samples, never
     # labeled or queried, and keep the weights with the best accuracy on them, evaluated every
     # `validate_every` epochs (iterations when `iterations` > 0). 0: off, keep the last weights.
     # The test split is never used for selection.
-    validation_size: int = 0
-    validate_every: int = 1
+    validation_size: int = option(
+        0,
+        "Hold out this many train-split samples (never labeled or queried) and keep the "
+        "weights with the best accuracy on them (VAAL's official code: 5000); 0 = off.",
+        minimum=0,
+    )
+    validate_every: int = option(
+        1, "Epochs (iterations when iterations > 0) between validations.", minimum=1
+    )
     # Save a resumable checkpoint every N epochs (0: never); a restarted job resumes from it.
-    checkpoint_every: int = 0
+    checkpoint_every: int = option(
+        0, "Save a resumable checkpoint every N epochs (0 = never).", minimum=0
+    )
     # Initial weights of the task learner: a state dict file (ours, or torchvision's / the
     # released DRN's layout where `tavaal.models.weights` maps it) that every training job
     # starts from; "": from scratch (the model's own initialisation). The DRN authors'
     # segmentation code starts from ImageNet weights; neither paper's classification code does.
-    init_weights: str = ""
+    init_weights: str = option(
+        "",
+        'State dict file every task-learner training starts from ("" = from scratch, the '
+        "model's own initialisation). tavaal's own layout, or torchvision's for "
+        "resnet18_imagenet, vgg16_bn and vgg16_bn_224, or the released DRN-D's (fyu/drn) for "
+        "drn_d_22 and drn_d_38; a foreign layout's ImageNet classifier is not loaded. Read "
+        "with weights_only, checked against the model before any job; its sha256 enters the "
+        "training settings hash.",
+    )
     # The strong training recipe of Munjal et al. (CVPR 2022), for every method of the
     # experiment alike (docs/methods.md, "Strong training recipe"). RandAugment: this many
     # random operations per training image (0: off), at magnitude `randaugment_magnitude` of
     # 0..30 (torchvision's scale), after the crop and flip of `augment`.
-    randaugment_ops: int = 0
-    randaugment_magnitude: int = 9
+    randaugment_ops: int = option(
+        0,
+        "Strong training recipe (Munjal et al., CVPR 2022): RandAugment operations per "
+        "training image (Cubuk et al. 2020), drawn from torchvision's 14, after the crop and "
+        "flip of augment; 0 = off. Image classification datasets only.",
+        minimum=0,
+    )
+    randaugment_magnitude: int = option(
+        9, "RandAugment's global magnitude, 0..30 (torchvision's scale).", minimum=0, maximum=30
+    )
     # Stochastic weight averaging: from this epoch on (0: off) the learning rate is `swa_lr`
     # and the weights at the end of every later epoch are averaged; the average, with its
     # batch-norm statistics recomputed on the labeled set, is the trained model.
-    swa_start: int = 0
-    swa_lr: float = 0.0005
+    swa_start: int = option(
+        0,
+        "Strong training recipe: stochastic weight averaging (Izmailov et al. 2018) from this "
+        "epoch on, at the constant learning rate swa_lr; the average of the weights after each "
+        "later epoch, with batch-norm statistics recomputed on the labeled set, is the "
+        "trained model. 0 = off. Needs epochs (not iterations) and no validation_size.",
+        minimum=0,
+    )
+    swa_lr: float = option(0.0005, "Constant learning rate of the SWA epochs.", exclusiveMinimum=0)
     # Data-parallel processes of one training job, one per GPU of the job's node (gloo on a
     # CPU): each takes its share of every global batch of `batch_size` (`tavaal.distributed`).
     # How the work is split, not what is computed: it is left out of the training settings.
-    processes: int = 1
+    processes: int = option(
+        1,
+        "Data-parallel processes of one training job, one per GPU of the job's node (the train "
+        "rules ask for that many GPUs); every process takes its share of each global batch of "
+        "batch_size. Not part of the training settings: any number gives the same model up to "
+        "floating-point reordering. Classification datasets only.",
+        minimum=1,
+    )
 
 
 @dataclass(frozen=True)
 class RankerConfig:
     """Loss-prediction module / Ranker (Yoo & Kweon 2019; TA-VAAL §3.1)."""
 
-    hidden: int = 128
+    hidden: int = option(128, minimum=1)
     # eta in TA-VAAL eq. 2 (lambda in Learning Loss): weight of the ranker loss.
-    weight: float = 1.0
+    weight: float = option(1.0, "eta of TA-VAAL eq. 2 (lambda in Learning Loss).", minimum=0)
     # xi of the Learning-Loss margin loss.
-    margin: float = 1.0
+    margin: float = option(1.0, "xi of the Learning-Loss margin loss.", minimum=0)
     # After this epoch the ranker's gradient no longer reaches the backbone (official: 120 of 200).
-    detach_epoch: int = 120
+    detach_epoch: int = option(
+        120,
+        "After this epoch (pass over the labeled set) the ranker's gradient no longer reaches "
+        "the backbone.",
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True)
 class VAEConfig:
     """VAE + discriminator trained inside VAAL / TA-VAAL queries."""
 
-    latent_dim: int = 64
+    latent_dim: int = option(64, minimum=1)
     # Channels of the first conv layer of the image VAE (VAAL: 128 -> 256 -> 512 -> 1024).
-    base_channels: int = 128
+    base_channels: int = option(
+        128, "Channels of the first conv layer of the image VAE (VAAL 128).", minimum=1
+    )
     # Hidden width of the MLP VAE used for vector data.
-    hidden: int = 64
-    beta: float = 1.0
-    recon_weight: float = 1.0
-    adversary_weight: float = 1.0
-    lr: float = 5e-4
-    disc_lr: float = 5e-4
-    disc_hidden: int = 512
+    hidden: int = option(64, "Hidden width of the MLP VAE used for vector data.", minimum=1)
+    beta: float = option(1.0, minimum=0)
+    recon_weight: float = option(1.0, minimum=0)
+    adversary_weight: float = option(1.0, minimum=0)
+    lr: float = option(5e-4, exclusiveMinimum=0)
+    disc_lr: float = option(5e-4, exclusiveMinimum=0)
+    disc_hidden: int = option(512, minimum=1)
     # Linear layers of the discriminator (official code: 3; papers' text: 5-layer MLP).
-    disc_depth: int = 3
-    batch_size: int = 64
+    disc_depth: int = option(
+        3, "Linear layers of the discriminator (official code 3, papers' text 5).", minimum=1
+    )
+    batch_size: int = option(64, minimum=1)
     # Side of the square images the VAE and D see (0: as stored). VAAL's VAE was built for
     # 32x32 (and 64 for BDD100K); at 224 px a downsampled copy keeps it that size (the stored
     # images are resized on the device with antialiasing, once per query).
-    input_size: int = 0
+    input_size: int = option(
+        0,
+        "Side of the square images the VAE and D train on; 0 = as stored. Large images "
+        "(e.g. 224 px) are resized on the device, antialiased, to this size once per query, "
+        "since VAAL's VAE was built for 32x32 inputs.",
+        minimum=0,
+        maximum=512,
+    )
     # Passes over labeled + training pool; converted to iterations when `iterations` is 0
     # (TA-VAAL code: (|L| + |subset|) * epochs / batch).
-    epochs: int = 100
-    iterations: int = 0
-    vae_steps: int = 1
-    disc_steps: int = 1
-    kl_reduction: Literal["mean", "sum"] = "mean"
+    epochs: int = option(
+        100,
+        "Passes over labeled + pool, converted to iterations when iterations is 0.",
+        minimum=1,
+    )
+    iterations: int = option(
+        0, "Fixed number of VAE/D iterations (0 = derive from epochs).", minimum=0
+    )
+    vae_steps: int = option(1, minimum=1)
+    disc_steps: int = option(1, minimum=1)
+    kl_reduction: Literal["mean", "sum"] = option("mean")
     # Train the VAE/D on labeled + candidate subset, or labeled + whole unlabeled pool (VAAL).
-    train_on: Literal["subset", "pool"] = "subset"
+    train_on: Literal["subset", "pool"] = option(
+        "subset",
+        "Train on labeled + candidate subset, or labeled + whole unlabeled pool (VAAL).",
+    )
     # How the ranker output r is normalised before conditioning the decoder and D (TA-VAAL §3.3,
     # §7.1; tavaal.adversarial.conditioning). "sigmoid" (default): sigmoid(r) for both, the
     # paper's text; "official": sigmoid(r) into the decoder but raw r into D, as the official
@@ -140,14 +264,27 @@ class VAEConfig:
     # points. The paper's form is the default because our studies found no measurable benefit of
     # "quantile" (AULC - random, TA-VAAL: digits +1.5 quantile vs -2.6 sigmoid, Fashion-MNIST
     # -0.6 vs -0.7, intervals overlapping; docs/results/studies.md, "When does TA-VAAL help?").
-    rank_normalization: Literal["quantile", "zscore_sigmoid", "sigmoid", "official"] = "sigmoid"
+    rank_normalization: Literal["quantile", "zscore_sigmoid", "sigmoid", "official"] = option(
+        "sigmoid",
+        "How the Ranker output r is normalised before the decoder and D (TA-VAAL §3.3): "
+        "sigmoid = the paper's text (default); official = sigmoid(r) into the decoder, raw r "
+        "into D, as the official code; quantile = mid-rank over labeled + pool in (0, 1); "
+        "zscore_sigmoid = sigmoid of the standardised r.",
+    )
     # Save a resumable VAE/D state every N iterations inside a query (0: never).
-    checkpoint_every: int = 0
+    checkpoint_every: int = option(
+        0, "Save a resumable VAE/D state every N iterations inside a query (0 = never).", minimum=0
+    )
     # Initial weights of the VAE (tavaal.models.vae). "official": as VAAL's and TA-VAAL's code
     # effectively leave them (their weight_init never reaches fc_mu / fc_logvar nor the
     # transposed convolutions, which keep PyTorch's defaults); "kaiming": Kaiming-normal for every
     # layer, what this project did before (the CPU configs keep it so their results stand).
-    init: Literal["official", "kaiming"] = "official"
+    init: Literal["official", "kaiming"] = option(
+        "official",
+        "Initial VAE weights: official = as VAAL's and TA-VAAL's code leave them (fc_mu, "
+        "fc_logvar and the transposed convolutions keep PyTorch's default initialisation, the "
+        "rest Kaiming-normal); kaiming = Kaiming-normal for every layer.",
+    )
 
 
 @dataclass(frozen=True)
@@ -155,11 +292,11 @@ class QueryConfig:
     """Settings of the uncertainty baselines."""
 
     # Number of stochastic forward passes T (VAAL: 10).
-    mc_samples: int = 10
+    mc_samples: int = option(10, minimum=2)
     # Independently trained task learners M for ensemble_varr.
-    ensemble_size: int = 5
+    ensemble_size: int = option(5, minimum=2)
     # Batch size of inference passes over candidates.
-    inference_batch_size: int = 512
+    inference_batch_size: int = option(512, minimum=1)
 
 
 @dataclass(frozen=True)
@@ -171,8 +308,12 @@ class EmbeddingConfig:
     one row per train sample, e.g. the features of a pretrained network;
     `tavaal.data.embeddings`)."""
 
-    source: Literal["task_model", "vae", "file"] = "task_model"
-    path: str = ""
+    source: Literal["task_model", "vae", "file"] = option("task_model")
+    path: str = option(
+        "",
+        "With source file: a .npy array (float, 2-D) with one row per train sample, in the "
+        "prepared dataset's order; checked for its row count and for NaN or infinite values.",
+    )
 
 
 @dataclass(frozen=True)
@@ -188,16 +329,44 @@ class OracleConfig:
 
     # "simulated": answers from known labels (ideal or noisy); "human": a person answers by
     # filling one labels file per request (practitioner mode, `tavaal.practitioner`).
-    kind: Literal["simulated", "human"] = "simulated"
-    noise: float = 0.0
-    confusion: Literal["dataset", "groups", "any"] = "dataset"
+    kind: Literal["simulated", "human"] = option(
+        "simulated",
+        "simulated = answers from the dataset's labels; human = the workflow stops at each "
+        "request and a person fills its labels file (needs an image_folders dataset).",
+    )
+    noise: float = option(
+        0.0,
+        "Fraction of the train split the oracle labels wrongly (VAAL 0.1, 0.2, 0.3).",
+        minimum=0,
+        exclusiveMaximum=1,
+    )
+    confusion: Literal["dataset", "groups", "any"] = option(
+        "dataset",
+        "Which wrong class: dataset = another class of the same dataset class group "
+        "(CIFAR-100's super-classes); groups = of the same list in `groups`; any = any other.",
+    )
     # Class indices that a labeler may confuse, one list per group (confusion: groups).
-    groups: tuple[tuple[int, ...], ...] = ()
+    groups: tuple[tuple[int, ...], ...] = option(
+        (),
+        "Lists of class indices a labeler may confuse (confusion groups).",
+        items={"minItems": 1, "items": {"minimum": 0}},
+    )
     # Human oracle: where the people's labels files live (mirroring results/), and an optional
     # CSV (path,label; paths relative to the image folder) of labels they already have, which
     # then is the initial pool ("": none, the initial pool goes to the person first).
-    labels_dir: str = "labels"
-    initial_labels: str = ""
+    labels_dir: str = option(
+        "labels",
+        "Human oracle: root of the labels files people fill, one per request, at "
+        "<labels_dir>/<experiment>/<method>/seed<s>/stage<k>/labels.csv (the shared initial "
+        "pool: <labels_dir>/<experiment>/stage0/seed<s>/labels.csv). Kept outside results/.",
+        minLength=1,
+    )
+    initial_labels: str = option(
+        "",
+        "Human oracle: a CSV (path,label; paths relative to the image folder) of labels already "
+        "at hand; those images are the initial pool (initial_size must equal its row count). "
+        "Empty: the initial pool is drawn at random and goes to the person first.",
+    )
 
     @property
     def ideal(self) -> bool:
@@ -213,22 +382,49 @@ class ExperimentConfig:
     """One dataset with its active-learning protocol."""
 
     name: str
-    dataset: str
-    model: str
+    dataset: str = option(
+        doc="A registered dataset (tavaal.data.list_datasets()) or the name of an image_folders "
+        "entry (checked against both before any job).",
+        registry="datasets",
+    )
+    model: str = option(
+        doc="Task learner of the dataset's task: a classifier (tavaal.models.list_task_models()) "
+        "or a segmentation network (tavaal.models.drn.list_segmentation_models()).",
+        registry="models",
+    )
     # Input scaling of task learner and VAE: "dataset": per-channel mean/std of the train split;
     # "half": (x - 0.5) / 0.5 on the [0, 1] scale, i.e. [-1, 1], as VAAL's official code.
-    normalization: Literal["dataset", "half"] = "dataset"
-    methods: tuple[str, ...] = ("random",)
-    seeds: tuple[int, ...] = (0,)
-    initial_size: int = 1000
+    normalization: Literal["dataset", "half"] = option(
+        "dataset",
+        "Input scaling of task learner and VAE: dataset = per-channel mean/std of the train "
+        "split; half = (x - 0.5) / 0.5, images on [-1, 1], as VAAL's official code.",
+    )
+    methods: tuple[str, ...] = option(("random",), registry="methods", minItems=1, uniqueItems=True)
+    seeds: tuple[int, ...] = option((0,), minItems=1, uniqueItems=True, items={"minimum": 0})
+    initial_size: int = option(
+        1000,
+        "Size of the random initial labeled pool (stage 0), the same for every method.",
+        minimum=1,
+    )
     # Biased initial pool (VAAL §5.2): this many classes, drawn at random per seed, have no
     # sample in the initial labeled set (the same pool for every method).
-    initial_excluded_classes: int = 0
-    budget: int = 1000
+    initial_excluded_classes: int = option(
+        0,
+        "Biased initial pool (VAAL §5.2): this many classes, drawn at random per seed, have no "
+        "sample in the initial labeled set.",
+        minimum=0,
+    )
+    budget: int = option(1000, "Samples labeled per query.", minimum=1)
     # Number of training stages (points on the learning curve); stages - 1 queries.
-    stages: int = 10
+    stages: int = option(
+        10, "Training stages (points on the learning curve); stages - 1 queries.", minimum=1
+    )
     # Candidate subset scored at each query (10x the budget in the papers); 0 = whole pool.
-    subset_size: int = 10000
+    subset_size: int = option(
+        10000,
+        "Random candidate subset scored per query (10x the budget in the papers); 0 = whole pool.",
+        minimum=0,
+    )
     train: TrainConfig = field(default_factory=TrainConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
