@@ -39,22 +39,23 @@ def option(default: Any = dataclasses.MISSING, doc: str = "", registry: str = ""
 class TrainConfig:
     """Task-learner training (TA-VAAL supplement Table 1; VAAL supplement Table 3)."""
 
-    epochs: int = option(200, minimum=1)
-    # Train for this many optimizer steps instead of `epochs` passes over the labeled set (0:
-    # use epochs). VAAL's official code trains a fixed number of iterations at every stage.
+    epochs: int = option(200, "Passes over the labeled set per stage.", minimum=1)
     iterations: int = option(
         0,
-        "Train for this many optimizer steps instead of epochs (0 = use epochs); VAAL's "
-        "official code trains a fixed number of iterations at every stage.",
+        "Train for this many optimizer steps instead of epochs passes over the labeled set "
+        "(0 = use epochs); VAAL's official code trains a fixed number of iterations at every "
+        "stage.",
         minimum=0,
     )
-    batch_size: int = option(128, minimum=1)
+    batch_size: int = option(
+        128, "Minibatch size (the global batch when processes > 1).", minimum=1
+    )
     optimizer: Literal["sgd", "adam"] = option("sgd")
-    lr: float = option(0.1, exclusiveMinimum=0)
+    lr: float = option(
+        0.1, "Initial learning rate, multiplied by gamma at each milestone.", exclusiveMinimum=0
+    )
     momentum: float = option(0.9, minimum=0)
     weight_decay: float = option(5e-4, minimum=0)
-    # Epochs (iterations when `iterations` > 0) after which the learning rate is multiplied by
-    # `gamma`.
     milestones: tuple[int, ...] = option(
         (160,),
         "Epochs (iterations when iterations > 0) after which the learning rate is multiplied "
@@ -62,33 +63,27 @@ class TrainConfig:
         items={"minimum": 1},
     )
     gamma: float = option(0.1, exclusiveMinimum=0)
-    # Dropout before each layer of the classifier head, for every method alike, so that methods
-    # with the same training recipe train identical models (the MC-dropout methods need > 0).
     dropout: float = option(
         0.0,
-        "Dropout in the classifier head, for every method alike (methods of one training "
-        "recipe then train identical models); bald, var_ratio and dbal need it > 0.",
+        "Dropout before each layer of the classifier head, for every method alike, so that the "
+        "methods of one training recipe train identical models; the MC-dropout methods (bald, "
+        "var_ratio, dbal) need it > 0.",
         minimum=0,
         exclusiveMaximum=1,
     )
-    # CIFAR-style augmentation (TA-VAAL §4.2): random crop of the zero-padded image plus a
-    # horizontal flip, on image datasets only. TA-VAAL arXiv §5.3 uses it for CIFAR-10 and SVHN,
-    # normalisation only for Fashion-MNIST; on 8×8 digits it destroys the signal.
     augment: bool = option(
         True,
-        "Augment images (image datasets only) during training, as set by augmentation and "
-        "hflip: a random crop and a horizontal flip (TA-VAAL §4.2). Evaluation uses the "
-        "stored images unchanged.",
+        "Augment training images (image datasets only) as set by augmentation and hflip: a "
+        "random crop and a horizontal flip (TA-VAAL §4.2). TA-VAAL arXiv §5.3 uses it for "
+        "CIFAR-10 and SVHN, normalisation only for Fashion-MNIST; on 8×8 digits it destroys the "
+        "signal. Evaluation uses the stored images unchanged.",
     )
-    # Which augmentation when `augment` is on. "pad_crop": the crop of the image zero-padded by
-    # `crop_padding` above. "resized_crop" (ImageNet-style, for large images such as 224 px):
-    # a random box of area fraction in `crop_scale` and aspect ratio (width / height,
-    # log-uniform) in `crop_ratio`, resized back to the stored size; `crop_padding` is unused.
     augmentation: Literal["pad_crop", "resized_crop"] = option(
         "pad_crop",
-        "pad_crop: crop of the image zero-padded by crop_padding (CIFAR-style). resized_crop: "
-        "ImageNet-style random-resized crop, a box of area fraction in crop_scale and aspect "
-        "ratio in crop_ratio resized back to the stored size (for large images, e.g. 224 px).",
+        "The crop when augment is on. pad_crop: crop of the image zero-padded by crop_padding "
+        "(CIFAR-style). resized_crop: ImageNet-style random-resized crop, for large images "
+        "(e.g. 224 px): a box of area fraction in crop_scale and aspect ratio in crop_ratio "
+        "resized back to the stored size; crop_padding is then unused.",
     )
     crop_padding: int = option(
         4,
@@ -109,62 +104,50 @@ class TrainConfig:
         items={"exclusiveMinimum": 0},
     )
     hflip: bool = option(True, "Random horizontal flip when augment is on.")
-    # Segmentation: side of the square random crop of each image and its mask (VAAL supp.
-    # Table 2: 688; TA-VAAL supp. Table 1: 412); 0: the whole image, flipped only.
     crop_size: int = option(
         0,
         "Segmentation datasets only: side of the square random crop taken from each image "
-        "and its mask together when augment is on (VAAL 688, TA-VAAL 412); 0 = the whole "
-        "image, flipped only. A crop larger than the image is padded (mask pixels 255).",
+        "and its mask together when augment is on (VAAL supp. Table 2: 688; TA-VAAL supp. "
+        "Table 1: 412); 0 = the whole image, flipped only. A crop larger than the image is "
+        "padded (mask pixels 255).",
         minimum=0,
     )
-    # Model selection (VAAL's official code): hold out this many train-split samples, never
-    # labeled or queried, and keep the weights with the best accuracy on them, evaluated every
-    # `validate_every` epochs (iterations when `iterations` > 0). 0: off, keep the last weights.
-    # The test split is never used for selection.
     validation_size: int = option(
         0,
-        "Hold out this many train-split samples (never labeled or queried) and keep the "
-        "weights with the best accuracy on them (VAAL's official code: 5000); 0 = off.",
+        "Model selection (VAAL's official code: 5000): hold out this many train-split samples, "
+        "never labeled or queried, and keep the weights with the best accuracy on them; 0 = "
+        "off, keep the last weights. The test split is never used for selection.",
         minimum=0,
     )
     validate_every: int = option(
         1, "Epochs (iterations when iterations > 0) between validations.", minimum=1
     )
-    # Save a resumable checkpoint every N epochs (0: never); a restarted job resumes from it.
     checkpoint_every: int = option(
-        0, "Save a resumable checkpoint every N epochs (0 = never).", minimum=0
+        0,
+        "Save a resumable checkpoint every N epochs (0 = never); a restarted job resumes from it.",
+        minimum=0,
     )
-    # Initial weights of the task learner: a state dict file (ours, or torchvision's / the
-    # released DRN's layout where `tavaal.models.weights` maps it) that every training job
-    # starts from; "": from scratch (the model's own initialisation). The DRN authors'
-    # segmentation code starts from ImageNet weights; neither paper's classification code does.
     init_weights: str = option(
         "",
         'State dict file every task-learner training starts from ("" = from scratch, the '
         "model's own initialisation). tavaal's own layout, or torchvision's for "
         "resnet18_imagenet, vgg16_bn and vgg16_bn_224, or the released DRN-D's (fyu/drn) for "
-        "drn_d_22 and drn_d_38; a foreign layout's ImageNet classifier is not loaded. Read "
-        "with weights_only, checked against the model before any job; its sha256 enters the "
-        "training settings hash.",
+        "drn_d_22 and drn_d_38 (tavaal.models.weights maps them); a foreign layout's ImageNet "
+        "classifier is not loaded. Read with weights_only, checked against the model before any "
+        "job; its sha256 enters the training settings hash. The DRN authors' segmentation code "
+        "starts from ImageNet weights; neither paper's classification code does.",
     )
-    # The strong training recipe of Munjal et al. (CVPR 2022), for every method of the
-    # experiment alike (docs/methods.md, "Strong training recipe"). RandAugment: this many
-    # random operations per training image (0: off), at magnitude `randaugment_magnitude` of
-    # 0..30 (torchvision's scale), after the crop and flip of `augment`.
     randaugment_ops: int = option(
         0,
-        "Strong training recipe (Munjal et al., CVPR 2022): RandAugment operations per "
-        "training image (Cubuk et al. 2020), drawn from torchvision's 14, after the crop and "
-        "flip of augment; 0 = off. Image classification datasets only.",
+        "Strong training recipe (Munjal et al., CVPR 2022; docs/methods.md), for every method "
+        "alike: RandAugment operations per training image (Cubuk et al. 2020), drawn from "
+        "torchvision's 14, after the crop and flip of augment; 0 = off. Image classification "
+        "datasets only.",
         minimum=0,
     )
     randaugment_magnitude: int = option(
         9, "RandAugment's global magnitude, 0..30 (torchvision's scale).", minimum=0, maximum=30
     )
-    # Stochastic weight averaging: from this epoch on (0: off) the learning rate is `swa_lr`
-    # and the weights at the end of every later epoch are averaged; the average, with its
-    # batch-norm statistics recomputed on the labeled set, is the trained model.
     swa_start: int = option(
         0,
         "Strong training recipe: stochastic weight averaging (Izmailov et al. 2018) from this "
@@ -174,15 +157,13 @@ class TrainConfig:
         minimum=0,
     )
     swa_lr: float = option(0.0005, "Constant learning rate of the SWA epochs.", exclusiveMinimum=0)
-    # Data-parallel processes of one training job, one per GPU of the job's node (gloo on a
-    # CPU): each takes its share of every global batch of `batch_size` (`tavaal.distributed`).
-    # How the work is split, not what is computed: it is left out of the training settings.
     processes: int = option(
         1,
         "Data-parallel processes of one training job, one per GPU of the job's node (the train "
-        "rules ask for that many GPUs); every process takes its share of each global batch of "
-        "batch_size. Not part of the training settings: any number gives the same model up to "
-        "floating-point reordering. Classification datasets only.",
+        "rules ask for that many GPUs; gloo on a CPU; tavaal.distributed); every process takes "
+        "its share of each global batch of batch_size. How the work is split, not what is "
+        "computed: left out of the training settings, since any number gives the same model up "
+        "to floating-point reordering. Classification datasets only.",
         minimum=1,
     )
 
@@ -191,16 +172,17 @@ class TrainConfig:
 class RankerConfig:
     """Loss-prediction module / Ranker (Yoo & Kweon 2019; TA-VAAL §3.1)."""
 
-    hidden: int = option(128, minimum=1)
-    # eta in TA-VAAL eq. 2 (lambda in Learning Loss): weight of the ranker loss.
-    weight: float = option(1.0, "eta of TA-VAAL eq. 2 (lambda in Learning Loss).", minimum=0)
-    # xi of the Learning-Loss margin loss.
+    hidden: int = option(128, "Hidden width of the loss-prediction module.", minimum=1)
+    weight: float = option(
+        1.0,
+        "eta of TA-VAAL eq. 2 (lambda in Learning Loss): weight of the ranker loss.",
+        minimum=0,
+    )
     margin: float = option(1.0, "xi of the Learning-Loss margin loss.", minimum=0)
-    # After this epoch the ranker's gradient no longer reaches the backbone (official: 120 of 200).
     detach_epoch: int = option(
         120,
         "After this epoch (pass over the labeled set) the ranker's gradient no longer reaches "
-        "the backbone.",
+        "the backbone (official code: 120 of 200).",
         minimum=0,
     )
 
@@ -209,81 +191,83 @@ class RankerConfig:
 class VAEConfig:
     """VAE + discriminator trained inside VAAL / TA-VAAL queries."""
 
-    latent_dim: int = option(64, minimum=1)
-    # Channels of the first conv layer of the image VAE (VAAL: 128 -> 256 -> 512 -> 1024).
+    latent_dim: int = option(64, "Size of the latent code.", minimum=1)
     base_channels: int = option(
-        128, "Channels of the first conv layer of the image VAE (VAAL 128).", minimum=1
+        128,
+        "Channels of the first conv layer of the image VAE (VAAL: 128 -> 256 -> 512 -> 1024).",
+        minimum=1,
     )
-    # Hidden width of the MLP VAE used for vector data.
     hidden: int = option(64, "Hidden width of the MLP VAE used for vector data.", minimum=1)
-    beta: float = option(1.0, minimum=0)
-    recon_weight: float = option(1.0, minimum=0)
-    adversary_weight: float = option(1.0, minimum=0)
-    lr: float = option(5e-4, exclusiveMinimum=0)
-    disc_lr: float = option(5e-4, exclusiveMinimum=0)
-    disc_hidden: int = option(512, minimum=1)
-    # Linear layers of the discriminator (official code: 3; papers' text: 5-layer MLP).
-    disc_depth: int = option(
-        3, "Linear layers of the discriminator (official code 3, papers' text 5).", minimum=1
+    beta: float = option(1.0, "Weight of the KL term in the VAE's loss.", minimum=0)
+    recon_weight: float = option(
+        1.0, "Weight of the VAE's reconstruction and KL terms in its loss.", minimum=0
     )
-    batch_size: int = option(64, minimum=1)
-    # Side of the square images the VAE and D see (0: as stored). VAAL's VAE was built for
-    # 32x32 (and 64 for BDD100K); at 224 px a downsampled copy keeps it that size (the stored
-    # images are resized on the device with antialiasing, once per query).
+    adversary_weight: float = option(
+        1.0, "Weight of the VAE's adversarial term (fooling D) in its loss.", minimum=0
+    )
+    lr: float = option(5e-4, "Learning rate of the VAE.", exclusiveMinimum=0)
+    disc_lr: float = option(5e-4, "Learning rate of the discriminator D.", exclusiveMinimum=0)
+    disc_hidden: int = option(512, "Hidden width of the discriminator.", minimum=1)
+    disc_depth: int = option(
+        3,
+        "Linear layers of the discriminator (official code: 3; the papers' text: a 5-layer MLP).",
+        minimum=1,
+    )
+    batch_size: int = option(
+        64, "Points drawn from each of the labeled set and the pool per batch.", minimum=1
+    )
     input_size: int = option(
         0,
-        "Side of the square images the VAE and D train on; 0 = as stored. Large images "
-        "(e.g. 224 px) are resized on the device, antialiased, to this size once per query, "
-        "since VAAL's VAE was built for 32x32 inputs.",
+        "Side of the square images the VAE and D train on; 0 = as stored. VAAL's VAE was built "
+        "for 32x32 inputs (and 64 for BDD100K): larger images (e.g. 224 px) are resized to this "
+        "size on the device, antialiased, once per query.",
         minimum=0,
         maximum=512,
     )
-    # Passes over labeled + training pool; converted to iterations when `iterations` is 0
-    # (TA-VAAL code: (|L| + |subset|) * epochs / batch).
     epochs: int = option(
         100,
-        "Passes over labeled + pool, converted to iterations when iterations is 0.",
+        "Passes over labeled + training pool, converted to iterations when iterations is 0 "
+        "(TA-VAAL code: (|L| + |subset|) * epochs / batch).",
         minimum=1,
     )
     iterations: int = option(
         0, "Fixed number of VAE/D iterations (0 = derive from epochs).", minimum=0
     )
-    vae_steps: int = option(1, minimum=1)
-    disc_steps: int = option(1, minimum=1)
-    kl_reduction: Literal["mean", "sum"] = option("mean")
-    # Train the VAE/D on labeled + candidate subset, or labeled + whole unlabeled pool (VAAL).
+    vae_steps: int = option(
+        1, "VAE updates per iteration (VAAL's code: 2; TA-VAAL's: 1).", minimum=1
+    )
+    disc_steps: int = option(1, "Discriminator updates per iteration, after the VAE's.", minimum=1)
+    kl_reduction: Literal["mean", "sum"] = option(
+        "mean",
+        "How the KL term is reduced over batch and latent dimensions: mean (TA-VAAL's code) or "
+        "sum (VAAL's code, no division by the batch).",
+    )
     train_on: Literal["subset", "pool"] = option(
         "subset",
         "Train on labeled + candidate subset, or labeled + whole unlabeled pool (VAAL).",
     )
-    # How the ranker output r is normalised before conditioning the decoder and D (TA-VAAL §3.3,
-    # §7.1; tavaal.adversarial.conditioning). "sigmoid" (default): sigmoid(r) for both, the
-    # paper's text; "official": sigmoid(r) into the decoder but raw r into D, as the official
-    # code does; "quantile": r's mid-rank over labeled + training pool, in (0, 1), blind to any
-    # increasing transform of r; "zscore_sigmoid": sigmoid of r standardised over the same
-    # points. The paper's form is the default because our studies found no measurable benefit of
-    # "quantile" (AULC - random, TA-VAAL: digits +1.5 quantile vs -2.6 sigmoid, Fashion-MNIST
-    # -0.6 vs -0.7, intervals overlapping; docs/results/studies.md, "When does TA-VAAL help?").
     rank_normalization: Literal["quantile", "zscore_sigmoid", "sigmoid", "official"] = option(
         "sigmoid",
-        "How the Ranker output r is normalised before the decoder and D (TA-VAAL §3.3): "
-        "sigmoid = the paper's text (default); official = sigmoid(r) into the decoder, raw r "
-        "into D, as the official code; quantile = mid-rank over labeled + pool in (0, 1); "
-        "zscore_sigmoid = sigmoid of the standardised r.",
+        "How the Ranker output r is normalised before conditioning the decoder and D (TA-VAAL "
+        "§3.3, §7.1; tavaal.adversarial.conditioning): sigmoid = sigmoid(r) for both, the "
+        "paper's text; official = sigmoid(r) into the decoder but raw r into D, as the official "
+        "code; quantile = r's mid-rank over labeled + training pool, in (0, 1), blind to any "
+        "increasing transform of r; zscore_sigmoid = sigmoid of r standardised over the same "
+        "points. The paper's form is the default: our studies found no measurable benefit of "
+        "quantile (AULC - random, TA-VAAL: digits +1.5 quantile vs -2.6 sigmoid, Fashion-MNIST "
+        '-0.6 vs -0.7, intervals overlapping; docs/results/studies.md, "When does TA-VAAL '
+        'help?").',
     )
-    # Save a resumable VAE/D state every N iterations inside a query (0: never).
     checkpoint_every: int = option(
         0, "Save a resumable VAE/D state every N iterations inside a query (0 = never).", minimum=0
     )
-    # Initial weights of the VAE (tavaal.models.vae). "official": as VAAL's and TA-VAAL's code
-    # effectively leave them (their weight_init never reaches fc_mu / fc_logvar nor the
-    # transposed convolutions, which keep PyTorch's defaults); "kaiming": Kaiming-normal for every
-    # layer, what this project did before (the CPU configs keep it so their results stand).
     init: Literal["official", "kaiming"] = option(
         "official",
-        "Initial VAE weights: official = as VAAL's and TA-VAAL's code leave them (fc_mu, "
-        "fc_logvar and the transposed convolutions keep PyTorch's default initialisation, the "
-        "rest Kaiming-normal); kaiming = Kaiming-normal for every layer.",
+        "Initial VAE weights (tavaal.models.vae): official = as VAAL's and TA-VAAL's code "
+        "effectively leave them (their weight_init never reaches fc_mu, fc_logvar nor the "
+        "transposed convolutions, which keep PyTorch's defaults; the rest Kaiming-normal); "
+        "kaiming = Kaiming-normal for every layer, what this project did before (the CPU "
+        "configs keep it so their results stand).",
     )
 
 
@@ -291,24 +275,29 @@ class VAEConfig:
 class QueryConfig:
     """Settings of the uncertainty baselines."""
 
-    # Number of stochastic forward passes T (VAAL: 10).
-    mc_samples: int = option(10, minimum=2)
-    # Independently trained task learners M for ensemble_varr.
-    ensemble_size: int = option(5, minimum=2)
-    # Batch size of inference passes over candidates.
-    inference_batch_size: int = option(512, minimum=1)
+    mc_samples: int = option(
+        10, "Stochastic forward passes T of the MC-dropout methods (VAAL: 10).", minimum=2
+    )
+    ensemble_size: int = option(
+        5, "Independently trained task learners M of ensemble_varr.", minimum=2
+    )
+    inference_batch_size: int = option(
+        512, "Batch size of inference passes over candidates.", minimum=1
+    )
 
 
 @dataclass(frozen=True)
 class EmbeddingConfig:
     """What the embedding-based methods (`Strategy.reads_embedding`: typiclust, probcover)
-    select on: the stage's task learner's penultimate features ("task_model"), the latent means
-    of a plain VAE trained in the query with the `vae` settings ("vae": unsupervised, as
-    `vae_wasserstein` trains it), or a file a person brings ("file": `path`, a .npy array with
-    one row per train sample, e.g. the features of a pretrained network;
-    `tavaal.data.embeddings`)."""
+    select on."""
 
-    source: Literal["task_model", "vae", "file"] = option("task_model")
+    source: Literal["task_model", "vae", "file"] = option(
+        "task_model",
+        "task_model = the stage's task learner's penultimate features; vae = the latent means of "
+        "a plain VAE trained in the query with the vae settings (unsupervised, as "
+        "vae_wasserstein trains it); file = a file a person brings (path; e.g. the features of "
+        "a pretrained network; tavaal.data.embeddings).",
+    )
     path: str = option(
         "",
         "With source file: a .npy array (float, 2-D) with one row per train sample, in the "
@@ -318,21 +307,17 @@ class EmbeddingConfig:
 
 @dataclass(frozen=True)
 class OracleConfig:
-    """Who answers a query (VAAL §3.3, §5.2): the ideal oracle (noise 0) or a noisy one.
+    """Who labels the queried samples (VAAL §3.3, §5.2): a simulated oracle, ideal (noise 0) or
+    noisy, or a person (kind human: practitioner mode, docs/labeling.md). The noisy oracle gives
+    a wrong label to a fixed `noise` fraction of the train split, always another class of the
+    same confusion group; which samples it gets wrong, and what it says, is fixed per seed
+    (`tavaal.oracle`)."""
 
-    The noisy oracle gives a wrong label to a fixed `noise` fraction of the train split, always
-    another class of the same confusion group: "dataset" uses the dataset's class groups
-    (CIFAR-100's 20 super-classes, VAAL §5.2), "groups" the lists in `groups`, "any" every
-    other class. Which samples it gets wrong, and what it says, is fixed per seed
-    (`tavaal.oracle`).
-    """
-
-    # "simulated": answers from known labels (ideal or noisy); "human": a person answers by
-    # filling one labels file per request (practitioner mode, `tavaal.practitioner`).
     kind: Literal["simulated", "human"] = option(
         "simulated",
-        "simulated = answers from the dataset's labels; human = the workflow stops at each "
-        "request and a person fills its labels file (needs an image_folders dataset).",
+        "simulated = answers from the dataset's labels (ideal or noisy); human = the workflow "
+        "stops at each request and a person fills its labels file (tavaal.practitioner; needs "
+        "an image_folders dataset).",
     )
     noise: float = option(
         0.0,
@@ -343,22 +328,21 @@ class OracleConfig:
     confusion: Literal["dataset", "groups", "any"] = option(
         "dataset",
         "Which wrong class: dataset = another class of the same dataset class group "
-        "(CIFAR-100's super-classes); groups = of the same list in `groups`; any = any other.",
+        "(CIFAR-100's 20 super-classes, VAAL §5.2); groups = of the same list in groups; any = "
+        "any other class.",
     )
-    # Class indices that a labeler may confuse, one list per group (confusion: groups).
     groups: tuple[tuple[int, ...], ...] = option(
         (),
-        "Lists of class indices a labeler may confuse (confusion groups).",
+        "Class indices that a labeler may confuse, one list per group (read with confusion "
+        "groups and noise > 0).",
         items={"minItems": 1, "items": {"minimum": 0}},
     )
-    # Human oracle: where the people's labels files live (mirroring results/), and an optional
-    # CSV (path,label; paths relative to the image folder) of labels they already have, which
-    # then is the initial pool ("": none, the initial pool goes to the person first).
     labels_dir: str = option(
         "labels",
-        "Human oracle: root of the labels files people fill, one per request, at "
-        "<labels_dir>/<experiment>/<method>/seed<s>/stage<k>/labels.csv (the shared initial "
-        "pool: <labels_dir>/<experiment>/stage0/seed<s>/labels.csv). Kept outside results/.",
+        "Human oracle: root of the labels files people fill, one per request, mirroring "
+        "results/: <labels_dir>/<experiment>/<method>/seed<s>/stage<k>/labels.csv (the shared "
+        "initial pool: <labels_dir>/<experiment>/stage0/seed<s>/labels.csv). Kept outside "
+        "results/.",
         minLength=1,
     )
     initial_labels: str = option(
@@ -392,34 +376,40 @@ class ExperimentConfig:
         "or a segmentation network (tavaal.models.drn.list_segmentation_models()).",
         registry="models",
     )
-    # Input scaling of task learner and VAE: "dataset": per-channel mean/std of the train split;
-    # "half": (x - 0.5) / 0.5 on the [0, 1] scale, i.e. [-1, 1], as VAAL's official code.
     normalization: Literal["dataset", "half"] = option(
         "dataset",
         "Input scaling of task learner and VAE: dataset = per-channel mean/std of the train "
         "split; half = (x - 0.5) / 0.5, images on [-1, 1], as VAAL's official code.",
     )
-    methods: tuple[str, ...] = option(("random",), registry="methods", minItems=1, uniqueItems=True)
-    seeds: tuple[int, ...] = option((0,), minItems=1, uniqueItems=True, items={"minimum": 0})
+    methods: tuple[str, ...] = option(
+        ("random",),
+        "Query strategies to run (tavaal.strategies.list_strategies()).",
+        registry="methods",
+        minItems=1,
+        uniqueItems=True,
+    )
+    seeds: tuple[int, ...] = option(
+        (0,),
+        "Random seeds; every method runs once per seed.",
+        minItems=1,
+        uniqueItems=True,
+        items={"minimum": 0},
+    )
     initial_size: int = option(
         1000,
         "Size of the random initial labeled pool (stage 0), the same for every method.",
         minimum=1,
     )
-    # Biased initial pool (VAAL §5.2): this many classes, drawn at random per seed, have no
-    # sample in the initial labeled set (the same pool for every method).
     initial_excluded_classes: int = option(
         0,
         "Biased initial pool (VAAL §5.2): this many classes, drawn at random per seed, have no "
-        "sample in the initial labeled set.",
+        "sample in the initial labeled set (the same pool for every method).",
         minimum=0,
     )
     budget: int = option(1000, "Samples labeled per query.", minimum=1)
-    # Number of training stages (points on the learning curve); stages - 1 queries.
     stages: int = option(
         10, "Training stages (points on the learning curve); stages - 1 queries.", minimum=1
     )
-    # Candidate subset scored at each query (10x the budget in the papers); 0 = whole pool.
     subset_size: int = option(
         10000,
         "Random candidate subset scored per query (10x the budget in the papers); 0 = whole pool.",

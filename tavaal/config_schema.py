@@ -253,10 +253,7 @@ def _registered(registry: str) -> dict[str, Any]:
     if registry == "models":
         return {"enum": sorted(list_task_models() + list_segmentation_models())}
     if registry == "methods":
-        return {
-            "description": "Query strategy (tavaal.strategies.list_strategies()).",
-            "enum": sorted(list_strategies()),
-        }
+        return {"enum": sorted(list_strategies())}
     raise ValueError(f"no registry {registry!r}")
 
 
