@@ -429,7 +429,7 @@ class ExperimentConfig:
         where = where or f"experiments.{name}"
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-        config = _build(cls, {"name": name, **data}, where)
+        config = build_dataclass(cls, {"name": name, **data}, where)
         config.validate(where)
         return config
 
@@ -735,17 +735,24 @@ def experiment_from_config(config: dict[str, Any], name: str) -> ExperimentConfi
     return ExperimentConfig.from_dict(name, experiments[name])
 
 
-def _build(cls, data: dict[str, Any], where: str):
+def build_dataclass(cls, data: dict[str, Any], where: str = ""):
+    """A `cls` from a mapping of its fields (JSON or YAML data), each value checked against its
+    type hint and nested dataclasses built alike. A `ConfigError` names the first unknown,
+    missing or ill-typed key by its path below `where` (the bare key when `where` is "")."""
+
+    def path(key: str) -> str:
+        return f"{where}.{key}" if where else key
+
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(
-            f"{where}.{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(fields))}"
+            f"{path(unknown[0])}: unknown key; allowed keys: {', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(cls)
     values = {}
     for key, value in data.items():
-        values[key] = _coerce(hints[key], value, f"{where}.{key}")
+        values[key] = _coerce(hints[key], value, path(key))
     missing = [
         name
         for name, f in fields.items()
@@ -754,7 +761,7 @@ def _build(cls, data: dict[str, Any], where: str):
         and f.default_factory is dataclasses.MISSING
     ]
     if missing:
-        raise ConfigError(f"{where}.{missing[0]}: required key is missing")
+        raise ConfigError(f"{path(missing[0])}: required key is missing")
     return cls(**values)
 
 
@@ -763,7 +770,7 @@ def _coerce(hint, value, where: str):
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return _build(hint, value, where)
+        return build_dataclass(hint, value, where)
     if origin is Literal:
         choices = typing.get_args(hint)
         if value not in choices:
