@@ -12,8 +12,8 @@ min_version("9.20")
 configfile: "config.yaml"
 
 
-# Fills the schema's defaults (which equal tavaal/config.py's) and stops on any unknown key or
-# bad value before a job starts.
+# Fills the schema's defaults (generated from tavaal/config.py: `tavaal schema --write`) and stops
+# on any unknown key or bad value before a job starts.
 validate(config, "schemas/config.schema.yaml")
 
 

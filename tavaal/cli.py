@@ -43,6 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("methods", help="list registered query strategies, one per line")
     sub.add_parser("datasets", help="list registered datasets, one per line")
+    schema = sub.add_parser(
+        "schema",
+        help="print the workflow's config schema, generated from tavaal/config.py "
+        "(tavaal.config_schema)",
+    )
+    schema.add_argument(
+        "--write",
+        action="store_true",
+        help="write it to schemas/config.schema.yaml instead (run in the repository root)",
+    )
     _add_data_commands(sub)
     _add_stage_commands(sub)
     _add_practitioner_commands(sub)
@@ -167,6 +177,23 @@ def _datasets(args) -> int:
     from tavaal.data import list_datasets
 
     print("\n".join(list_datasets()))
+    return 0
+
+
+def _schema(args) -> int:
+    from tavaal.atomic import atomic_write
+    from tavaal.config_schema import SCHEMA_FILE, schema_text
+    from tavaal.errors import ConfigError
+
+    text = schema_text()
+    if not args.write:
+        print(text, end="")
+        return 0
+    if not SCHEMA_FILE.parent.is_dir():
+        raise ConfigError(f"no {SCHEMA_FILE.parent}/ here: run it in the repository root")
+    with atomic_write(SCHEMA_FILE) as tmp:
+        tmp.write_text(text)
+    print(SCHEMA_FILE)
     return 0
 
 
@@ -491,6 +518,7 @@ def _readme_update(args) -> int:
 COMMANDS = {
     "methods": _methods,
     "datasets": _datasets,
+    "schema": _schema,
     "prepare": _prepare,
     "init-pool": _init_pool,
     "train": _train,

@@ -3,6 +3,11 @@
 An experiment is a dataset with its protocol. The dataclasses below hold every setting with its
 default; `ExperimentConfig.from_dict` rejects unknown keys and wrong types with a `ConfigError`
 that names the key path (e.g. ``experiments.digits.vae.latent_dim``).
+
+They are also the source of the experiment part of the workflow's schema,
+schemas/config.schema.yaml (`tavaal.config_schema`): each setting is declared with `option`,
+which keeps its description and its JSON-schema constraints beside its default, so that adding
+a setting is one edit here (then `tavaal schema --write`).
 """
 
 from __future__ import annotations
@@ -22,182 +27,330 @@ import yaml
 from tavaal.errors import ConfigError
 
 
+def option(default: Any = dataclasses.MISSING, doc: str = "", registry: str = "", **schema: Any):
+    """A setting: its default (none: a required key), its description and its JSON-schema
+    constraints (`minimum=1`, `items={"minimum": 0}`, ...) for schemas/config.schema.yaml.
+    `registry` names the registry whose names a string must be ("datasets", "models",
+    "methods"), listed in the schema by `tavaal.config_schema`, which may import them."""
+    return field(default=default, metadata={"doc": doc, "registry": registry, "schema": schema})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Task-learner training (TA-VAAL supplement Table 1; VAAL supplement Table 3)."""
 
-    epochs: int = 200
-    # Train for this many optimizer steps instead of `epochs` passes over the labeled set (0:
-    # use epochs). VAAL's official code trains a fixed number of iterations at every stage.
-    iterations: int = 0
-    batch_size: int = 128
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    # Epochs (iterations when `iterations` > 0) after which the learning rate is multiplied by
-    # `gamma`.
-    milestones: tuple[int, ...] = (160,)
-    gamma: float = 0.1
-    # Dropout before each layer of the classifier head, for every method alike, so that methods
-    # with the same training recipe train identical models (the MC-dropout methods need > 0).
-    dropout: float = 0.0
-    # CIFAR-style augmentation (TA-VAAL §4.2): random crop of the zero-padded image plus a
-    # horizontal flip, on image datasets only. TA-VAAL arXiv §5.3 uses it for CIFAR-10 and SVHN,
-    # normalisation only for Fashion-MNIST; on 8×8 digits it destroys the signal.
-    augment: bool = True
-    # Which augmentation when `augment` is on. "pad_crop": the crop of the image zero-padded by
-    # `crop_padding` above. "resized_crop" (ImageNet-style, for large images such as 224 px):
-    # a random box of area fraction in `crop_scale` and aspect ratio (width / height,
-    # log-uniform) in `crop_ratio`, resized back to the stored size; `crop_padding` is unused.
-    augmentation: Literal["pad_crop", "resized_crop"] = "pad_crop"
-    crop_padding: int = 4
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    crop_ratio: tuple[float, float] = (0.75, 4 / 3)
-    hflip: bool = True
-    # Segmentation: side of the square random crop of each image and its mask (VAAL supp.
-    # Table 2: 688; TA-VAAL supp. Table 1: 412); 0: the whole image, flipped only.
-    crop_size: int = 0
-    # Model selection (VAAL's official code): hold out this many train-split samples, never
-    # labeled or queried, and keep the weights with the best accuracy on them, evaluated every
-    # `validate_every` epochs (iterations when `iterations` > 0). 0: off, keep the last weights.
-    # The test split is never used for selection.
-    validation_size: int = 0
-    validate_every: int = 1
-    # Save a resumable checkpoint every N epochs (0: never); a restarted job resumes from it.
-    checkpoint_every: int = 0
-    # Initial weights of the task learner: a state dict file (ours, or torchvision's / the
-    # released DRN's layout where `tavaal.models.weights` maps it) that every training job
-    # starts from; "": from scratch (the model's own initialisation). The DRN authors'
-    # segmentation code starts from ImageNet weights; neither paper's classification code does.
-    init_weights: str = ""
-    # The strong training recipe of Munjal et al. (CVPR 2022), for every method of the
-    # experiment alike (docs/methods.md, "Strong training recipe"). RandAugment: this many
-    # random operations per training image (0: off), at magnitude `randaugment_magnitude` of
-    # 0..30 (torchvision's scale), after the crop and flip of `augment`.
-    randaugment_ops: int = 0
-    randaugment_magnitude: int = 9
-    # Stochastic weight averaging: from this epoch on (0: off) the learning rate is `swa_lr`
-    # and the weights at the end of every later epoch are averaged; the average, with its
-    # batch-norm statistics recomputed on the labeled set, is the trained model.
-    swa_start: int = 0
-    swa_lr: float = 0.0005
-    # Data-parallel processes of one training job, one per GPU of the job's node (gloo on a
-    # CPU): each takes its share of every global batch of `batch_size` (`tavaal.distributed`).
-    # How the work is split, not what is computed: it is left out of the training settings.
-    processes: int = 1
+    epochs: int = option(200, "Passes over the labeled set per stage.", minimum=1)
+    iterations: int = option(
+        0,
+        "Train for this many optimizer steps instead of epochs passes over the labeled set "
+        "(0 = use epochs); VAAL's official code trains a fixed number of iterations at every "
+        "stage.",
+        minimum=0,
+    )
+    batch_size: int = option(
+        128, "Minibatch size (the global batch when processes > 1).", minimum=1
+    )
+    optimizer: Literal["sgd", "adam"] = option("sgd")
+    lr: float = option(
+        0.1, "Initial learning rate, multiplied by gamma at each milestone.", exclusiveMinimum=0
+    )
+    momentum: float = option(0.9, minimum=0)
+    weight_decay: float = option(5e-4, minimum=0)
+    milestones: tuple[int, ...] = option(
+        (160,),
+        "Epochs (iterations when iterations > 0) after which the learning rate is multiplied "
+        "by gamma.",
+        items={"minimum": 1},
+    )
+    gamma: float = option(0.1, exclusiveMinimum=0)
+    dropout: float = option(
+        0.0,
+        "Dropout before each layer of the classifier head, for every method alike, so that the "
+        "methods of one training recipe train identical models; the MC-dropout methods (bald, "
+        "var_ratio, dbal) need it > 0.",
+        minimum=0,
+        exclusiveMaximum=1,
+    )
+    augment: bool = option(
+        True,
+        "Augment training images (image datasets only) as set by augmentation and hflip: a "
+        "random crop and a horizontal flip (TA-VAAL §4.2). TA-VAAL arXiv §5.3 uses it for "
+        "CIFAR-10 and SVHN, normalisation only for Fashion-MNIST; on 8×8 digits it destroys the "
+        "signal. Evaluation uses the stored images unchanged.",
+    )
+    augmentation: Literal["pad_crop", "resized_crop"] = option(
+        "pad_crop",
+        "The crop when augment is on. pad_crop: crop of the image zero-padded by crop_padding "
+        "(CIFAR-style). resized_crop: ImageNet-style random-resized crop, for large images "
+        "(e.g. 224 px): a box of area fraction in crop_scale and aspect ratio in crop_ratio "
+        "resized back to the stored size; crop_padding is then unused.",
+    )
+    crop_padding: int = option(
+        4,
+        "pad_crop: zero padding before the random crop (0 = no crop; VAAL flips only).",
+        minimum=0,
+    )
+    crop_scale: tuple[float, float] = option(
+        (0.08, 1.0),
+        "resized_crop: [min, max] area fraction of the image the crop box covers, drawn "
+        "uniformly (0 < min <= max <= 1).",
+        items={"exclusiveMinimum": 0, "maximum": 1},
+    )
+    crop_ratio: tuple[float, float] = option(
+        (0.75, 4 / 3),
+        "resized_crop: [min, max] aspect ratio (width / height) of the crop box, drawn "
+        "log-uniformly (0 < min <= max); when 10 draws do not fit in the image, the centre "
+        "crop of the largest box of an allowed aspect ratio.",
+        items={"exclusiveMinimum": 0},
+    )
+    hflip: bool = option(True, "Random horizontal flip when augment is on.")
+    crop_size: int = option(
+        0,
+        "Segmentation datasets only: side of the square random crop taken from each image "
+        "and its mask together when augment is on (VAAL supp. Table 2: 688; TA-VAAL supp. "
+        "Table 1: 412); 0 = the whole image, flipped only. A crop larger than the image is "
+        "padded (mask pixels 255).",
+        minimum=0,
+    )
+    validation_size: int = option(
+        0,
+        "Model selection (VAAL's official code: 5000): hold out this many train-split samples, "
+        "never labeled or queried, and keep the weights with the best accuracy on them; 0 = "
+        "off, keep the last weights. The test split is never used for selection.",
+        minimum=0,
+    )
+    validate_every: int = option(
+        1, "Epochs (iterations when iterations > 0) between validations.", minimum=1
+    )
+    checkpoint_every: int = option(
+        0,
+        "Save a resumable checkpoint every N epochs (0 = never); a restarted job resumes from it.",
+        minimum=0,
+    )
+    init_weights: str = option(
+        "",
+        'State dict file every task-learner training starts from ("" = from scratch, the '
+        "model's own initialisation). tavaal's own layout, or torchvision's for "
+        "resnet18_imagenet, vgg16_bn and vgg16_bn_224, or the released DRN-D's (fyu/drn) for "
+        "drn_d_22 and drn_d_38 (tavaal.models.weights maps them); a foreign layout's ImageNet "
+        "classifier is not loaded. Read with weights_only, checked against the model before any "
+        "job; its sha256 enters the training settings hash. The DRN authors' segmentation code "
+        "starts from ImageNet weights; neither paper's classification code does.",
+    )
+    randaugment_ops: int = option(
+        0,
+        "Strong training recipe (Munjal et al., CVPR 2022; docs/methods.md), for every method "
+        "alike: RandAugment operations per training image (Cubuk et al. 2020), drawn from "
+        "torchvision's 14, after the crop and flip of augment; 0 = off. Image classification "
+        "datasets only.",
+        minimum=0,
+    )
+    randaugment_magnitude: int = option(
+        9, "RandAugment's global magnitude, 0..30 (torchvision's scale).", minimum=0, maximum=30
+    )
+    swa_start: int = option(
+        0,
+        "Strong training recipe: stochastic weight averaging (Izmailov et al. 2018) from this "
+        "epoch on, at the constant learning rate swa_lr; the average of the weights after each "
+        "later epoch, with batch-norm statistics recomputed on the labeled set, is the "
+        "trained model. 0 = off. Needs epochs (not iterations) and no validation_size.",
+        minimum=0,
+    )
+    swa_lr: float = option(0.0005, "Constant learning rate of the SWA epochs.", exclusiveMinimum=0)
+    processes: int = option(
+        1,
+        "Data-parallel processes of one training job, one per GPU of the job's node (the train "
+        "rules ask for that many GPUs; gloo on a CPU; tavaal.distributed); every process takes "
+        "its share of each global batch of batch_size. How the work is split, not what is "
+        "computed: left out of the training settings, since any number gives the same model up "
+        "to floating-point reordering. Classification datasets only.",
+        minimum=1,
+    )
 
 
 @dataclass(frozen=True)
 class RankerConfig:
     """Loss-prediction module / Ranker (Yoo & Kweon 2019; TA-VAAL §3.1)."""
 
-    hidden: int = 128
-    # eta in TA-VAAL eq. 2 (lambda in Learning Loss): weight of the ranker loss.
-    weight: float = 1.0
-    # xi of the Learning-Loss margin loss.
-    margin: float = 1.0
-    # After this epoch the ranker's gradient no longer reaches the backbone (official: 120 of 200).
-    detach_epoch: int = 120
+    hidden: int = option(128, "Hidden width of the loss-prediction module.", minimum=1)
+    weight: float = option(
+        1.0,
+        "eta of TA-VAAL eq. 2 (lambda in Learning Loss): weight of the ranker loss.",
+        minimum=0,
+    )
+    margin: float = option(1.0, "xi of the Learning-Loss margin loss.", minimum=0)
+    detach_epoch: int = option(
+        120,
+        "After this epoch (pass over the labeled set) the ranker's gradient no longer reaches "
+        "the backbone (official code: 120 of 200).",
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True)
 class VAEConfig:
     """VAE + discriminator trained inside VAAL / TA-VAAL queries."""
 
-    latent_dim: int = 64
-    # Channels of the first conv layer of the image VAE (VAAL: 128 -> 256 -> 512 -> 1024).
-    base_channels: int = 128
-    # Hidden width of the MLP VAE used for vector data.
-    hidden: int = 64
-    beta: float = 1.0
-    recon_weight: float = 1.0
-    adversary_weight: float = 1.0
-    lr: float = 5e-4
-    disc_lr: float = 5e-4
-    disc_hidden: int = 512
-    # Linear layers of the discriminator (official code: 3; papers' text: 5-layer MLP).
-    disc_depth: int = 3
-    batch_size: int = 64
-    # Side of the square images the VAE and D see (0: as stored). VAAL's VAE was built for
-    # 32x32 (and 64 for BDD100K); at 224 px a downsampled copy keeps it that size (the stored
-    # images are resized on the device with antialiasing, once per query).
-    input_size: int = 0
-    # Passes over labeled + training pool; converted to iterations when `iterations` is 0
-    # (TA-VAAL code: (|L| + |subset|) * epochs / batch).
-    epochs: int = 100
-    iterations: int = 0
-    vae_steps: int = 1
-    disc_steps: int = 1
-    kl_reduction: Literal["mean", "sum"] = "mean"
-    # Train the VAE/D on labeled + candidate subset, or labeled + whole unlabeled pool (VAAL).
-    train_on: Literal["subset", "pool"] = "subset"
-    # How the ranker output r is normalised before conditioning the decoder and D (TA-VAAL §3.3,
-    # §7.1; tavaal.adversarial.conditioning). "sigmoid" (default): sigmoid(r) for both, the
-    # paper's text; "official": sigmoid(r) into the decoder but raw r into D, as the official
-    # code does; "quantile": r's mid-rank over labeled + training pool, in (0, 1), blind to any
-    # increasing transform of r; "zscore_sigmoid": sigmoid of r standardised over the same
-    # points. The paper's form is the default because our studies found no measurable benefit of
-    # "quantile" (AULC - random, TA-VAAL: digits +1.5 quantile vs -2.6 sigmoid, Fashion-MNIST
-    # -0.6 vs -0.7, intervals overlapping; docs/results/studies.md, "When does TA-VAAL help?").
-    rank_normalization: Literal["quantile", "zscore_sigmoid", "sigmoid", "official"] = "sigmoid"
-    # Save a resumable VAE/D state every N iterations inside a query (0: never).
-    checkpoint_every: int = 0
-    # Initial weights of the VAE (tavaal.models.vae). "official": as VAAL's and TA-VAAL's code
-    # effectively leave them (their weight_init never reaches fc_mu / fc_logvar nor the
-    # transposed convolutions, which keep PyTorch's defaults); "kaiming": Kaiming-normal for every
-    # layer, what this project did before (the CPU configs keep it so their results stand).
-    init: Literal["official", "kaiming"] = "official"
+    latent_dim: int = option(64, "Size of the latent code.", minimum=1)
+    base_channels: int = option(
+        128,
+        "Channels of the first conv layer of the image VAE (VAAL: 128 -> 256 -> 512 -> 1024).",
+        minimum=1,
+    )
+    hidden: int = option(64, "Hidden width of the MLP VAE used for vector data.", minimum=1)
+    beta: float = option(1.0, "Weight of the KL term in the VAE's loss.", minimum=0)
+    recon_weight: float = option(
+        1.0, "Weight of the VAE's reconstruction and KL terms in its loss.", minimum=0
+    )
+    adversary_weight: float = option(
+        1.0, "Weight of the VAE's adversarial term (fooling D) in its loss.", minimum=0
+    )
+    lr: float = option(5e-4, "Learning rate of the VAE.", exclusiveMinimum=0)
+    disc_lr: float = option(5e-4, "Learning rate of the discriminator D.", exclusiveMinimum=0)
+    disc_hidden: int = option(512, "Hidden width of the discriminator.", minimum=1)
+    disc_depth: int = option(
+        3,
+        "Linear layers of the discriminator (official code: 3; the papers' text: a 5-layer MLP).",
+        minimum=1,
+    )
+    batch_size: int = option(
+        64, "Points drawn from each of the labeled set and the pool per batch.", minimum=1
+    )
+    input_size: int = option(
+        0,
+        "Side of the square images the VAE and D train on; 0 = as stored. VAAL's VAE was built "
+        "for 32x32 inputs (and 64 for BDD100K): larger images (e.g. 224 px) are resized to this "
+        "size on the device, antialiased, once per query.",
+        minimum=0,
+        maximum=512,
+    )
+    epochs: int = option(
+        100,
+        "Passes over labeled + training pool, converted to iterations when iterations is 0 "
+        "(TA-VAAL code: (|L| + |subset|) * epochs / batch).",
+        minimum=1,
+    )
+    iterations: int = option(
+        0, "Fixed number of VAE/D iterations (0 = derive from epochs).", minimum=0
+    )
+    vae_steps: int = option(
+        1, "VAE updates per iteration (VAAL's code: 2; TA-VAAL's: 1).", minimum=1
+    )
+    disc_steps: int = option(1, "Discriminator updates per iteration, after the VAE's.", minimum=1)
+    kl_reduction: Literal["mean", "sum"] = option(
+        "mean",
+        "How the KL term is reduced over batch and latent dimensions: mean (TA-VAAL's code) or "
+        "sum (VAAL's code, no division by the batch).",
+    )
+    train_on: Literal["subset", "pool"] = option(
+        "subset",
+        "Train on labeled + candidate subset, or labeled + whole unlabeled pool (VAAL).",
+    )
+    rank_normalization: Literal["quantile", "zscore_sigmoid", "sigmoid", "official"] = option(
+        "sigmoid",
+        "How the Ranker output r is normalised before conditioning the decoder and D (TA-VAAL "
+        "§3.3, §7.1; tavaal.adversarial.conditioning): sigmoid = sigmoid(r) for both, the "
+        "paper's text; official = sigmoid(r) into the decoder but raw r into D, as the official "
+        "code; quantile = r's mid-rank over labeled + training pool, in (0, 1), blind to any "
+        "increasing transform of r; zscore_sigmoid = sigmoid of r standardised over the same "
+        "points. The paper's form is the default: our studies found no measurable benefit of "
+        "quantile (AULC - random, TA-VAAL: digits +1.5 quantile vs -2.6 sigmoid, Fashion-MNIST "
+        '-0.6 vs -0.7, intervals overlapping; docs/results/studies.md, "When does TA-VAAL '
+        'help?").',
+    )
+    checkpoint_every: int = option(
+        0, "Save a resumable VAE/D state every N iterations inside a query (0 = never).", minimum=0
+    )
+    init: Literal["official", "kaiming"] = option(
+        "official",
+        "Initial VAE weights (tavaal.models.vae): official = as VAAL's and TA-VAAL's code "
+        "effectively leave them (their weight_init never reaches fc_mu, fc_logvar nor the "
+        "transposed convolutions, which keep PyTorch's defaults; the rest Kaiming-normal); "
+        "kaiming = Kaiming-normal for every layer, what this project did before (the CPU "
+        "configs keep it so their results stand).",
+    )
 
 
 @dataclass(frozen=True)
 class QueryConfig:
     """Settings of the uncertainty baselines."""
 
-    # Number of stochastic forward passes T (VAAL: 10).
-    mc_samples: int = 10
-    # Independently trained task learners M for ensemble_varr.
-    ensemble_size: int = 5
-    # Batch size of inference passes over candidates.
-    inference_batch_size: int = 512
+    mc_samples: int = option(
+        10, "Stochastic forward passes T of the MC-dropout methods (VAAL: 10).", minimum=2
+    )
+    ensemble_size: int = option(
+        5, "Independently trained task learners M of ensemble_varr.", minimum=2
+    )
+    inference_batch_size: int = option(
+        512, "Batch size of inference passes over candidates.", minimum=1
+    )
 
 
 @dataclass(frozen=True)
 class EmbeddingConfig:
     """What the embedding-based methods (`Strategy.reads_embedding`: typiclust, probcover)
-    select on: the stage's task learner's penultimate features ("task_model"), the latent means
-    of a plain VAE trained in the query with the `vae` settings ("vae": unsupervised, as
-    `vae_wasserstein` trains it), or a file a person brings ("file": `path`, a .npy array with
-    one row per train sample, e.g. the features of a pretrained network;
-    `tavaal.data.embeddings`)."""
+    select on."""
 
-    source: Literal["task_model", "vae", "file"] = "task_model"
-    path: str = ""
+    source: Literal["task_model", "vae", "file"] = option(
+        "task_model",
+        "task_model = the stage's task learner's penultimate features; vae = the latent means of "
+        "a plain VAE trained in the query with the vae settings (unsupervised, as "
+        "vae_wasserstein trains it); file = a file a person brings (path; e.g. the features of "
+        "a pretrained network; tavaal.data.embeddings).",
+    )
+    path: str = option(
+        "",
+        "With source file: a .npy array (float, 2-D) with one row per train sample, in the "
+        "prepared dataset's order; checked for its row count and for NaN or infinite values.",
+    )
 
 
 @dataclass(frozen=True)
 class OracleConfig:
-    """Who answers a query (VAAL §3.3, §5.2): the ideal oracle (noise 0) or a noisy one.
+    """Who labels the queried samples (VAAL §3.3, §5.2): a simulated oracle, ideal (noise 0) or
+    noisy, or a person (kind human: practitioner mode, docs/labeling.md). The noisy oracle gives
+    a wrong label to a fixed `noise` fraction of the train split, always another class of the
+    same confusion group; which samples it gets wrong, and what it says, is fixed per seed
+    (`tavaal.oracle`)."""
 
-    The noisy oracle gives a wrong label to a fixed `noise` fraction of the train split, always
-    another class of the same confusion group: "dataset" uses the dataset's class groups
-    (CIFAR-100's 20 super-classes, VAAL §5.2), "groups" the lists in `groups`, "any" every
-    other class. Which samples it gets wrong, and what it says, is fixed per seed
-    (`tavaal.oracle`).
-    """
-
-    # "simulated": answers from known labels (ideal or noisy); "human": a person answers by
-    # filling one labels file per request (practitioner mode, `tavaal.practitioner`).
-    kind: Literal["simulated", "human"] = "simulated"
-    noise: float = 0.0
-    confusion: Literal["dataset", "groups", "any"] = "dataset"
-    # Class indices that a labeler may confuse, one list per group (confusion: groups).
-    groups: tuple[tuple[int, ...], ...] = ()
-    # Human oracle: where the people's labels files live (mirroring results/), and an optional
-    # CSV (path,label; paths relative to the image folder) of labels they already have, which
-    # then is the initial pool ("": none, the initial pool goes to the person first).
-    labels_dir: str = "labels"
-    initial_labels: str = ""
+    kind: Literal["simulated", "human"] = option(
+        "simulated",
+        "simulated = answers from the dataset's labels (ideal or noisy); human = the workflow "
+        "stops at each request and a person fills its labels file (tavaal.practitioner; needs "
+        "an image_folders dataset).",
+    )
+    noise: float = option(
+        0.0,
+        "Fraction of the train split the oracle labels wrongly (VAAL 0.1, 0.2, 0.3).",
+        minimum=0,
+        exclusiveMaximum=1,
+    )
+    confusion: Literal["dataset", "groups", "any"] = option(
+        "dataset",
+        "Which wrong class: dataset = another class of the same dataset class group "
+        "(CIFAR-100's 20 super-classes, VAAL §5.2); groups = of the same list in groups; any = "
+        "any other class.",
+    )
+    groups: tuple[tuple[int, ...], ...] = option(
+        (),
+        "Class indices that a labeler may confuse, one list per group (read with confusion "
+        "groups and noise > 0).",
+        items={"minItems": 1, "items": {"minimum": 0}},
+    )
+    labels_dir: str = option(
+        "labels",
+        "Human oracle: root of the labels files people fill, one per request, mirroring "
+        "results/: <labels_dir>/<experiment>/<method>/seed<s>/stage<k>/labels.csv (the shared "
+        "initial pool: <labels_dir>/<experiment>/stage0/seed<s>/labels.csv). Kept outside "
+        "results/.",
+        minLength=1,
+    )
+    initial_labels: str = option(
+        "",
+        "Human oracle: a CSV (path,label; paths relative to the image folder) of labels already "
+        "at hand; those images are the initial pool (initial_size must equal its row count). "
+        "Empty: the initial pool is drawn at random and goes to the person first.",
+    )
 
     @property
     def ideal(self) -> bool:
@@ -213,22 +366,55 @@ class ExperimentConfig:
     """One dataset with its active-learning protocol."""
 
     name: str
-    dataset: str
-    model: str
-    # Input scaling of task learner and VAE: "dataset": per-channel mean/std of the train split;
-    # "half": (x - 0.5) / 0.5 on the [0, 1] scale, i.e. [-1, 1], as VAAL's official code.
-    normalization: Literal["dataset", "half"] = "dataset"
-    methods: tuple[str, ...] = ("random",)
-    seeds: tuple[int, ...] = (0,)
-    initial_size: int = 1000
-    # Biased initial pool (VAAL §5.2): this many classes, drawn at random per seed, have no
-    # sample in the initial labeled set (the same pool for every method).
-    initial_excluded_classes: int = 0
-    budget: int = 1000
-    # Number of training stages (points on the learning curve); stages - 1 queries.
-    stages: int = 10
-    # Candidate subset scored at each query (10x the budget in the papers); 0 = whole pool.
-    subset_size: int = 10000
+    dataset: str = option(
+        doc="A registered dataset (tavaal.data.list_datasets()) or the name of an image_folders "
+        "entry (checked against both before any job).",
+        registry="datasets",
+    )
+    model: str = option(
+        doc="Task learner of the dataset's task: a classifier (tavaal.models.list_task_models()) "
+        "or a segmentation network (tavaal.models.drn.list_segmentation_models()).",
+        registry="models",
+    )
+    normalization: Literal["dataset", "half"] = option(
+        "dataset",
+        "Input scaling of task learner and VAE: dataset = per-channel mean/std of the train "
+        "split; half = (x - 0.5) / 0.5, images on [-1, 1], as VAAL's official code.",
+    )
+    methods: tuple[str, ...] = option(
+        ("random",),
+        "Query strategies to run (tavaal.strategies.list_strategies()).",
+        registry="methods",
+        minItems=1,
+        uniqueItems=True,
+    )
+    seeds: tuple[int, ...] = option(
+        (0,),
+        "Random seeds; every method runs once per seed.",
+        minItems=1,
+        uniqueItems=True,
+        items={"minimum": 0},
+    )
+    initial_size: int = option(
+        1000,
+        "Size of the random initial labeled pool (stage 0), the same for every method.",
+        minimum=1,
+    )
+    initial_excluded_classes: int = option(
+        0,
+        "Biased initial pool (VAAL §5.2): this many classes, drawn at random per seed, have no "
+        "sample in the initial labeled set (the same pool for every method).",
+        minimum=0,
+    )
+    budget: int = option(1000, "Samples labeled per query.", minimum=1)
+    stages: int = option(
+        10, "Training stages (points on the learning curve); stages - 1 queries.", minimum=1
+    )
+    subset_size: int = option(
+        10000,
+        "Random candidate subset scored per query (10x the budget in the papers); 0 = whole pool.",
+        minimum=0,
+    )
     train: TrainConfig = field(default_factory=TrainConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
@@ -243,7 +429,7 @@ class ExperimentConfig:
         where = where or f"experiments.{name}"
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-        config = _build(cls, {"name": name, **data}, where)
+        config = build_dataclass(cls, {"name": name, **data}, where)
         config.validate(where)
         return config
 
@@ -549,17 +735,24 @@ def experiment_from_config(config: dict[str, Any], name: str) -> ExperimentConfi
     return ExperimentConfig.from_dict(name, experiments[name])
 
 
-def _build(cls, data: dict[str, Any], where: str):
+def build_dataclass(cls, data: dict[str, Any], where: str = ""):
+    """A `cls` from a mapping of its fields (JSON or YAML data), each value checked against its
+    type hint and nested dataclasses built alike. A `ConfigError` names the first unknown,
+    missing or ill-typed key by its path below `where` (the bare key when `where` is "")."""
+
+    def path(key: str) -> str:
+        return f"{where}.{key}" if where else key
+
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(
-            f"{where}.{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(fields))}"
+            f"{path(unknown[0])}: unknown key; allowed keys: {', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(cls)
     values = {}
     for key, value in data.items():
-        values[key] = _coerce(hints[key], value, f"{where}.{key}")
+        values[key] = _coerce(hints[key], value, path(key))
     missing = [
         name
         for name, f in fields.items()
@@ -568,7 +761,7 @@ def _build(cls, data: dict[str, Any], where: str):
         and f.default_factory is dataclasses.MISSING
     ]
     if missing:
-        raise ConfigError(f"{where}.{missing[0]}: required key is missing")
+        raise ConfigError(f"{path(missing[0])}: required key is missing")
     return cls(**values)
 
 
@@ -577,7 +770,7 @@ def _coerce(hint, value, where: str):
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return _build(hint, value, where)
+        return build_dataclass(hint, value, where)
     if origin is Literal:
         choices = typing.get_args(hint)
         if value not in choices:

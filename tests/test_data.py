@@ -307,9 +307,11 @@ def test_corrupt_meta_is_reported_with_its_path(prepared, loader):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda m: m.pop("std"), "missing key 'std'"),
+        (lambda m: m.pop("std"), "std: required key is missing"),
         (lambda m: m.update(format_version=0), "format_version 0"),
-        (lambda m: m.update(n_train="1258"), "'n_train' should be int"),
+        (lambda m: m.update(n_train="1258"), "n_train: expected an integer, got '1258'"),
+        (lambda m: m.update(kind="text"), "kind: 'text' is not one of image, vector"),
+        (lambda m: m.update(mean=["0.5"]), r"meta\.json: mean\[0\]: expected a number, got '0\.5'"),
         (lambda m: m.update(name="moons"), "does not match the folder"),
         (lambda m: m.update(n_train=10), r"x_train\.npy: holds uint8"),
     ],

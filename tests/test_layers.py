@@ -47,6 +47,7 @@ LAYERS = {
     "strategies": 5,
     "layout": 6,
     "validation": 6,
+    "config_schema": 6,
     "resources": 6,
     "results_guard": 7,
     "stage": 7,

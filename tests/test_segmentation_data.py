@@ -421,7 +421,7 @@ def test_segmentation_meta_json_is_checked(tmp_path, seg_shapes_dir):
     shutil.copytree(seg_shapes_dir / "seg_shapes", folder)
     meta = json.loads((folder / "meta.json").read_text())
     for key, value, problem in (
-        ("task", "detection", "task 'detection' is not one of classification, segmentation"),
+        ("task", "detection", "task: 'detection' is not one of classification, segmentation"),
         ("class_pixel_fractions", [0.5], "class_pixel_fractions do not match num_classes"),
     ):
         (folder / "meta.json").write_text(json.dumps({**meta, key: value}))

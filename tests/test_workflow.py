@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import time
-import typing
 from collections import Counter
 from pathlib import Path
 
@@ -29,7 +28,8 @@ import yaml
 from expected_results import check_against_expected
 
 from tavaal import cli, report
-from tavaal.config import ExperimentConfig, QueryConfig, RankerConfig, TrainConfig, VAEConfig
+from tavaal.config import ExperimentConfig, TrainConfig
+from tavaal.config_schema import config_schema, schema_text
 from tavaal.data import class_count_entropy, list_datasets, list_raw_sources
 from tavaal.data.toy_folder import write_toy_folder
 from tavaal.layout import run_file
@@ -256,43 +256,39 @@ def test_schema_enums_match_the_registries():
     assert schema["properties"]["raw_sources"]["propertyNames"]["enum"] == list_raw_sources()
 
 
-def _plain(value):
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
+def test_the_schema_file_is_what_the_dataclasses_generate():
+    committed = SCHEMA.read_text()
+    assert committed == schema_text(), (
+        "schemas/config.schema.yaml is not what tavaal/config.py and tavaal/config_schema.py "
+        "generate: run `tavaal schema --write` in the repository root"
+    )
+    # The YAML writer (folded descriptions, flow-style short mappings) loses nothing.
+    assert yaml.safe_load(committed) == config_schema()
 
 
-def _check_section(schema: dict, cls, where: str, skip=()) -> None:
-    """Keys, defaults and Literal choices of a schema object equal those of a dataclass."""
-    defs = load_schema()["$defs"]
-    properties = schema["properties"]
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
-    assert set(properties) == set(fields), where
-    assert schema["additionalProperties"] is False, where
-    hints = typing.get_type_hints(cls)
-    for name, field in fields.items():
-        prop = properties[name]
-        if dataclasses.is_dataclass(hints[name]):
-            assert prop["default"] == {}, f"{where}.{name}"
-            _check_section(defs[prop["$ref"].rsplit("/", 1)[1]], hints[name], f"{where}.{name}")
-            continue
-        if field.default is not dataclasses.MISSING:
-            assert prop["default"] == _plain(field.default), f"{where}.{name}"
-        elif field.default_factory is not dataclasses.MISSING:
-            assert prop["default"] == _plain(field.default_factory()), f"{where}.{name}"
-        else:
-            assert "default" not in prop, f"{where}.{name}"
-        if typing.get_origin(hints[name]) is typing.Literal:
-            assert prop["enum"] == list(typing.get_args(hints[name])), f"{where}.{name}"
-
-
-def test_schema_mirrors_the_config_dataclasses():
-    schema = load_schema()
-    experiment = schema["$defs"]["experiment"]
-    _check_section(experiment, ExperimentConfig, "experiment", skip=("name",))
-    assert set(experiment["required"]) == {"dataset", "model"}
-    for cls in (TrainConfig, RankerConfig, VAEConfig, QueryConfig):
-        assert cls.__name__.removesuffix("Config").lower() in schema["$defs"]
+def test_the_schema_takes_types_defaults_and_constraints_from_the_fields():
+    defs = config_schema()["$defs"]
+    crop_ratio = dict(defs["train"]["properties"]["crop_ratio"])
+    doc = {f.name: f for f in dataclasses.fields(TrainConfig)}["crop_ratio"].metadata["doc"]
+    assert crop_ratio.pop("description") == doc and doc.startswith("resized_crop")
+    assert crop_ratio == {
+        "type": "array",
+        "items": {"type": "number", "exclusiveMinimum": 0},
+        "minItems": 2,
+        "maxItems": 2,
+        "default": [0.75, 4 / 3],
+    }
+    assert defs["oracle"]["properties"]["groups"]["items"] == {
+        "type": "array",
+        "items": {"type": "integer", "minimum": 0},
+        "minItems": 1,
+    }
+    experiment = defs["experiment"]
+    assert experiment["required"] == ["dataset", "model"]
+    assert "name" not in experiment["properties"]
+    assert experiment["properties"]["vae"] == {"$ref": "#/$defs/vae", "default": {}}
+    assert defs["vae"]["properties"]["kl_reduction"]["enum"] == ["mean", "sum"]
+    assert defs["vae"]["default"] == {} and defs["vae"]["additionalProperties"] is False
 
 
 def test_validation_fills_the_dataclass_defaults():

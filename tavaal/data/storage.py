@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from tavaal.atomic import fsync_folder
+from tavaal.config import build_dataclass
 from tavaal.data.image_files import ImageFiles
 from tavaal.data.image_folder import (
     FILES,
@@ -57,7 +58,7 @@ from tavaal.data.registry import (
     list_raw_sources,
     raw_source,
 )
-from tavaal.errors import DatasetError
+from tavaal.errors import ConfigError, DatasetError
 
 # Bump when the files or their meaning change; older folders are then reported, not misread.
 FORMAT_VERSION = 1
@@ -494,40 +495,17 @@ def _read_meta(path: Path, name: str) -> tuple[DatasetInfo, str]:
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise _damaged(path, f"format_version {version!r}, this tavaal reads {FORMAT_VERSION}")
-    # class_groups and train_labels_known came later; datasets prepared before them have none
-    # (an empty tuple) and known labels. task and class_pixel_fractions are only written for
-    # segmentation: without them a dataset is a classification one.
-    later = ("class_groups", "train_labels_known", *_SEGMENTATION_KEYS)
-    fields = [f.name for f in dataclasses.fields(DatasetInfo) if f.name not in later]
-    missing = [key for key in fields if key not in meta]
-    if missing:
-        raise _damaged(path, f"missing key {missing[0]!r}")
+    # DatasetInfo's defaults stand for the keys that came later: class_groups and
+    # train_labels_known (datasets prepared before them have none, and known labels), task and
+    # class_pixel_fractions (written for segmentation only). meta.json's own keys
+    # (format_version, storage, source, raw_md5_verified) are not its fields.
+    fields = {f.name for f in dataclasses.fields(DatasetInfo)}
     try:
-        info = DatasetInfo(
-            name=_typed(meta, "name", str),
-            kind=_typed(meta, "kind", str),
-            num_classes=_typed(meta, "num_classes", int),
-            classes=tuple(_item("classes", v, str) for v in _typed(meta, "classes", list)),
-            input_shape=tuple(
-                _item("input_shape", v, int) for v in _typed(meta, "input_shape", list)
-            ),
-            mean=tuple(float(_item("mean", v, int | float)) for v in _typed(meta, "mean", list)),
-            std=tuple(float(_item("std", v, int | float)) for v in _typed(meta, "std", list)),
-            n_train=_typed(meta, "n_train", int),
-            n_test=_typed(meta, "n_test", int),
-            class_groups=tuple(_item("class_groups", v, int) for v in meta.get("class_groups", [])),
-            train_labels_known=_flag(meta, "train_labels_known", True),
-            task=_typed(meta, "task", str) if "task" in meta else "classification",
-            class_pixel_fractions=tuple(
-                float(_item("class_pixel_fractions", v, int | float))
-                for v in meta.get("class_pixel_fractions", [])
-            ),
-        )
-    except TypeError as exc:
+        info = build_dataclass(DatasetInfo, {k: v for k, v in meta.items() if k in fields})
+    except ConfigError as exc:
         raise _damaged(path, str(exc)) from None
     problems = [
         (info.name != name, f"name {info.name!r} does not match the folder {name!r}"),
-        (info.kind not in ("image", "vector"), f"kind {info.kind!r} is not image/vector"),
         (len(info.input_shape) != (3 if info.kind == "image" else 1), "input_shape has wrong rank"),
         (len(info.classes) != info.num_classes, "classes do not match num_classes"),
         (info.n_train < 1 or info.n_test < 0, "n_train must be positive, n_test not negative"),
@@ -535,7 +513,6 @@ def _read_meta(path: Path, name: str) -> tuple[DatasetInfo, str]:
             bool(info.class_groups) and len(info.class_groups) != info.num_classes,
             "class_groups do not match num_classes",
         ),
-        (info.task not in TASKS, f"task {info.task!r} is not one of {', '.join(TASKS)}"),
         (
             info.task == "segmentation" and info.kind != "image",
             "a segmentation dataset must be of kind image",
@@ -557,26 +534,6 @@ def _read_meta(path: Path, name: str) -> tuple[DatasetInfo, str]:
     if storage not in ("arrays", FILES_STORAGE) or files_of_vectors:
         raise _damaged(path, f"storage {storage!r} is not arrays, or files for images")
     return info, storage
-
-
-def _typed(meta: dict[str, Any], key: str, kind: type) -> Any:
-    value = meta[key]
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise TypeError(f"key {key!r} should be {kind.__name__}, got {value!r}")
-    return value
-
-
-def _flag(meta: dict[str, Any], key: str, default: bool) -> bool:
-    value = meta.get(key, default)
-    if not isinstance(value, bool):
-        raise TypeError(f"key {key!r} should be true or false, got {value!r}")
-    return value
-
-
-def _item(key: str, value: Any, kind: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise TypeError(f"key {key!r} holds {value!r}, expected {kind} items")
-    return value
 
 
 def _open_array(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
