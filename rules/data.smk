@@ -32,7 +32,8 @@ rule prepare_image_folder:
         "logs/data/{dataset}.log",
     params:
         # A changed entry (size, labels, test split) or folder (the digest of its listing)
-        # prepares it again; common.smk refuses that first where finished results use it.
+        # prepares it again; the workflow refuses that first where finished results use it
+        # (tavaal.workflow_plan, checked before any job).
         folder=lambda wildcards: image_folder_state(wildcards.dataset).prepare_params(),
     threads: 1
     resources:

@@ -10,7 +10,8 @@
 #                            scores -> stage k's labeled.parquet (k >= 1)
 #   export_labels          : a stage's labeled set as CSV (path, label, stage, score) + its model
 # Training is the same rules as for a simulated oracle. The targets stop at the first stage
-# whose labels are missing (human_targets in common.smk); the run ends by saying what to label.
+# whose labels are missing (tavaal.workflow_plan, human_targets); the run ends by saying what to
+# label.
 
 
 rule request_initial_labels:

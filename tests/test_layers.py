@@ -55,6 +55,7 @@ LAYERS = {
     "practitioner": 7,
     "report": 8,
     "cli": 9,
+    "workflow_plan": 9,
 }
 
 
