@@ -297,7 +297,7 @@ def query_estimate(exp: ExperimentConfig, method: str, stage: int, device: str) 
             memory += _mb(2 * 4 * (labeled + candidates) * embedding_dim)
         if method in ("typiclust", "probcover"):
             # The embeddings of labeled ∪ candidates, float32 and k-means' float64 copy, and
-            # one block of typicality distances (`tavaal.uncertainty.typicality`).
+            # one block of typicality distances (`tavaal.diversity.typicality`).
             memory += _mb(12 * (labeled + candidates) * embedding_dim) + 64
         if method == "badge":
             # The candidates' float32 features (and their device copy), two float64 (N, K)

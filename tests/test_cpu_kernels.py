@@ -44,7 +44,7 @@ for _ in range(3):
     adam.zero_grad()
     linear(a).square().mean().backward()
     adam.step()
-from tavaal.uncertainty import gradient_embedding_residual, kmeans_pp_seeding
+from tavaal.diversity import gradient_embedding_residual, kmeans_pp_seeding
 g = np.random.default_rng(1)
 residual = gradient_embedding_residual(g.normal(size=(200, 10)).astype(np.float32))
 features = torch.from_numpy(g.normal(size=(200, 64)).astype(np.float32))

@@ -35,6 +35,7 @@ LAYERS = {
     "segmentation": 2,
     "distributed": 2,
     "uncertainty": 2,
+    "diversity": 2,
     "optim": 2,
     "portable_adam": 2,
     "inference": 3,

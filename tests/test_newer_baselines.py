@@ -13,6 +13,15 @@ from torch import nn
 
 from tavaal.config import EmbeddingConfig, ExperimentConfig, QueryConfig
 from tavaal.data import DatasetInfo, PreparedDataset, known_split_sizes
+from tavaal.diversity import (
+    gradient_embedding_residual,
+    kmeans_labels,
+    kmeans_pp_seeding,
+    probcover_select,
+    purity_radius,
+    typicality,
+    typiclust_select,
+)
 from tavaal.errors import ConfigError, IndexFileError
 from tavaal.models import TaskOutput, build_task_model
 from tavaal.seeding import numpy_rng
@@ -24,17 +33,7 @@ from tavaal.strategies import (
     method_settings,
 )
 from tavaal.training import TrainedModels
-from tavaal.uncertainty import (
-    gradient_embedding_residual,
-    kmeans_labels,
-    kmeans_pp_seeding,
-    least_confidence,
-    margin,
-    probcover_select,
-    purity_radius,
-    typicality,
-    typiclust_select,
-)
+from tavaal.uncertainty import least_confidence, margin
 from tavaal.validation import check_experiment
 
 EXPERIMENT = ExperimentConfig(

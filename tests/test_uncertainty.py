@@ -10,16 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import tavaal.uncertainty as unc
-from tavaal.uncertainty import (
-    bald,
-    entropy,
-    k_center_greedy,
-    min_sq_distances,
-    softmax,
-    variation_ratio,
-    with_tie_break,
-)
+import tavaal.diversity as diversity
+from tavaal.diversity import k_center_greedy, min_sq_distances
+from tavaal.uncertainty import bald, entropy, softmax, variation_ratio, with_tie_break
 
 LN2 = math.log(2.0)
 
@@ -224,13 +217,13 @@ def test_k_center_chunking_on_continuous_float32_embeddings(seed):
 
 def test_min_sq_distances_never_builds_more_than_a_chunk(monkeypatch):
     widths = []
-    original = unc._sq_distances
+    original = diversity._sq_distances
 
     def recording(points, points_sq, centers):
         widths.append(centers.shape[0])
         return original(points, points_sq, centers)
 
-    monkeypatch.setattr(unc, "_sq_distances", recording)
+    monkeypatch.setattr(diversity, "_sq_distances", recording)
     points = torch.randn(50, 3, generator=torch.Generator().manual_seed(0))
     centers = torch.randn(23, 3, generator=torch.Generator().manual_seed(1))
     got = min_sq_distances(points, centers, chunk_size=4)

@@ -21,12 +21,12 @@ import time
 import numpy as np
 import torch
 
+from tavaal.diversity import gradient_embedding_residual, kmeans_pp_seeding
 from tavaal.errors import ConfigError
 from tavaal.strategies._common import infer, log_done, mean_summary, require_models
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table
 from tavaal.strategies.registry import register_strategy
 from tavaal.tasks import task_of
-from tavaal.uncertainty import gradient_embedding_residual, kmeans_pp_seeding
 
 # Bytes of candidate features held as float64 at once; a pool whose features fit is converted
 # once (about 3x faster than block by block at 10,000 x 512).

@@ -15,10 +15,10 @@ import time
 import numpy as np
 import torch
 
+from tavaal.diversity import k_center_greedy
 from tavaal.strategies._common import infer, log_done, require_models
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table
 from tavaal.strategies.registry import register_strategy
-from tavaal.uncertainty import k_center_greedy
 
 # Labeled centres handled per distance block: memory O(candidates * CHUNK).
 CHUNK = 1024

@@ -4,9 +4,9 @@
 On `embedding.source` (the task learner's features, a VAE's codes or a user's file; `_embedding`)
 of labeled ∪ candidates: k-means into as many clusters as the dataset has classes, and the ball
 radius δ the largest at which 95% of the balls are pure (hold one cluster's points only;
-`tavaal.uncertainty.purity_radius`, §4.2); then each pick is the candidate whose open δ-ball
+`tavaal.diversity.purity_radius`, §4.2); then each pick is the candidate whose open δ-ball
 covers the most points not yet covered by the labeled set and the earlier picks
-(`tavaal.uncertainty.probcover_select`, Alg. 1). δ and its purity are reported with the
+(`tavaal.diversity.probcover_select`, Alg. 1). δ and its purity are reported with the
 coverage before and after the query.
 
 Scores, so that higher means picked first: the pick made at step p (0-based) scores
@@ -20,11 +20,11 @@ import time
 
 import numpy as np
 
+from tavaal.diversity import kmeans_labels, probcover_select, purity_radius
 from tavaal.strategies._common import log_done
 from tavaal.strategies._embedding import query_embedding
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table
 from tavaal.strategies.registry import register_strategy
-from tavaal.uncertainty import kmeans_labels, probcover_select, purity_radius
 
 
 @register_strategy

@@ -6,7 +6,7 @@ Labeled ∪ candidates are clustered by k-means into |L| + budget clusters (at m
 features of a pretrained network, `tavaal.data.embeddings`); clusters are visited by fewest
 labeled points, then largest, and each gives its candidate of highest typicality — the inverse
 mean Euclidean distance to its 20 nearest neighbours among the cluster's candidates
-(`tavaal.uncertainty.typiclust_select`). Hacohen et al. embed with a self-supervised network
+(`tavaal.diversity.typiclust_select`). Hacohen et al. embed with a self-supervised network
 (SimCLR) trained on the whole pool; a file of such features gives their setting.
 
 Scores, so that higher means picked first: the pick made at step p (0-based) scores
@@ -20,11 +20,11 @@ import time
 
 import numpy as np
 
+from tavaal.diversity import typiclust_select
 from tavaal.strategies._common import log_done, mean_summary
 from tavaal.strategies._embedding import query_embedding
 from tavaal.strategies.base import QueryContext, QueryResult, Strategy, score_table
 from tavaal.strategies.registry import register_strategy
-from tavaal.uncertainty import typiclust_select
 
 
 @register_strategy
