@@ -33,7 +33,8 @@ from tavaal.errors import DatasetError, LabelingError
 from tavaal.labeling import LabelingServer, read_labels, read_request, write_contact_sheet
 from tavaal.labeling.contact_sheet import CAPTION_HEIGHT, GAP, TITLE_HEIGHT, cell_origin
 from tavaal.labeling.images import BACKGROUND
-from tavaal.labeling.page import HOST, NAVIGATION_KEYS, THUMBNAIL_SIZE, merge_labels, shortcut_keys
+from tavaal.labeling.labels_merge import merge_labels
+from tavaal.labeling.page import HOST, NAVIGATION_KEYS, THUMBNAIL_SIZE, shortcut_keys
 from tavaal.labeling.request import read_answers
 from tavaal.labeling.screenshot import chromium_missing, headless_chromium, screenshot_page
 
