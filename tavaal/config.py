@@ -578,7 +578,7 @@ class ExperimentConfig:
         return self.initial_size + stage * self.budget
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        return plain_data(dataclasses.asdict(self))
 
     def select(self, *paths: str) -> dict[str, Any]:
         """The settings at dotted `paths` ("budget", "vae", "query.mc_samples"), by path.
@@ -809,9 +809,10 @@ def _coerce(hint, value, where: str):
     raise ConfigError(f"{where}: unsupported type {hint!r}")
 
 
-def _plain(value):
+def plain_data(value):
+    """Tuples (of tuples) as lists, inside dicts too: a setting as YAML and JSON hold it."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain_data(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain_data(v) for v in value]
     return value

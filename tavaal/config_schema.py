@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import yaml
 
-from tavaal.config import ExperimentConfig
+from tavaal.config import ExperimentConfig, plain_data
 from tavaal.data import list_datasets, list_raw_sources
 from tavaal.models import list_task_models
 from tavaal.models.drn import list_segmentation_models
@@ -294,7 +294,7 @@ def _setting(field: dataclasses.Field, hint: Any) -> dict[str, Any]:
         raise TypeError(f"{field.name}: declare it with tavaal.config.option")
     prop = _merged(_json_type(hint, field.metadata["registry"]), field.metadata["schema"])
     if field.default is not dataclasses.MISSING:
-        prop["default"] = _plain(field.default)
+        prop["default"] = plain_data(field.default)
     if field.metadata["doc"]:
         prop["description"] = field.metadata["doc"]
     return prop
@@ -327,10 +327,6 @@ def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
-
-
-def _plain(value: Any) -> Any:
-    return [_plain(item) for item in value] if isinstance(value, tuple) else value
 
 
 class _SchemaDumper(yaml.SafeDumper):

@@ -121,11 +121,10 @@ def randaugment_images(
         out = images.clone()
         for index, op in enumerate(OPS):
             picked = choice[slot] == index
-            signs = (False, True) if op in SIGNED else (False,)
-            for sign in signs:
-                rows = picked & (negative[slot] == sign) if op in SIGNED else picked
+            # Signed operations run once per sign; the others ignore theirs.
+            for sign in (False, True) if op in SIGNED else (None,):
+                rows = picked if sign is None else picked & (negative[slot] == sign)
                 if bool(rows.any()):
-                    strength = -fraction if sign else fraction
-                    out[rows] = _apply(op, images[rows], strength)
+                    out[rows] = _apply(op, images[rows], -fraction if sign else fraction)
         images = out
     return images.permute(0, 2, 3, 1).contiguous()

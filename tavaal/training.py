@@ -399,7 +399,9 @@ class _Member:
             optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma
         )
         shuffle = torch_generator(run.seed, run.stage, role + "/shuffle", device)
-        averages = [WeightAverage(), WeightAverage()] if cfg.swa_start else None
+        # One running mean per averaged module, in `_averaged`'s order.
+        modules = 1 + (ranker is not None)
+        averages = [WeightAverage() for _ in range(modules)] if cfg.swa_start else None
         return cls(run, model, ranker, optimizer, scheduler, shuffle, _BestWeights(), averages)
 
     def _averaged(self) -> list[nn.Module]:
@@ -499,7 +501,7 @@ class _Member:
             if self.epoch % cfg.validate_every == 0 or self.epoch == cfg.epochs:
                 self.validate()
         if averaging:
-            for average, module in zip(self.averages, self._averaged(), strict=False):
+            for average, module in zip(self.averages, self._averaged(), strict=True):
                 average.update(module)
         if parallel is not None:
             totals = torch.stack(
@@ -576,7 +578,7 @@ class _Member:
         """SWA's result: the averaged weights, their batch-norm statistics recomputed over the
         labeled set as stored (no augmentation), in index order, `batch_size` at a time."""
         run, cfg = self.run, self.run.exp.train
-        for average, module in zip(self.averages, self._averaged(), strict=False):
+        for average, module in zip(self.averages, self._averaged(), strict=True):
             average.copy_to(module)
         positions = list(torch.arange(len(run.train.y), device=run.device).split(cfg.batch_size))
         if run.parallel is not None:
